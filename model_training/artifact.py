@@ -1,0 +1,82 @@
+"""The model artifact: one versioned folder loaded by the CLI, bot, retraining and web exporter.
+
+<dir>/head.weights.h5   the trained head (the backbone is the public ImageNet MobileNetV2)
+<dir>/classes.txt       class names, line N = class N
+<dir>/metadata.json     backbone and its weight fingerprint, input size, scaling, serving views,
+                        training data fingerprint, recipe, metrics, creation time
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+
+from model_training.model import BACKBONE_NAME, backbone_fingerprint, build_head, compose
+from model_training.photos import INPUT_SIZE
+
+FORMAT_VERSION = 1
+HEAD_FILE = "head.weights.h5"
+CLASSES_FILE = "classes.txt"
+METADATA_FILE = "metadata.json"
+
+
+@dataclass
+class Metadata:
+    version: str
+    classes: int
+    scaling: str
+    serve_views: list[str]
+    data_fingerprint: str
+    recipe: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+    backbone: str = BACKBONE_NAME
+    backbone_fingerprint: str = ""
+    input_size: int = INPUT_SIZE
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    format_version: int = FORMAT_VERSION
+
+
+@dataclass
+class ModelArtifact:
+    head: keras.Model
+    class_names: list[str]
+    metadata: Metadata
+
+    def composed(self) -> keras.Model:
+        """Backbone and head as one Keras model: uint8-range RGB 224x224 -> probabilities."""
+        return compose(self.head, tuple(self.metadata.serve_views), self.metadata.scaling)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the artifact; the folder appears complete or not at all."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if not self.metadata.backbone_fingerprint:
+            self.metadata.backbone_fingerprint = backbone_fingerprint()
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        self.head.save_weights(staging / HEAD_FILE)
+        (staging / CLASSES_FILE).write_text("\n".join(self.class_names) + "\n", encoding="utf-8")
+        (staging / METADATA_FILE).write_text(json.dumps(asdict(self.metadata), indent=2) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+        return folder
+
+
+def load_artifact(folder: str | Path) -> ModelArtifact:
+    folder = Path(folder)
+    if not (folder / METADATA_FILE).is_file():
+        raise FileNotFoundError(f"{folder} is not a flowerbot model folder (no {METADATA_FILE})")
+    metadata = Metadata(**json.loads((folder / METADATA_FILE).read_text()))
+    if metadata.format_version != FORMAT_VERSION:
+        raise ValueError(f"{folder}: model format {metadata.format_version} is not supported")
+    class_names = (folder / CLASSES_FILE).read_text(encoding="utf-8").splitlines()
+    head = build_head(len(class_names))
+    head.load_weights(folder / HEAD_FILE)
+    return ModelArtifact(head, class_names, metadata)

@@ -1,0 +1,133 @@
+"""`flowerbot`: train, evaluate and identify from the command line (and run the bot)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+# Set before TensorFlow is first imported: its C++ start-up chatter is not for users.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_MODEL_DIR = Path("models/oxford102")
+DEFAULT_CACHE_DIR = Path(os.environ.get("FLOWERBOT_CACHE_DIR", ".cache/features"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):
+        parser.print_help()
+        return 2
+    return args.command(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowerbot", description=__doc__)
+    commands = parser.add_subparsers(title="commands")
+
+    train = commands.add_parser("train", help="fit the head on a data set and save a model folder")
+    train.add_argument("--data", type=Path, required=True, help="folder with train/ val/ test/")
+    train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.add_argument("--recipe", default="default", help="default | writeup")
+    train.add_argument(
+        "--scaling",
+        choices=["mobilenet_v2", "unit"],
+        help="pixel scaling: mobilenet_v2 ([-1, 1], the default) or unit (the write-up's x/255)",
+    )
+    train.add_argument(
+        "--classes", help="classes file or known set (kaggle104); default: beside the data"
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--version", help="model version name (default: the folder name)")
+    train.add_argument("--no-test", action="store_true", help="skip scoring the test split")
+    train.add_argument("--report", type=Path, help="also write the evaluation report here")
+    train.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    train.set_defaults(command=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="metrics.json and figures for a model on a split"
+    )
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--out", type=Path, default=Path("runs/report"))
+    evaluate.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    evaluate.set_defaults(command=_evaluate)
+
+    identify = commands.add_parser("identify", help="top-5 species for each photo")
+    identify.add_argument("photos", nargs="+", type=Path)
+    identify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    identify.add_argument("--json", action="store_true", help="one JSON object per photo")
+    identify.set_defaults(command=_identify)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from model_training.data import read_class_names
+    from model_training.evaluate import write_report
+    from model_training.train import RECIPES, recipe_named
+    from model_training.workflow import evaluate_on_split, train_on_dataset
+
+    if args.recipe not in RECIPES:
+        print(f"flowerbot: unknown recipe {args.recipe!r} (choose {', '.join(RECIPES)})")
+        return 2
+    recipe = recipe_named(args.recipe, args.scaling)
+    classes = read_class_names(args.classes) if args.classes else None
+    artifact = train_on_dataset(
+        args.data, recipe, args.cache_dir, args.version or args.out.name, classes, args.seed
+    )
+    if not args.no_test:
+        report = evaluate_on_split(artifact, args.data, "test", args.cache_dir)
+        artifact.metadata.metrics.update(
+            {k: report[k] for k in ("photos", "top1", "top5", "macro_f1", "ece")}
+        )
+        if args.report:
+            write_report(report, artifact.metadata.history, args.report, f"{args.out.name} on test")
+    artifact.save(args.out)
+    print(json.dumps({"model": str(args.out), **artifact.metadata.metrics}, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from model_training.artifact import load_artifact
+    from model_training.evaluate import write_report
+    from model_training.workflow import evaluate_on_split
+
+    artifact = load_artifact(args.model)
+    report = evaluate_on_split(artifact, args.data, args.split, args.cache_dir)
+    title = f"{artifact.metadata.version} on {args.split}"
+    for path in write_report(report, artifact.metadata.history, args.out, title):
+        print(path)
+    summary = {k: report[k] for k in ("split", "photos", "top1", "top5", "macro_f1", "ece")}
+    print(json.dumps(summary))
+    return 0
+
+
+def _identify(args: argparse.Namespace) -> int:
+    from model_training.classifier import FlowerClassifier
+    from model_training.photos import PhotoError, load_photo_file
+
+    classifier = FlowerClassifier.from_folder(args.model)
+    failures = 0
+    for path in args.photos:
+        try:
+            top5 = classifier.top_k_species(load_photo_file(path)[None])[0]
+        except PhotoError as err:
+            print(f"{path}: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        if args.json:
+            print(json.dumps({"file": str(path), "top5": [asdict(s) for s in top5]}))
+        else:
+            print(f"{path}:")
+            for rank, score in enumerate(top5, 1):
+                print(f"  {rank}. {score.species:<28} {score.confidence:6.1%}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

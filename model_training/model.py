@@ -1,0 +1,73 @@
+"""The network: frozen MobileNetV2 features -> a small trained head, and the two composed."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+
+import keras
+import numpy as np
+
+from model_training.photos import INPUT_SIZE
+from model_training.views import GroupViews, ViewStack
+
+BACKBONE_NAME = "MobileNetV2(alpha=1.0, input=224, weights=imagenet, pooling=avg)"
+FEATURE_DIM = 1280
+DROPOUT = 0.2
+
+# Pixel scaling in front of the backbone. MobileNetV2's ImageNet weights expect [-1, 1]
+# (keras.applications.mobilenet_v2.preprocess_input); "unit" is the write-up's x / 255.
+SCALINGS: dict[str, tuple[float, float]] = {
+    "mobilenet_v2": (1.0 / 127.5, -1.0),
+    "unit": (1.0 / 255.0, 0.0),
+}
+
+
+@cache
+def imagenet_backbone() -> keras.Model:
+    """MobileNetV2 with its ImageNet weights, frozen; built once per process (it is immutable)."""
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(INPUT_SIZE, INPUT_SIZE, 3), include_top=False, weights="imagenet"
+    )
+    backbone.trainable = False
+    return backbone
+
+
+def backbone_fingerprint(backbone: keras.Model | None = None) -> str:
+    """sha256 of the backbone's weights: features cached under another fingerprint are stale."""
+    digest = hashlib.sha256()
+    for weight in (backbone or imagenet_backbone()).weights:
+        digest.update(np.ascontiguousarray(weight.numpy(), dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def feature_extractor(views: tuple[str, ...], scaling: str = "mobilenet_v2") -> keras.Model:
+    """uint8-range RGB (batch, 224, 224, 3) -> pooled features (batch, n_views, 1280)."""
+    scale, offset = SCALINGS[scaling]
+    images = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
+    x = ViewStack(views, INPUT_SIZE, name="views")(images)
+    x = keras.layers.Rescaling(scale, offset, name="scaling")(x)
+    # training=False keeps BatchNormalization in inference mode even while the head trains.
+    x = imagenet_backbone()(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    features = GroupViews(len(views), name="per_view")(x)
+    return keras.Model(images, features, name="features")
+
+
+def build_head(n_classes: int, l2: float = 0.0) -> keras.Model:
+    """Pooled features (..., 1280) -> class probabilities (..., n_classes)."""
+    features = keras.Input((FEATURE_DIM,), name="features")
+    x = keras.layers.Dropout(DROPOUT, name="dropout")(features)
+    regulariser = keras.regularizers.L2(l2) if l2 else None
+    probs = keras.layers.Dense(
+        n_classes, activation="softmax", kernel_regularizer=regulariser, name="species"
+    )(x)
+    return keras.Model(features, probs, name="head")
+
+
+def compose(head: keras.Model, views: tuple[str, ...], scaling: str) -> keras.Model:
+    """Backbone and head as one model: image -> probabilities averaged over the serving views."""
+    extractor = feature_extractor(views, scaling)
+    per_view = head(extractor.output)  # Dense acts on the last axis: (batch, n_views, n_classes)
+    probs = keras.layers.GlobalAveragePooling1D(name="mean_over_views")(per_view)
+    return keras.Model(extractor.input, probs, name="flowerbot")

@@ -1,0 +1,132 @@
+"""Fit the head on cached backbone features: the default recipe and the write-up's, side by side."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from model_training.model import FEATURE_DIM, build_head
+from model_training.views import TRAIN_VIEWS
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    learning_rate: float
+    batch_size: int
+    max_epochs: int
+    patience: int
+    l2: float
+    train_views: tuple[str, ...]
+    serve_views: tuple[str, ...]
+    # After early stopping has picked the epoch count on val, fit again on train + val for that
+    # many epochs (hyperparameters still come from val alone; test is never looked at).
+    refit_on_train_and_val: bool
+    scaling: str = "mobilenet_v2"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+RECIPES: dict[str, Recipe] = {
+    # Every fixed crop of every photo as training data; probabilities averaged over four views.
+    "default": Recipe(
+        name="default",
+        learning_rate=3e-4,
+        batch_size=32,
+        max_epochs=60,
+        patience=6,
+        l2=0.0,
+        train_views=TRAIN_VIEWS,
+        serve_views=("full", "full-flip", "centre80", "centre80-flip"),
+        refit_on_train_and_val=True,
+    ),
+    # The original write-up: one view, Adam 1e-4, batch 32, <= 20 epochs, patience 3.
+    "writeup": Recipe(
+        name="writeup",
+        learning_rate=1e-4,
+        batch_size=32,
+        max_epochs=20,
+        patience=3,
+        l2=0.0,
+        train_views=("full",),
+        serve_views=("full",),
+        refit_on_train_and_val=False,
+    ),
+}
+
+
+def recipe_named(name: str, scaling: str | None = None) -> Recipe:
+    recipe = RECIPES[name]
+    return replace(recipe, scaling=scaling) if scaling else recipe
+
+
+def feature_batches(
+    features: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int
+) -> tf.data.Dataset:
+    """(photos, views, dim) features -> one example per photo and view, batched for Keras."""
+    flat = features.reshape(-1, FEATURE_DIM)
+    repeated = np.repeat(labels, features.shape[1])
+    data = tf.data.Dataset.from_tensor_slices((flat, repeated))
+    if shuffle:
+        data = data.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _compiled_head(n_classes: int, recipe: Recipe) -> keras.Model:
+    head = build_head(n_classes, recipe.l2)
+    head.compile(
+        optimizer=keras.optimizers.Adam(recipe.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    return head
+
+
+@dataclass
+class TrainedHead:
+    head: keras.Model
+    history: dict[str, list[float]]
+    epochs: int
+
+
+def train_head(
+    n_classes: int,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    recipe: Recipe,
+    seed: int = 0,
+    verbose: int = 0,
+) -> TrainedHead:
+    """Early stopping on val_accuracy picks the epochs; optionally refit on train + val."""
+    keras.utils.set_random_seed(seed)  # python, numpy and TensorFlow in one call
+    (train_x, train_y), (val_x, val_y) = train, val
+    head = _compiled_head(n_classes, recipe)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", patience=recipe.patience, restore_best_weights=True
+    )
+    fit = head.fit(
+        feature_batches(train_x, train_y, recipe.batch_size, shuffle=True, seed=seed),
+        validation_data=feature_batches(val_x, val_y, 1024, shuffle=False, seed=seed),
+        epochs=recipe.max_epochs,
+        callbacks=[stopper],
+        verbose=verbose,
+    )
+    history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    best_epochs = int(np.argmax(history["val_accuracy"])) + 1
+    if not recipe.refit_on_train_and_val:
+        return TrainedHead(head, history, best_epochs)
+
+    keras.utils.set_random_seed(seed)
+    head = _compiled_head(n_classes, recipe)
+    both_x = np.concatenate([train_x, val_x])
+    both_y = np.concatenate([train_y, val_y])
+    head.fit(
+        feature_batches(both_x, both_y, recipe.batch_size, shuffle=True, seed=seed),
+        epochs=best_epochs,
+        verbose=verbose,
+    )
+    return TrainedHead(head, history, best_epochs)

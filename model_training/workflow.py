@@ -1,0 +1,88 @@
+"""Train -> artifact -> evaluate on a data set laid out as <root>/{train,val,test}/."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from model_training.artifact import Metadata, ModelArtifact
+from model_training.data import PhotoSet, read_split
+from model_training.evaluate import classification_metrics
+from model_training.features import FeatureCache, cached_features
+from model_training.train import Recipe, train_head
+
+
+def split_features(
+    photos: PhotoSet, views: tuple[str, ...], cache: FeatureCache, split: str
+) -> np.ndarray:
+    return cached_features(photos.encoded, photos.keys, views, cache, desc=f"{split} features")
+
+
+def head_probabilities(head: keras.Model, features: np.ndarray) -> np.ndarray:
+    """Mean of the head's probabilities over views: what the composed model computes."""
+    photos, views, dim = features.shape
+    per_view = head.predict(features.reshape(-1, dim), batch_size=4096, verbose=0)
+    return per_view.reshape(photos, views, -1).mean(axis=1)
+
+
+def train_on_dataset(
+    data_root: str | Path,
+    recipe: Recipe,
+    cache_dir: str | Path,
+    version: str,
+    class_names: list[str] | None = None,
+    seed: int = 0,
+) -> ModelArtifact:
+    started = time.perf_counter()
+    cache = FeatureCache(cache_dir, recipe.scaling)
+    train = read_split(data_root, "train", class_names)
+    val = read_split(data_root, "val", train.class_names)
+    for split, photos in (("train", train), ("val", val)):
+        if not photos.labelled():
+            raise ValueError(f"{data_root}/{split}: every photo needs a class to train on")
+    trained = train_head(
+        len(train.class_names),
+        (split_features(train, recipe.train_views, cache, "train"), train.labels),
+        (split_features(val, recipe.serve_views, cache, "val"), val.labels),
+        recipe,
+        seed=seed,
+    )
+    # The refit head saw val, so val metrics come from the early-stopping run's history.
+    metadata = Metadata(
+        version=version,
+        classes=len(train.class_names),
+        scaling=recipe.scaling,
+        serve_views=list(recipe.serve_views),
+        data_fingerprint=_fingerprint(train, val, recipe.refit_on_train_and_val),
+        recipe={**recipe.as_dict(), "seed": seed, "epochs": trained.epochs},
+        metrics={
+            "val_accuracy_early_stopping": max(trained.history["val_accuracy"]),
+            "train_seconds": round(time.perf_counter() - started, 1),
+        },
+        history=trained.history,
+    )
+    return ModelArtifact(trained.head, train.class_names, metadata)
+
+
+def evaluate_on_split(
+    artifact: ModelArtifact, data_root: str | Path, split: str, cache_dir: str | Path
+) -> dict[str, object]:
+    photos = read_split(data_root, split, artifact.class_names)
+    if not photos.labelled():
+        raise ValueError(f"{data_root}/{split} has unlabelled photos: nothing to score against")
+    views = tuple(artifact.metadata.serve_views)
+    features = split_features(
+        photos, views, FeatureCache(cache_dir, artifact.metadata.scaling), split
+    )
+    probabilities = head_probabilities(artifact.head, features)
+    return {
+        "split": split,
+        **classification_metrics(probabilities, photos.labels, artifact.class_names),
+    }
+
+
+def _fingerprint(train: PhotoSet, val: PhotoSet, both: bool) -> str:
+    return f"train:{train.fingerprint[:16]}" + (f"+val:{val.fingerprint[:16]}" if both else "")
