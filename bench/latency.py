@@ -19,11 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from model_training.classifier import FlowerClassifier  # noqa: E402
-from model_training.photos import load_photo  # noqa: E402
+from model_training.classifier import FlowerClassifier
+from model_training.photos import load_photo
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "photos"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -25,10 +26,15 @@ class FlowerClassifier:
         self.class_names = artifact.class_names
         self.version = artifact.metadata.version
         self.model = artifact.composed()
+        # The same graph, also returning the per-view backbone features the bot stores so that
+        # retraining never runs the backbone again.
+        with_features = keras.Model(
+            self.model.input, [self.model.output, self.model.get_layer("per_view").output]
+        )
         # One traced graph for any batch size: model.predict() per photo rebuilds its data
         # pipeline on every call, which costs more than the network itself for one photo.
-        self._probabilities = tf.function(
-            lambda images: self.model(images, training=False),
+        self._classify = tf.function(
+            lambda images: with_features(images, training=False),
             input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
         )
 
@@ -36,11 +42,17 @@ class FlowerClassifier:
     def from_folder(cls, folder: str | Path) -> FlowerClassifier:
         return cls(load_artifact(folder))
 
+    def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(batch, 224, 224, 3) uint8 -> probabilities (batch, n_classes) and backbone features
+        (batch, n_views, 1280) for the serving views."""
+        probabilities, features = self._classify(tf.convert_to_tensor(images, tf.uint8))
+        return probabilities.numpy(), features.numpy()
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(batch, 224, 224, 3) uint8 -> (batch, n_classes) probabilities."""
         if len(images) == 0:
             return np.empty((0, len(self.class_names)), dtype=np.float32)
-        return self._probabilities(tf.convert_to_tensor(images, tf.uint8)).numpy()
+        return self.classify(images)[0]
 
     def top_k_species(self, images: np.ndarray, k: int = 5) -> list[list[SpeciesScore]]:
         return [self.top_k_of(row, k) for row in self.probabilities(images)]
