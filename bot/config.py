@@ -22,8 +22,6 @@ class Settings(BaseSettings):
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     photos_per_minute: int = Field(10, ge=1)
     retention_days: int = Field(180, ge=1)
-    # Below this top-1 confidence the answer says plainly that the bot is unsure.
-    unsure_below: float = Field(0.5, gt=0, lt=1)
     max_download_mb: int = Field(20, ge=1)
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     telegram_file_base_url: str = "https://api.telegram.org/file/bot"
