@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from telegram import BotCommand, Update
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     CallbackQueryHandler,
     CommandHandler,
@@ -18,6 +17,7 @@ from telegram.ext import (
 from bot import handlers
 from bot.config import Settings
 from bot.inference import BatchingIdentifier
+from bot.network import RetryingRateLimiter
 from bot.services import Services
 from model_training.classifier import FlowerClassifier
 from storage import Database
@@ -50,7 +50,7 @@ def build_application(settings: Settings) -> Application:
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
-        .rate_limiter(AIORateLimiter(max_retries=3))  # Telegram's flood limits, with retries
+        .rate_limiter(RetryingRateLimiter())  # Telegram's flood limits; network errors retried
         .concurrent_updates(True)  # photos from many chats reach the batcher together
         .post_init(post_init)
         .post_shutdown(post_shutdown)

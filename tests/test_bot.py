@@ -322,3 +322,13 @@ async def test_feedback_survives_a_restart(tg, tmp_path, sample_photos):
         assert "Rose" in (await reply_to(tg, ALICE, mark))["text"]
     finally:
         await stopped(app)
+
+
+async def test_network_errors_are_retried(tg, bot, sample_photos):
+    tg.fail_next("sendMessage", times=2, status=502)
+    mark = tg.mark()
+    tg.user_photo(ALICE, sample_photos[0][0].read_bytes())
+    reply = await reply_to(tg, ALICE, mark)
+    assert reply["text"].startswith("🌼 I think this is Sunflower.")
+    failed = [c for c in tg.calls("sendMessage")[-3:] if not c.ok]
+    assert len(failed) == 2
