@@ -87,6 +87,9 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("retrain", handlers.retrain))
     app.add_handler(MessageHandler(private & image, handlers.private_photo))
     app.add_handler(MessageHandler(groups & image, handlers.group_photo))
+    app.add_handler(
+        MessageHandler(groups & filters.REPLY & filters.Entity("mention"), handlers.group_mention)
+    )
     app.add_handler(MessageHandler(private & anything_else, handlers.not_a_photo))
     app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, handlers.typed_name))
     app.add_handler(CallbackQueryHandler(handlers.feedback_button, pattern=r"^(fb|nm):\d+:\w+$"))

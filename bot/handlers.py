@@ -109,6 +109,15 @@ async def group_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await answer_photo(update.effective_message, update, context)
 
 
+async def group_mention(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """In groups, mentioning the bot in reply to a photo works like /top5."""
+    message = update.effective_message
+    target = message.reply_to_message
+    mentioned = f"@{context.bot.username}".lower() in (message.text or "").lower()
+    if mentioned and target is not None and _photo_file(target) is not None:
+        await answer_photo(target, update, context)
+
+
 async def not_a_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(replies.NOT_A_PHOTO)
 

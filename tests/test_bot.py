@@ -258,6 +258,13 @@ async def test_top5_in_private_and_in_groups(tg, bot, sample_photos):
     tg.user_photo(GROUP, path.read_bytes(), caption="/top5", user_id=BOB)
     reply = await reply_to(tg, GROUP, mark)
     assert name.capitalize() in reply["text"].splitlines()[0]
+    mark = tg.mark()
+    tg.user_text(
+        GROUP, f"@{tg.bot_user['username']} what is this?", user_id=BOB, reply_to=group_photo
+    )
+    reply = await reply_to(tg, GROUP, mark)
+    assert reply["reply_to_message"]["message_id"] == group_photo["message_id"]
+    assert name.capitalize() in reply["text"].splitlines()[0]
 
 
 async def test_rate_limit_answers_kindly(tg, bot, sample_photos):
