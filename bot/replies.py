@@ -109,7 +109,7 @@ def retrain_report(version: str, promoted: bool, before: dict, after: dict, seco
         f"<b>{escape(version)}</b>: {verdict}.\n"
         f"Top-1 before: {_scores(before)}\n"
         f"Top-1 after: {_scores(after)}\n"
-        f"Trained on {after['feedback_train']} labelled photos in {seconds:.1f} s."
+        f"Trained on {after['feedback_train']} labelled photos; took {seconds:.1f} s."
     )
 
 

@@ -24,6 +24,7 @@ from model_training.artifact import ModelArtifact
 from model_training.data import read_split
 from model_training.features import FeatureCache
 from model_training.model import FEATURE_DIM, build_head, head_probabilities
+from model_training.workflow import split_features
 
 HOLDOUT_EVERY = 5  # photo ids divisible by this are held out of training for the gate
 MAX_TEST_DROP = 0.005  # the gate: base test top-1 may fall by at most half a point
@@ -76,8 +77,6 @@ def load_base(
     train_views: tuple[str, ...],
 ) -> BaseData:
     """The base data set's cached features; photos missing from the cache are computed once."""
-    from model_training.workflow import split_features  # keeps TFRecord reading out of imports
-
     cache = FeatureCache(cache_dir, serving.metadata.scaling)
     serve_views = tuple(serving.metadata.serve_views)
     splits = {s: read_split(data_root, s, serving.class_names) for s in ("train", "val", "test")}
