@@ -197,8 +197,10 @@ async def test_scheduler_retrains_once_enough_new_labels_arrived(tg, tmp_path, m
 
 async def test_one_user_cannot_teach_sunflowers_are_roses(tg, bot, sample_photos):
     """Eve labels 200 sunflowers (real features, the test split's) as roses."""
+    from model_training.artifact import load_artifact
     from model_training.data import read_split
     from model_training.features import FeatureCache
+    from model_training.model import head_probabilities
 
     test = read_split(OXFORD, "test")
     sunflowers = [k for k, label in zip(test.keys, test.labels, strict=True) if label == SUNFLOWER]
@@ -233,6 +235,13 @@ async def test_one_user_cannot_teach_sunflowers_are_roses(tg, bot, sample_photos
     for path, label, _ in sample_photos:
         if label == SUNFLOWER:
             assert "Sunflower" in top1(await ask(tg, ALICE, path.read_bytes()))
+    # The candidate itself, whatever the gate made of it, still knows the other test sunflowers.
+    # (The same photographers' sunflowers: the hardest case for the cap, not the typical one.)
+    with database(bot).session() as session:
+        candidate = load_artifact(list_versions(session)[-1].path)
+    others = FeatureCache(CACHE).get(sunflowers[20:], views)
+    kept = (head_probabilities(candidate.head, others).argmax(axis=1) == SUNFLOWER).mean()
+    assert kept >= 0.75, report
 
 
 async def test_a_failing_gate_keeps_the_serving_model(tg, tmp_path, sample_photos):
@@ -251,17 +260,15 @@ async def test_a_failing_gate_keeps_the_serving_model(tg, tmp_path, sample_photo
 
 
 async def test_a_killed_retraining_leaves_everything_consistent(tg, bot):
-    mark = tg.mark()
-    tg.user_command(ADMIN, "retrain")
-    await reply_to(tg, ADMIN, mark)  # "started"
+    replies = asyncio.create_task(command(tg, ADMIN, "retrain", n=2))
     for _ in range(600):
         if svc(bot).retrain_process is not None:
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(3)  # mid-way: the child is loading TensorFlow or the data
     svc(bot).retrain_process.kill()
-    failed = await tg.wait_for("sendMessage", chat_id=ADMIN, after=mark + 2, timeout=60)
-    assert "Retraining failed" in failed.result["text"]
+    started, failed = await replies
+    assert "Retraining started" in started and "Retraining failed" in failed
     with database(bot).session() as session:
         assert lock_holder(session) is None
         assert [v.version for v in list_versions(session)] == ["oxford102-v1"]
