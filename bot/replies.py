@@ -116,11 +116,14 @@ def retrain_report(version: str, promoted: bool, before: dict, after: dict, seco
 def models_list(versions: list[ModelVersion]) -> str:
     lines = []
     for row in versions:
+        # Retrained versions keep their before/after report; the shipped one its training metrics.
         scores = row.metrics.get("after") or row.metrics
+        parts = [f"<b>{escape(row.version)}</b> {row.status}"]
         test = scores.get("test_top1", scores.get("top1"))
-        test_text = f", test top-1 {test:.3f}" if test is not None else ""
-        lines.append(
-            f"<b>{escape(row.version)}</b> {row.status}{test_text}, "
-            f"{row.created_at:%Y-%m-%d %H:%M} UTC"
-        )
+        if test is not None:
+            parts.append(f"test top-1 {test:.3f}")
+        if "feedback_top1" in scores:
+            parts.append(f"feedback top-1 {scores['feedback_top1']:.3f}")
+        parts.append(f"{row.created_at:%Y-%m-%d %H:%M} UTC")
+        lines.append(", ".join(parts))
     return "\n".join(lines) or "No model versions yet."

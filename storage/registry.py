@@ -16,7 +16,7 @@ LOCK_ID = 1
 
 class ModelStatus(StrEnum):
     SERVING = "serving"
-    CANDIDATE = "candidate"  # passed nothing yet, or promotion pending
+    CANDIDATE = "candidate"  # passed the gate; promoted in the same transaction
     REJECTED = "rejected"  # failed the gate; kept with its report
     RETIRED = "retired"  # served once; /rollback can bring it back
 

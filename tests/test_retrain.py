@@ -36,7 +36,8 @@ from storage import (
     serving_version,
 )
 
-pytestmark = pytest.mark.asyncio
+# Minutes in all; they need the base data set's cached features (built once by the slow tests).
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 CACHE = Path(os.environ.get("FLOWERBOT_CACHE_DIR", ROOT / ".cache" / "features"))
 SUNFLOWER, ROSE = 53, 73
@@ -86,10 +87,12 @@ def misjudged() -> list[tuple[bytes, str]]:
     from model_training.data import read_split
     from model_training.features import FeatureCache
     from model_training.model import head_probabilities
+    from model_training.workflow import split_features
 
     artifact = load_artifact(SHIPPED_MODEL)
     test = read_split(OXFORD, "test", artifact.class_names)
-    features = FeatureCache(CACHE).get(test.keys, tuple(artifact.metadata.serve_views))
+    views = tuple(artifact.metadata.serve_views)
+    features = split_features(test, views, FeatureCache(CACHE), "test")
     probabilities = head_probabilities(artifact.head, features)
     wrong = probabilities.argmax(axis=1) != test.labels
     in_top5 = (np.argsort(-probabilities, axis=1)[:, :5] == test.labels[:, None]).any(axis=1)
