@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from bot.config import Settings
 from bot.services import Services
 from model_training.classifier import FlowerClassifier
+from model_training.model import FEATURE_DIM
 from storage import (
     Database,
     LabelledExample,
@@ -74,7 +75,7 @@ def serving_classifier(database: Database, model_dir: Path) -> FlowerClassifier:
 def feedback_arrays(examples: list[LabelledExample]) -> dict[str, np.ndarray]:
     features = [np.frombuffer(e.embedding, np.float32).reshape(e.embedding_shape) for e in examples]
     return {
-        "features": np.stack(features) if features else np.empty((0, 0, 0), np.float32),
+        "features": np.stack(features) if features else np.empty((0, 0, FEATURE_DIM), np.float32),
         "labels": np.array([e.species_index for e in examples], dtype=np.int64),
         "user_ids": np.array([e.user_id for e in examples], dtype=np.int64),
         "photo_ids": np.array([e.photo_id for e in examples], dtype=np.int64),

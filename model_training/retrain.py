@@ -101,32 +101,43 @@ def user_weights(user_ids: np.ndarray, cap: int) -> np.ndarray:
     return np.minimum(1.0, cap / counts)[inverse]
 
 
-def _rows(features: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(photos, views, dim) -> one row per view; a photo's rows share its weight among them."""
-    views = features.shape[1]
-    return (
-        features.reshape(-1, FEATURE_DIM),
-        np.repeat(labels, views),
-        np.repeat(weights / views, views).astype(np.float32),
+def _training_rows(
+    base: BaseData, feedback: FeedbackData, cap: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per photo and view; a photo's rows share its weight (1, or less under the cap).
+
+    The rows are written straight into one array: with 100k feedback photos every copy is GBs.
+    """
+    train = ~feedback.holdout()
+    n_base, base_views = base.train_x.shape[:2]
+    n_feedback, feedback_views = int(train.sum()), feedback.features.shape[1]
+    x = np.empty((n_base * base_views + n_feedback * feedback_views, FEATURE_DIM), np.float32)
+    x[: n_base * base_views] = base.train_x.reshape(-1, FEATURE_DIM)
+    np.compress(
+        train,
+        feedback.features,
+        axis=0,
+        out=x[n_base * base_views :].reshape(n_feedback, feedback_views, FEATURE_DIM),
     )
+    y = np.concatenate(
+        [np.repeat(base.train_y, base_views), np.repeat(feedback.labels[train], feedback_views)]
+    )
+    weights = user_weights(feedback.user_ids[train], cap)
+    w = np.concatenate(
+        [
+            np.full(n_base * base_views, 1 / base_views),
+            np.repeat(weights / feedback_views, feedback_views),
+        ]
+    ).astype(np.float32)
+    # Scale so a mean row weighs one: the learning rate then means what it says.
+    return x, y, w * (len(w) / w.sum())
 
 
 def fit_candidate(
     serving: ModelArtifact, base: BaseData, feedback: FeedbackData, options: RetrainOptions
 ) -> keras.Model:
     keras.utils.set_random_seed(options.seed)
-    train = ~feedback.holdout()
-    parts = [
-        _rows(base.train_x, base.train_y, np.ones(len(base.train_y))),
-        _rows(
-            feedback.features[train],
-            feedback.labels[train],
-            user_weights(feedback.user_ids[train], options.max_photos_per_user),
-        ),
-    ]
-    x, y, w = (np.concatenate(column) for column in zip(*parts, strict=True))
-    # Weights are per photo; scale so a mean row weighs one and the learning rate means the same.
-    w *= len(w) / w.sum()
+    x, y, w = _training_rows(base, feedback, options.max_photos_per_user)
     head = build_head(len(serving.class_names))
     head.set_weights(serving.head.get_weights())
     head.compile(
