@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, timedelta
 
+from apscheduler.triggers.cron import CronTrigger
 from telegram import BotCommand, Update
 from telegram.ext import (
     Application,
@@ -18,8 +19,8 @@ from bot import handlers
 from bot.config import Settings
 from bot.inference import BatchingIdentifier
 from bot.network import RetryingRateLimiter
+from bot.retraining import serving_classifier
 from bot.services import Services
-from model_training.classifier import FlowerClassifier
 from storage import Database
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ COMMANDS = [
 def build_application(settings: Settings) -> Application:
     database = Database(settings.database_url)
     database.upgrade()  # Alembic migrations, applied at every start (a no-op when current)
-    classifier = FlowerClassifier.from_folder(settings.model_dir)
+    classifier = serving_classifier(database, settings.model_dir)
     identifier = BatchingIdentifier(classifier, settings.batch_size)
 
     async def post_init(app: Application) -> None:
@@ -61,6 +62,17 @@ def build_application(settings: Settings) -> Application:
     app.job_queue.run_repeating(
         handlers.enforce_retention, interval=timedelta(hours=6), first=timedelta(seconds=30)
     )
+    # Missed runs (the bot was down) coalesce into one; never two at once in this process.
+    app.job_queue.run_custom(
+        handlers.scheduled_retrain,
+        job_kwargs={
+            "trigger": CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC),
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": None,
+        },
+        name="retrain",
+    )
     return app
 
 
@@ -85,6 +97,9 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("top5", handlers.top5))
     app.add_handler(CommandHandler("stats", handlers.stats_command))
     app.add_handler(CommandHandler("retrain", handlers.retrain))
+    app.add_handler(CommandHandler("models", handlers.models_command))
+    app.add_handler(CommandHandler("rollback", handlers.rollback))
+    app.add_handler(CommandHandler("exclude", handlers.exclude))
     app.add_handler(MessageHandler(private & image, handlers.private_photo))
     app.add_handler(MessageHandler(groups & image, handlers.group_photo))
     app.add_handler(

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 from telegram import (
@@ -23,11 +24,13 @@ from telegram.ext import ContextTypes
 
 from bot import replies
 from bot.inference import Answer
+from bot.retraining import RetrainFailed, retrain_now, serve
 from bot.services import Services, jpeg_bytes
 from bot.species import match_species
 from model_training.classifier import SpeciesScore
 from model_training.photos import PhotoError
 from storage import (
+    ModelStatus,
     add_photo,
     add_prediction,
     delete_older_than,
@@ -35,7 +38,11 @@ from storage import (
     forget_user,
     last_photo,
     latest_prediction,
+    list_versions,
+    new_labels_since_last_run,
+    promote,
     record_feedback,
+    set_excluded,
     stats,
 )
 
@@ -88,10 +95,64 @@ async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 
 async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Admin: retrain now. Says so at once, then reports; the bot keeps answering meanwhile."""
     if not await _is_admin(update, context):
         return
-    await update.effective_message.reply_text(
-        "Retraining from feedback is not available yet: the feedback is being kept for it."
+    message = update.effective_message
+    await message.reply_text(replies.RETRAIN_STARTED)
+    await message.reply_html(await _retrain_and_describe(services(context)))
+
+
+async def models_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if not await _is_admin(update, context):
+        return
+    versions = await services(context).db(list_versions)
+    await update.effective_message.reply_html(replies.models_list(versions))
+
+
+async def rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Admin: /rollback VERSION serves an earlier version again (recorded, then swapped in)."""
+    if not await _is_admin(update, context):
+        return
+    message = update.effective_message
+    if len(context.args) != 1:
+        await message.reply_text(replies.ROLLBACK_USAGE)
+        return
+    version = context.args[0]
+    svc = services(context)
+    row = await svc.db(lambda s: promote(s, version))
+    if row is None:
+        await message.reply_text(replies.NO_SUCH_VERSION.format(version=version))
+        return
+    await serve(svc, Path(row.path))
+    await message.reply_text(replies.ROLLED_BACK.format(version=version))
+
+
+async def exclude(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Admin: /exclude USER_ID keeps that user's feedback out of every future retraining."""
+    if not await _is_admin(update, context):
+        return
+    message = update.effective_message
+    if len(context.args) != 1 or not context.args[0].isdigit():
+        await message.reply_text(replies.EXCLUDE_USAGE)
+        return
+    user_id = int(context.args[0])
+    found = await services(context).db(lambda s: set_excluded(s, user_id, True))
+    text = replies.EXCLUDED if found else replies.NO_SUCH_USER
+    await message.reply_text(text.format(user_id=user_id))
+
+
+async def _retrain_and_describe(svc: Services) -> str:
+    try:
+        report = await retrain_now(svc)
+    except RetrainFailed as err:
+        log.warning("retraining failed: %s", err)
+        return replies.RETRAIN_FAILED.format(reason=err)
+    if report is None:
+        return replies.RETRAIN_BUSY
+    promoted = report.status == ModelStatus.SERVING
+    return replies.retrain_report(
+        report.version, promoted, report.before, report.after, report.seconds
     )
 
 
@@ -315,6 +376,16 @@ async def enforce_retention(context: ContextTypes.DEFAULT_TYPE) -> None:
     cutoff = datetime.now(UTC) - timedelta(days=svc.settings.retention_days)
     deleted = await svc.db(lambda s: delete_older_than(s, cutoff))
     log.info("retention: deleted %d photos older than %s", deleted, cutoff.date())
+
+
+async def scheduled_retrain(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Scheduled (RETRAIN_CRON): retrain when enough new labels have come in since last time."""
+    svc = services(context)
+    new_labels = await svc.db(new_labels_since_last_run)
+    if new_labels < svc.settings.retrain_min_new_labels:
+        log.info("retraining skipped: %d new labels", new_labels)
+        return
+    log.info("scheduled retraining: %s", await _retrain_and_describe(svc))
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

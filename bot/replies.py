@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from model_training.classifier import SpeciesScore
-from storage import Stats
+from storage import ModelVersion, Stats
 
 BAR_WIDTH = 10
 
@@ -38,6 +38,15 @@ NO_MATCH = "I do not know a species called “{typed}”. Please check the spell
 CONFIRM_NAME = "Did you mean one of these?"
 THANKS = "Thanks! Recorded: {what}."
 RECORDED_MARK = "✅"
+RETRAIN_STARTED = "Retraining started: I will report here when it is done."
+RETRAIN_BUSY = "A retraining is already running; try again when it has finished."
+RETRAIN_FAILED = "Retraining failed ({reason}); the current model keeps serving."
+ROLLBACK_USAGE = "Usage: /rollback VERSION (see /models)."
+ROLLED_BACK = "Now serving {version}."
+NO_SUCH_VERSION = "There is no model version {version!r}. /models lists them."
+EXCLUDE_USAGE = "Usage: /exclude USER_ID"
+EXCLUDED = "User {user_id}'s feedback is left out of future retraining."
+NO_SUCH_USER = "I have nothing from user {user_id}."
 
 
 def bar(confidence: float) -> str:
@@ -85,3 +94,36 @@ def stats_report(report: Stats) -> str:
             for c in report.confusions[:5]
         ]
     return "\n".join(lines)
+
+
+def _scores(m: dict[str, float]) -> str:
+    return (
+        f"test {m['test_top1']:.3f}, val {m['val_top1']:.3f}, "
+        f"feedback {m['feedback_top1']:.3f} ({m['feedback_holdout']} held out)"
+    )
+
+
+def retrain_report(version: str, promoted: bool, before: dict, after: dict, seconds: float) -> str:
+    verdict = "promoted, now serving" if promoted else "rejected by the gate; the old model stays"
+    return (
+        f"<b>{escape(version)}</b>: {verdict}.\n"
+        f"Top-1 before: {_scores(before)}\n"
+        f"Top-1 after: {_scores(after)}\n"
+        f"Trained on {after['feedback_train']} labelled photos; took {seconds:.1f} s."
+    )
+
+
+def models_list(versions: list[ModelVersion]) -> str:
+    lines = []
+    for row in versions:
+        # Retrained versions keep their before/after report; the shipped one its training metrics.
+        scores = row.metrics.get("after") or row.metrics
+        parts = [f"<b>{escape(row.version)}</b> {row.status}"]
+        test = scores.get("test_top1", scores.get("top1"))
+        if test is not None:
+            parts.append(f"test top-1 {test:.3f}")
+        if "feedback_top1" in scores:
+            parts.append(f"feedback top-1 {scores['feedback_top1']:.3f}")
+        parts.append(f"{row.created_at:%Y-%m-%d %H:%M} UTC")
+        lines.append(", ".join(parts))
+    return "\n".join(lines) or "No model versions yet."

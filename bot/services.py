@@ -8,6 +8,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
 import numpy as np
@@ -28,6 +29,8 @@ class Services:
     database: Database
     # Photo times per user for the sliding-window limit. PTB's AIORateLimiter only throttles what
     # the bot sends (Telegram's flood limits); nothing in PTB limits what one user sends in.
+    # The retraining child process while one runs (bot/retraining.py).
+    retrain_process: BaseProcess | None = None
     _recent: defaultdict[int, deque[float]] = field(default_factory=lambda: defaultdict(deque))
 
     @property

@@ -305,9 +305,6 @@ async def test_privacy_forget_and_admin_commands(tg, bot, sample_photos, tmp_pat
     stats = (await reply_to(tg, ADMIN, mark))["text"]
     assert "Last day: 1 photos from 1 users" in stats
     assert "oxford102-v1: 100% right by feedback (1 of 1)" in stats
-    mark = tg.mark()
-    tg.user_command(ADMIN, "retrain")
-    assert "not available yet" in (await reply_to(tg, ADMIN, mark))["text"]
 
 
 async def test_feedback_survives_a_restart(tg, tmp_path, sample_photos):

@@ -47,3 +47,15 @@ def test_missing_or_malformed_token_fails_with_one_clear_line(tmp_path):
         lines = [line for line in result.stderr.splitlines() if line.startswith("flowerbot")]
         assert len(lines) == 1 and "TELEGRAM_BOT_TOKEN" in lines[0] and expected in lines[0]
         assert "Traceback" not in result.stderr
+
+
+def test_retraining_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("RETRAIN_CRON", "30 2 * * 1")
+    monkeypatch.setenv("RETRAIN_MIN_NEW_LABELS", "50")
+    settings = Settings()
+    assert (settings.retrain_cron, settings.retrain_min_new_labels) == ("30 2 * * 1", 50)
+    monkeypatch.setenv("RETRAIN_CRON", "every night")
+    with pytest.raises(ValueError, match="retrain_cron"):
+        Settings()
