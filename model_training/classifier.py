@@ -54,6 +54,15 @@ class FlowerClassifier:
             return np.empty((0, len(self.class_names)), dtype=np.float32)
         return self.classify(images)[0]
 
+    def flower_scores(self, features: np.ndarray) -> np.ndarray:
+        """Highest class logit, averaged over views: low for a photo unlike every known species.
+
+        (The "max logit" out-of-distribution score; softmax confidence alone stays high on
+        many non-flowers because the probabilities must sum to one over flowers.)
+        """
+        kernel, bias = self.artifact.head.get_layer("species").get_weights()
+        return (features @ kernel + bias).mean(axis=1).max(axis=-1)
+
     def top_k_species(self, images: np.ndarray, k: int = 5) -> list[list[SpeciesScore]]:
         return [self.top_k_of(row, k) for row in self.probabilities(images)]
 

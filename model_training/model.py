@@ -68,6 +68,6 @@ def build_head(n_classes: int, l2: float = 0.0) -> keras.Model:
 def compose(head: keras.Model, views: tuple[str, ...], scaling: str) -> keras.Model:
     """Backbone and head as one model: image -> probabilities averaged over the serving views."""
     extractor = feature_extractor(views, scaling)
-    per_view = head(extractor.output)  # Dense acts on the last axis: (batch, n_views, n_classes)
+    per_view = keras.layers.TimeDistributed(head, name="head_per_view")(extractor.output)
     probs = keras.layers.GlobalAveragePooling1D(name="mean_over_views")(per_view)
     return keras.Model(extractor.input, probs, name="flowerbot")

@@ -101,18 +101,23 @@ def train_head(
     seed: int = 0,
     verbose: int = 0,
 ) -> TrainedHead:
-    """Early stopping on val_accuracy picks the epochs; optionally refit on train + val."""
+    """Early stopping on val_accuracy picks the epochs; optionally refit on train + val.
+
+    Both feature arrays hold the recipe's train_views; val accuracy is scored on the serving views.
+    """
     keras.utils.set_random_seed(seed)  # python, numpy and TensorFlow in one call
     (train_x, train_y), (val_x, val_y) = train, val
+    serving = [recipe.train_views.index(view) for view in recipe.serve_views]
     head = _compiled_head(n_classes, recipe)
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", patience=recipe.patience, restore_best_weights=True
     )
     fit = head.fit(
         feature_batches(train_x, train_y, recipe.batch_size, shuffle=True, seed=seed),
-        validation_data=feature_batches(val_x, val_y, 1024, shuffle=False, seed=seed),
+        validation_data=feature_batches(val_x[:, serving], val_y, 1024, shuffle=False, seed=seed),
         epochs=recipe.max_epochs,
         callbacks=[stopper],
+        shuffle=False,  # feature_batches already shuffles with the seed
         verbose=verbose,
     )
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
@@ -127,6 +132,7 @@ def train_head(
     head.fit(
         feature_batches(both_x, both_y, recipe.batch_size, shuffle=True, seed=seed),
         epochs=best_epochs,
+        shuffle=False,
         verbose=verbose,
     )
     return TrainedHead(head, history, best_epochs)

@@ -46,7 +46,7 @@ def train_on_dataset(
     trained = train_head(
         len(train.class_names),
         (split_features(train, recipe.train_views, cache, "train"), train.labels),
-        (split_features(val, recipe.serve_views, cache, "val"), val.labels),
+        (split_features(val, recipe.train_views, cache, "val"), val.labels),
         recipe,
         seed=seed,
     )

@@ -1,0 +1,38 @@
+"""Match a species name typed by a user to the model's known species, tolerantly."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+
+
+def normalise(name: str) -> str:
+    """Case, accents, punctuation and simple plurals do not matter: "Roses!" == "rose"."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
+    words = re.findall(r"[a-z0-9]+", plain)
+    return " ".join(_singular(word) for word in words)
+
+
+def _singular(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith(("ses", "xes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def match_species(typed: str, species: list[str], limit: int = 3) -> list[int]:
+    """Indices of the species that best match what the user typed, best first (maybe none)."""
+    wanted = normalise(typed)
+    if not wanted:
+        return []
+    names = [normalise(name) for name in species]
+    if wanted in names:
+        return [names.index(wanted)]
+    close = difflib.get_close_matches(wanted, names, n=limit, cutoff=0.75)
+    # A typed word that is a whole word of a longer name ("orchid") also counts.
+    partial = [name for name in names if wanted in name.split() and name not in close]
+    return [names.index(name) for name in [*close, *partial][:limit]]

@@ -1,0 +1,59 @@
+"""One database behind a URL: the engine, migrations to head, and transactional sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from sqlite3 import Connection as SQLiteConnection
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+DEFAULT_URL = "sqlite:///flowerbot.sqlite"
+# How long a SQLite writer waits for another one to finish before failing.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_pragmas(connection: SQLiteConnection, _record: Any) -> None:
+    # WAL lets readers go on while the bot writes; SQLite enforces foreign keys (and so
+    # ON DELETE CASCADE) only when asked, on every connection.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+class Database:
+    """Any SQLAlchemy URL; tested with SQLite files and PostgreSQL through psycopg 3."""
+
+    def __init__(self, url: str = DEFAULT_URL) -> None:
+        self.url = make_url(url)
+        # Pre-ping: a long-running bot outlives server restarts and idle-connection timeouts.
+        self.engine = create_engine(self.url, pool_pre_ping=True)
+        if self.url.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply the package's Alembic migrations, whatever the working directory."""
+        config = Config()
+        # ConfigParser would read a "%" in the path as interpolation.
+        config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in a transaction: committed when the block ends, rolled back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

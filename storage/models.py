@@ -1,0 +1,163 @@
+"""The bot's tables: users, the photos they send, the model's predictions and their feedback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Fixed constraint names: the same on every backend, and SQLite's batch migrations need them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_shape(shape: tuple[int, ...]) -> str:
+    return ",".join(str(n) for n in shape)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in text.split(","))
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out. SQLite keeps no offset, so every value is stored as UTC and
+    naive input is refused rather than guessed at."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Tables whose ids the bot hands out (e.g. in feedback buttons) set sqlite_autoincrement,
+    so that SQLite, like PostgreSQL, never reuses the id of a deleted row."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    # Telegram's user id: ids exceed 32 bits and are never generated here.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    username: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    excluded_from_training: Mapped[bool] = mapped_column(default=False)
+
+    photos: Mapped[list[Photo]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+    feedback: Mapped[list[Feedback]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+    # Feedback buttons find their photo by message. Not unique: a redelivered update may store
+    # the same message twice, and the latest row then stands.
+    __table_args__ = (
+        Index("ix_photos_chat_id_message_id", "chat_id", "message_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    # sha256 hex of the bytes the user sent, to spot the same photo sent again.
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # The 224x224 JPEG the model saw, and its backbone features as float32 bytes.
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    embedding_shape: Mapped[str] = mapped_column(String(32))  # e.g. "4,1280"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    user: Mapped[User] = relationship(back_populates="photos")
+    predictions: Mapped[list[Prediction]] = relationship(
+        back_populates="photo", cascade="all, delete-orphan", passive_deletes=True
+    )
+    feedback: Mapped[list[Feedback]] = relationship(
+        back_populates="photo", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return parse_shape(self.embedding_shape)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    # [{"species": str, "index": int, "confidence": float}, ...], best first.
+    top5: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    latency_ms: Mapped[float]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    photo: Mapped[Photo] = relationship(back_populates="predictions")
+    feedback: Mapped[list[Feedback]] = relationship(
+        back_populates="prediction", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+    # One answer per user and photo: a changed mind replaces the earlier answer.
+    __table_args__ = (UniqueConstraint("photo_id", "user_id"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"))
+    prediction_id: Mapped[int] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    species_index: Mapped[int | None]
+    species: Mapped[str | None] = mapped_column(String(256))
+    not_a_flower: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    photo: Mapped[Photo] = relationship(back_populates="feedback")
+    prediction: Mapped[Prediction] = relationship(back_populates="feedback")
+    user: Mapped[User] = relationship(back_populates="feedback")

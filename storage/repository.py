@@ -1,0 +1,190 @@
+"""What the bot reads and writes, on plain values. Every function works inside the caller's
+session (see Database.session()) and leaves committing to it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import CursorResult, Delete, delete, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from storage.models import (
+    Base,
+    Feedback,
+    Photo,
+    Prediction,
+    User,
+    format_shape,
+    utcnow,
+)
+
+# Upserts need INSERT ... ON CONFLICT, which these two dialects spell the same way.
+_UPSERT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def _insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    dialect = session.get_bind().dialect.name
+    if dialect not in _UPSERT_INSERTS:
+        raise NotImplementedError(f"upserts are written for SQLite and PostgreSQL, not {dialect}")
+    return _UPSERT_INSERTS[dialect](model)
+
+
+T = TypeVar("T", bound=Base)
+
+
+def _upserted(session: Session, model: type[T], statement: postgresql.Insert | sqlite.Insert) -> T:
+    # populate_existing: an instance already in the session takes the row's new values.
+    returning = statement.returning(model)
+    return session.scalars(returning, execution_options={"populate_existing": True}).one()
+
+
+def _deleted(session: Session, statement: Delete) -> int:
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
+def ensure_user(
+    session: Session, user_id: int, username: str | None = None, first_name: str | None = None
+) -> User:
+    """The user, created on first sight; username and first name follow Telegram's latest."""
+    names = {"username": username, "first_name": first_name}
+    statement = _insert(session, User).values(id=user_id, **names)
+    statement = statement.on_conflict_do_update(index_elements=[User.id], set_=names)
+    return _upserted(session, User, statement)
+
+
+def add_photo(
+    session: Session,
+    user_id: int,
+    chat_id: int,
+    message_id: int,
+    content_hash: str,
+    image_jpeg: bytes,
+    embedding: bytes,
+    embedding_shape: tuple[int, ...],
+) -> Photo:
+    """A photo of a known user (ensure_user first); embedding is float32 bytes of that shape."""
+    if len(embedding) != 4 * math.prod(embedding_shape):
+        raise ValueError(f"{len(embedding)} bytes are not float32 of shape {embedding_shape}")
+    photo = Photo(
+        user_id=user_id,
+        chat_id=chat_id,
+        message_id=message_id,
+        content_hash=content_hash,
+        image=image_jpeg,
+        embedding=embedding,
+        embedding_shape=format_shape(embedding_shape),
+    )
+    session.add(photo)
+    session.flush()  # the caller needs the id for the prediction and the buttons
+    return photo
+
+
+def add_prediction(
+    session: Session,
+    photo_id: int,
+    model_version: str,
+    top5: Iterable[dict[str, Any]],
+    latency_ms: float,
+) -> Prediction:
+    """top5: {"species", "index", "confidence"} best first. Values are converted to plain
+    str/int/float, so NumPy scalars are welcome (JSON could not store them)."""
+    scores = [
+        {
+            "species": str(s["species"]),
+            "index": int(s["index"]),
+            "confidence": float(s["confidence"]),
+        }
+        for s in top5
+    ]
+    if not scores:
+        raise ValueError("a prediction needs at least one species")
+    prediction = Prediction(
+        photo_id=photo_id, model_version=model_version, top5=scores, latency_ms=float(latency_ms)
+    )
+    session.add(prediction)
+    session.flush()
+    return prediction
+
+
+def record_feedback(
+    session: Session,
+    photo_id: int,
+    prediction_id: int,
+    user_id: int,
+    species_index: int | None = None,
+    species: str | None = None,
+    not_a_flower: bool = False,
+) -> Feedback:
+    """The user's answer about a photo, replacing any earlier one of theirs on it.
+
+    A species is named by index and name together; "not a flower" names none; neither at all
+    means "wrong, but I don't know what it is"."""
+    if (species_index is None) != (species is None):
+        raise ValueError("give species_index and species together")
+    if not_a_flower and species_index is not None:
+        raise ValueError("not_a_flower contradicts a named species")
+    now = utcnow()
+    answer = {
+        "prediction_id": prediction_id,
+        "species_index": species_index,
+        "species": species,
+        "not_a_flower": not_a_flower,
+        "updated_at": now,
+    }
+    # One atomic statement: a double-tapped button must not fail on the unique constraint.
+    statement = _insert(session, Feedback).values(
+        photo_id=photo_id, user_id=user_id, created_at=now, **answer
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[Feedback.photo_id, Feedback.user_id], set_=answer
+    )
+    return _upserted(session, Feedback, statement)
+
+
+def last_photo(session: Session, user_id: int) -> Photo | None:
+    return session.scalar(
+        select(Photo).where(Photo.user_id == user_id).order_by(Photo.id.desc()).limit(1)
+    )
+
+
+def photo_by_message(session: Session, chat_id: int, message_id: int) -> Photo | None:
+    return session.scalar(
+        select(Photo)
+        .where(Photo.chat_id == chat_id, Photo.message_id == message_id)
+        .order_by(Photo.id.desc())
+        .limit(1)
+    )
+
+
+def latest_prediction(session: Session, photo_id: int) -> Prediction | None:
+    return session.scalar(
+        select(Prediction)
+        .where(Prediction.photo_id == photo_id)
+        .order_by(Prediction.id.desc())
+        .limit(1)
+    )
+
+
+def forget_user(session: Session, user_id: int) -> dict[str, int]:
+    """Delete the user and everything of theirs: their photos (with embeddings), the
+    predictions and anyone's feedback on those photos, and their feedback on other photos."""
+    their_photos = select(Photo.id).where(Photo.user_id == user_id)
+    statements = {
+        "feedback": delete(Feedback).where(
+            or_(Feedback.user_id == user_id, Feedback.photo_id.in_(their_photos))
+        ),
+        "predictions": delete(Prediction).where(Prediction.photo_id.in_(their_photos)),
+        "photos": delete(Photo).where(Photo.user_id == user_id),
+        "users": delete(User).where(User.id == user_id),
+    }
+    return {table: _deleted(session, statement) for table, statement in statements.items()}
+
+
+def delete_older_than(session: Session, cutoff: datetime) -> int:
+    """Retention: delete photos stored before cutoff; their predictions and feedback go with
+    them through ON DELETE CASCADE. Returns the number of photos deleted."""
+    return _deleted(session, delete(Photo).where(Photo.created_at < cutoff))

@@ -1,0 +1,426 @@
+"""storage: the same checks on a SQLite file and, when FLOWERBOT_TEST_POSTGRES_URL names a server
+(see .ci/postgres.sh), on PostgreSQL, each test in a fresh database."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, delete, func, inspect, make_url, select, text
+from sqlalchemy.orm import Session
+
+from storage import (
+    Confusion,
+    Database,
+    Feedback,
+    ModelAccuracy,
+    Photo,
+    Prediction,
+    User,
+    add_photo,
+    add_prediction,
+    delete_older_than,
+    ensure_user,
+    forget_user,
+    labelled_examples,
+    last_photo,
+    latest_prediction,
+    photo_by_message,
+    record_feedback,
+    set_excluded,
+    stats,
+)
+from storage.models import Base
+
+POSTGRES_URL = os.environ.get("FLOWERBOT_TEST_POSTGRES_URL")
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+SHAPE = (4, 1280)
+ALICE, BOB = 10_000_000_001, 20_000_000_002  # beyond 32 bits, like real Telegram ids
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    if POSTGRES_URL is None:
+        pytest.skip("FLOWERBOT_TEST_POSTGRES_URL is not set (see .ci/postgres.sh)")
+    name = f"flowerbot_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'flowerbot.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def db(url: str) -> Iterator[Database]:
+    database = Database(url)
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+def embedding(seed: int) -> bytes:
+    return np.random.default_rng(seed).random(SHAPE, dtype=np.float32).tobytes()
+
+
+def top5(*indexes: int) -> list[dict[str, Any]]:
+    return [
+        {"species": f"species {i}", "index": i, "confidence": 0.5 / (rank + 1)}
+        for rank, i in enumerate(indexes)
+    ]
+
+
+def photo(session: Session, user_id: int, message_id: int, age: timedelta = timedelta()) -> Photo:
+    """A stored photo `age` before NOW, of a user who may be new."""
+    ensure_user(session, user_id, f"user{user_id}")
+    stored = add_photo(
+        session,
+        user_id,
+        user_id,
+        message_id,
+        f"{message_id:064x}",
+        b"jpeg",
+        embedding(message_id),
+        SHAPE,
+    )
+    stored.created_at = NOW - age
+    return stored
+
+
+def predicted(session: Session, stored: Photo, *indexes: int, version: str = "v1") -> Prediction:
+    return add_prediction(session, stored.id, version, top5(*indexes), 40.0)
+
+
+def answer(session: Session, prediction: Prediction, user_id: int, index: int | None) -> Feedback:
+    name = None if index is None else f"species {index}"
+    return record_feedback(
+        session,
+        prediction.photo_id,
+        prediction.id,
+        user_id,
+        index,
+        name,
+        not_a_flower=index is None,
+    )
+
+
+def counts(session: Session) -> dict[str, int]:
+    return {
+        model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+        for model in (User, Photo, Prediction, Feedback)
+    }
+
+
+def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
+    with db.engine.connect() as connection:
+        tables = set(inspect(connection).get_table_names())
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert tables == {"alembic_version", "users", "photos", "predictions", "feedback"}
+    assert differences == []
+    db.upgrade()  # at head already: a no-op, as on every bot start
+
+
+def test_upgrade_does_not_depend_on_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    database = Database(f"sqlite:///{tmp_path / 'elsewhere.sqlite'}")
+    database.upgrade()
+    with database.session() as session:
+        assert ensure_user(session, ALICE).id == ALICE
+    database.dispose()
+
+
+def test_sqlite_uses_wal_and_enforces_foreign_keys(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'wal.sqlite'}")
+    database.upgrade()
+    with database.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+    database.dispose()
+    # WAL is a property of the file: a plain connection sees it too.
+    with sqlite3.connect(tmp_path / "wal.sqlite") as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_rows_round_trip_with_their_values(db: Database) -> None:
+    features = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
+    scores = [{"species": "rose", "index": np.int64(73), "confidence": np.float32(0.75)}]
+    with db.session() as session:
+        user = ensure_user(session, ALICE, "alice", "Alice")
+        stored = add_photo(
+            session, ALICE, -100123, 42, "ab" * 32, b"\xff\xd8jpeg", features.tobytes(), SHAPE
+        )
+        prediction = add_prediction(session, stored.id, "2026.06", scores, 12.5)
+        feedback = record_feedback(session, stored.id, prediction.id, ALICE, 73, "rose")
+        ids = stored.id, prediction.id, feedback.id
+        assert user.created_at.tzinfo is not None
+    with db.session() as session:
+        user = session.get(User, ALICE)
+        assert user is not None
+        assert (user.username, user.first_name, user.excluded_from_training) == (
+            "alice",
+            "Alice",
+            False,
+        )
+        stored = session.get(Photo, ids[0])
+        assert stored is not None
+        assert (stored.user_id, stored.chat_id, stored.message_id) == (ALICE, -100123, 42)
+        assert (stored.content_hash, stored.image, stored.embedding_shape) == (
+            "ab" * 32,
+            b"\xff\xd8jpeg",
+            "4,1280",
+        )
+        restored = np.frombuffer(stored.embedding, dtype=np.float32).reshape(stored.shape)
+        np.testing.assert_array_equal(restored, features)
+        assert stored.created_at.tzinfo == UTC
+        assert abs(stored.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+        prediction = session.get(Prediction, ids[1])
+        assert prediction is not None
+        assert prediction.top5 == [{"species": "rose", "index": 73, "confidence": 0.75}]
+        assert (prediction.model_version, prediction.latency_ms) == ("2026.06", 12.5)
+        feedback = session.get(Feedback, ids[2])
+        assert feedback is not None
+        assert (feedback.photo_id, feedback.prediction_id, feedback.user_id) == (
+            ids[0],
+            ids[1],
+            ALICE,
+        )
+        assert (feedback.species_index, feedback.species, feedback.not_a_flower) == (
+            73,
+            "rose",
+            False,
+        )
+
+
+def test_ensure_user_keeps_the_row_and_follows_name_changes(db: Database) -> None:
+    with db.session() as session:
+        created = ensure_user(session, ALICE, "alice", "Alice").created_at
+        set_excluded(session, ALICE, True)
+    with db.session() as session:
+        user = ensure_user(session, ALICE, "alice_b", "Alice B")
+        assert (user.username, user.first_name, user.created_at) == ("alice_b", "Alice B", created)
+        assert user.excluded_from_training  # an admin's decision outlives renames
+        assert counts(session)["users"] == 1
+
+
+def test_lookups_find_the_latest_row(db: Database) -> None:
+    with db.session() as session:
+        first, second = photo(session, ALICE, 1), photo(session, ALICE, 2)
+        photo(session, BOB, 3)
+        redelivered = photo(session, ALICE, 2)  # the same message stored again
+        old, new = predicted(session, second, 1), predicted(session, second, 2)
+        assert last_photo(session, ALICE) is redelivered
+        assert photo_by_message(session, ALICE, 1) is first
+        assert photo_by_message(session, ALICE, 2) is redelivered
+        assert photo_by_message(session, BOB, 1) is None
+        assert last_photo(session, 404) is None
+        assert latest_prediction(session, second.id) is new is not old
+        assert latest_prediction(session, first.id) is None
+
+
+def test_a_second_answer_replaces_the_first(db: Database) -> None:
+    with db.session() as session:
+        prediction = predicted(session, photo(session, ALICE, 1), 5, 6)
+        first = answer(session, prediction, ALICE, 5)
+        first_id, created = first.id, first.created_at
+    with db.session() as session:
+        second = answer(session, prediction, ALICE, 6)
+        assert (second.id, second.created_at) == (first_id, created)
+        assert (second.species_index, second.species, second.not_a_flower) == (
+            6,
+            "species 6",
+            False,
+        )
+        assert second.updated_at > created
+    with db.session() as session:
+        answer(session, prediction, ALICE, None)
+        rows = session.scalars(select(Feedback)).all()
+        assert [(f.species_index, f.species, f.not_a_flower) for f in rows] == [(None, None, True)]
+
+
+def test_feedback_must_be_consistent(db: Database) -> None:
+    with db.session() as session:
+        prediction = predicted(session, photo(session, ALICE, 1), 5)
+        with pytest.raises(ValueError, match="together"):
+            record_feedback(session, prediction.photo_id, prediction.id, ALICE, 5, None)
+        with pytest.raises(ValueError, match="contradicts"):
+            record_feedback(session, prediction.photo_id, prediction.id, ALICE, 5, "x", True)
+        with pytest.raises(ValueError, match="float32"):
+            add_photo(session, ALICE, 1, 2, "00", b"", b"\0" * 8, (3,))
+
+
+def test_feedback_survives_reopening_the_database(url: str) -> None:
+    first = Database(url)
+    first.upgrade()
+    with first.session() as session:
+        prediction = predicted(session, photo(session, ALICE, 1), 5)
+        answer(session, prediction, ALICE, 7)
+    first.dispose()
+    reopened = Database(url)
+    reopened.upgrade()
+    with reopened.session() as session:
+        feedback = session.scalars(select(Feedback)).one()
+        assert (feedback.user_id, feedback.species_index, feedback.species) == (
+            ALICE,
+            7,
+            "species 7",
+        )
+    reopened.dispose()
+
+
+def test_a_failed_session_leaves_nothing(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.session() as session:
+        photo(session, ALICE, 1)
+        raise RuntimeError
+    with db.session() as session:
+        assert counts(session) == {"users": 0, "photos": 0, "predictions": 0, "feedback": 0}
+
+
+def alice_and_bob(session: Session) -> None:
+    """Alice: two photos, one answered by her and by Bob. Bob: one photo, answered by Alice
+    and by him. Every photo has two predictions."""
+    ensure_user(session, BOB)
+    for user_id, message_id in ((ALICE, 1), (ALICE, 2), (BOB, 3)):
+        stored = photo(session, user_id, message_id)
+        predicted(session, stored, 1)
+        prediction = predicted(session, stored, 2)
+        if message_id != 2:
+            answer(session, prediction, ALICE, 2)
+            answer(session, prediction, BOB, 3)
+
+
+def test_forget_user_removes_everything_of_theirs_and_nothing_else(db: Database) -> None:
+    with db.session() as session:
+        alice_and_bob(session)
+    with db.session() as session:
+        deleted = forget_user(session, ALICE)
+    # Her feedback on Bob's photo goes; so does Bob's feedback on her photo, which is gone.
+    assert deleted == {"feedback": 3, "predictions": 4, "photos": 2, "users": 1}
+    with db.session() as session:
+        assert counts(session) == {"users": 1, "photos": 1, "predictions": 2, "feedback": 1}
+        assert session.scalars(select(Photo.user_id)).all() == [BOB]
+        assert session.scalars(select(Feedback.user_id)).all() == [BOB]
+        assert forget_user(session, ALICE) == {
+            "feedback": 0,
+            "predictions": 0,
+            "photos": 0,
+            "users": 0,
+        }
+
+
+@pytest.mark.parametrize("how", ["orm", "sql"])
+def test_deleting_a_user_cascades(db: Database, how: str) -> None:
+    with db.session() as session:
+        alice_and_bob(session)
+    with db.session() as session:
+        if how == "orm":
+            alice = session.get(User, ALICE)
+            assert alice is not None
+            assert len(alice.photos) == 2  # loaded, so the ORM deletes these itself
+            session.delete(alice)
+        else:  # the database's ON DELETE CASCADE alone
+            session.execute(delete(User).where(User.id == ALICE))
+    with db.session() as session:
+        assert counts(session) == {"users": 1, "photos": 1, "predictions": 2, "feedback": 1}
+
+
+def test_retention_deletes_only_old_photos(db: Database) -> None:
+    with db.session() as session:
+        for message_id, days in ((1, 40), (2, 31), (3, 29), (4, 0)):
+            stored = photo(session, ALICE, message_id, timedelta(days=days))
+            answer(session, predicted(session, stored, 1), ALICE, 1)
+    with db.session() as session:
+        assert delete_older_than(session, NOW - timedelta(days=30)) == 2
+    with db.session() as session:
+        assert session.scalars(select(Photo.message_id).order_by(Photo.id)).all() == [3, 4]
+        assert counts(session) == {"users": 1, "photos": 2, "predictions": 2, "feedback": 2}
+        assert delete_older_than(session, NOW - timedelta(days=30)) == 0
+
+
+def test_stats_on_a_small_data_set(db: Database) -> None:
+    """Seven photos from three users over ten days; five answered, one of them twice."""
+    carol = 30_000_000_003
+    answered = [  # user, age in hours, model, top-1, the user's answer (None: not a flower)
+        (ALICE, 1, "v1", 1, 1),
+        (ALICE, 5, "v1", 1, 2),
+        (BOB, 30, "v1", 3, 2),
+        (BOB, 50, "v2", 1, 1),
+        (carol, 100, "v2", 4, None),
+    ]
+    with db.session() as session:
+        predictions = []
+        for message_id, (user_id, hours, version, top1, chosen) in enumerate(answered):
+            stored = photo(session, user_id, message_id, timedelta(hours=hours))
+            predictions.append(predicted(session, stored, top1, 9, version=version))
+            answer(session, predictions[-1], user_id, chosen)
+        # Bob agrees with Alice on her second photo: confusions count answers, not photos.
+        answer(session, predictions[1], BOB, 2)
+        for message_id, hours in ((10, 200), (11, 240)):
+            predicted(session, photo(session, carol, message_id, timedelta(hours=hours)), 1)
+    with db.session() as session:
+        report = stats(session, NOW)
+    assert (report.photos_last_day, report.users_last_day) == (2, 1)
+    assert (report.photos_last_week, report.users_last_week) == (5, 3)
+    assert report.feedback_rate == pytest.approx(5 / 7)
+    assert report.accuracy == {"v1": ModelAccuracy(4, 1), "v2": ModelAccuracy(1, 1)}
+    assert report.accuracy["v1"].rate == 0.25
+    assert report.confusions == [
+        Confusion("species 1", "species 2", 2),
+        Confusion("species 3", "species 2", 1),
+    ]
+    assert report.not_a_flower == 1
+
+
+def test_stats_of_an_empty_database(db: Database) -> None:
+    with db.session() as session:
+        report = stats(session, NOW)
+    assert (report.photos_last_week, report.feedback_rate, report.not_a_flower) == (0, 0.0, 0)
+    assert (report.accuracy, report.confusions) == ({}, [])
+
+
+def test_labelled_examples_honour_exclusion(db: Database) -> None:
+    carol = 30_000_000_003
+    with db.session() as session:
+        alice_and_bob(session)  # photos 1..3; labels: Alice 2, Bob 3
+        stored = photo(session, carol, 4)
+        answer(session, predicted(session, stored, 1), carol, None)  # names no species
+        ids = session.scalars(select(Photo.id).order_by(Photo.id)).all()
+    with db.session() as session:
+        examples = labelled_examples(session)
+        assert [(e.photo_id, e.user_id, e.species_index) for e in examples] == [
+            (ids[0], ALICE, 2),
+            (ids[0], BOB, 3),
+            (ids[2], ALICE, 2),
+            (ids[2], BOB, 3),
+        ]
+        assert examples[0].embedding == embedding(1)
+        assert examples[0].embedding_shape == SHAPE
+        assert [e.photo_id for e in labelled_examples(session, since_id=ids[0])] == [ids[2]] * 2
+        assert set_excluded(session, BOB, True)
+        assert not set_excluded(session, 404, True)
+    with db.session() as session:
+        # Bob's labels go, and so does Alice's label on Bob's photo.
+        examples = labelled_examples(session)
+        assert [(e.photo_id, e.user_id) for e in examples] == [(ids[0], ALICE)]
+        set_excluded(session, BOB, False)
+    with db.session() as session:
+        assert len(labelled_examples(session)) == 4
