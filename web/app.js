@@ -1,6 +1,8 @@
 // The flowerbot page: camera or photo -> centre square -> the exported model -> top-5 species.
 // TensorFlow.js is the global `tf` of the UMD bundles index.html loads before this module.
 
+import { resizeLikePillow } from "./resize.js";
+
 const tf = globalThis.tf;
 const MODEL_DIR = "model/";
 const WASM_DIR = "node_modules/@tensorflow/tfjs-backend-wasm/dist/";
@@ -16,6 +18,7 @@ const photo = $("photo");
 const freezeButton = $("freeze");
 const fileInput = $("file");
 const statusLine = $("status");
+const cameraNote = $("camera-note");
 const verdict = $("verdict");
 const speciesList = $("species");
 const speed = $("speed");
@@ -27,7 +30,7 @@ let generation = 0;
 let model;
 let classNames;
 let inputSize;
-let crop;
+let frame;
 let cameraOn = false;
 let predictions = 0;
 
@@ -35,9 +38,9 @@ function setMode(next) {
   mode = next;
   generation += 1;
   document.body.dataset.mode = next;
-  freezeButton.disabled = !cameraOn;
+  freezeButton.hidden = !cameraOn;
   freezeButton.setAttribute("aria-pressed", String(next === "frozen"));
-  freezeButton.textContent = next === "live" || !cameraOn ? "Freeze" : "Back to camera";
+  freezeButton.textContent = next === "live" ? "Freeze" : "Back to camera";
   video.hidden = next === "photo";
   photo.hidden = next !== "photo";
 }
@@ -75,8 +78,7 @@ async function loadModel() {
   model = graphModel;
   classNames = names;
   inputSize = metadata.input_size;
-  crop = document.createElement("canvas");
-  crop.width = crop.height = inputSize;
+  frame = document.createElement("canvas");
   $("model-info").textContent =
     `Model ${metadata.version}: ${names.length} flower species of the Oxford 102 Flowers data set` +
     ` (${metadata.export.quantize === "none" ? "full precision" : metadata.export.quantize + " weights"}).`;
@@ -88,15 +90,20 @@ function centreSquare(width, height) {
   return [Math.floor((width - side) / 2), Math.floor((height - side) / 2), side];
 }
 
-// Photo or video frame -> probabilities. The canvas' high-quality smoothing resizes the square
-// to the model's input; the model takes RGB in 0..255 and scales it itself.
+// Photo or video frame -> probabilities: its pixels as decoded, the centre square resized as
+// Pillow does. The model takes RGB in 0..255 and scales it itself.
 async function classify(source, width, height) {
+  if (frame.width !== width || frame.height !== height) {
+    frame.width = width;
+    frame.height = height;
+  }
+  const context = frame.getContext("2d", { willReadFrequently: true });
+  context.drawImage(source, 0, 0);
   const [left, top, side] = centreSquare(width, height);
-  const context = crop.getContext("2d", { willReadFrequently: true });
-  context.imageSmoothingEnabled = true;
-  context.imageSmoothingQuality = "high";
-  context.drawImage(source, left, top, side, side, 0, 0, inputSize, inputSize);
-  const output = tf.tidy(() => model.predict(tf.browser.fromPixels(crop).toFloat().expandDims(0)));
+  const box = [left, top, left + side, top + side];
+  const rgba = context.getImageData(0, 0, width, height).data;
+  const pixels = resizeLikePillow(rgba, width, height, box, inputSize);
+  const output = tf.tidy(() => model.predict(tf.tensor4d(pixels, [1, inputSize, inputSize, 3])));
   const probabilities = await output.data();
   output.dispose();
   return probabilities;
@@ -109,7 +116,7 @@ function topK(probabilities, k) {
     .slice(0, k);
 }
 
-const percent = (p) => `${(p * 100).toFixed(p < 0.1 ? 1 : 0)}%`;
+const percent = (p) => (p < 0.001 ? "<0.1%" : `${(p * 100).toFixed(p < 0.1 ? 1 : 0)}%`);
 
 function buildList() {
   for (let rank = 0; rank < TOP_K; rank += 1) {
@@ -195,8 +202,10 @@ async function startCamera() {
 }
 
 function noCamera(reason) {
-  statusLine.textContent = `${reason} Choose a photo instead.`;
-  statusLine.classList.add("warning");
+  // Stays on screen while photos come and go: it says why there is no live view.
+  cameraNote.textContent = `${reason} Choose a photo instead.`;
+  cameraNote.hidden = false;
+  statusLine.textContent = "";
   setMode("photo");
 }
 
@@ -255,7 +264,7 @@ async function main() {
     const backend = await startBackend();
     await loadModel();
     document.body.dataset.backend = backend;
-    statusLine.textContent = "Model ready.";
+    statusLine.textContent = "Model ready: allow the camera, or choose a photo.";
     setMode("photo");
   } catch (error) {
     return showError(error);
