@@ -76,6 +76,7 @@ def test_chosen_photos_get_the_same_answers_as_python(page_url, classifier, samp
         note = page.locator("#camera-note")
         note.filter(has_text="Choose a photo instead").wait_for(timeout=120_000)
         assert not page.get_by_role("button", name="Freeze").is_visible()
+        page.context.set_offline(True)  # once loaded, the page needs no network
         for path, _, _ in sample_photos:
             page.set_input_files("#file", str(path))
             page.wait_for_function(

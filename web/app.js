@@ -7,8 +7,8 @@ const tf = globalThis.tf;
 const MODEL_DIR = "model/";
 const WASM_DIR = "node_modules/@tensorflow/tfjs-backend-wasm/dist/";
 const TOP_K = 5;
-// Below this top-1 probability the page says "not sure". On the test split, answers at or above
-// 0.5 are right far more often than the model's overall top-1 rate (see web/README.md).
+// Below this top-1 probability the page says "not sure": on the test split such top guesses are
+// right only 32% of the time, those above it 93% (web/README.md).
 const UNSURE_BELOW = 0.5;
 
 const params = new URLSearchParams(location.search);
@@ -38,11 +38,15 @@ function setMode(next) {
   mode = next;
   generation += 1;
   document.body.dataset.mode = next;
-  freezeButton.hidden = !cameraOn;
-  freezeButton.setAttribute("aria-pressed", String(next === "frozen"));
-  freezeButton.textContent = next === "live" ? "Freeze" : "Back to camera";
   video.hidden = next === "photo";
   photo.hidden = next !== "photo";
+  showFreezeButton();
+}
+
+function showFreezeButton() {
+  freezeButton.hidden = !cameraOn;
+  freezeButton.setAttribute("aria-pressed", String(mode === "frozen"));
+  freezeButton.textContent = mode === "live" ? "Freeze" : "Back to camera";
 }
 
 async function startBackend() {
@@ -198,7 +202,9 @@ async function startCamera() {
     return noCamera(refused ? "Camera permission was refused." : "No camera was found.");
   }
   cameraOn = true;
-  goLive();
+  // A photo chosen while the browser was still asking for the camera stays on screen.
+  if (photo.getAttribute("src")) showFreezeButton();
+  else goLive();
 }
 
 function noCamera(reason) {
@@ -265,6 +271,7 @@ async function main() {
     await loadModel();
     document.body.dataset.backend = backend;
     statusLine.textContent = "Model ready: allow the camera, or choose a photo.";
+    fileInput.disabled = false;
     setMode("photo");
   } catch (error) {
     return showError(error);
