@@ -46,9 +46,10 @@ def measure(url: str, backend: str, camera: Path, seconds: float) -> dict[str, o
         start_count, started = page.evaluate(PREDICTIONS), time.perf_counter()
         time.sleep(seconds)
         count, elapsed = page.evaluate(PREDICTIONS) - start_count, time.perf_counter() - started
+        backend = page.evaluate("document.body.dataset.backend")
         result = {
-            "backend": page.evaluate("document.body.dataset.backend"),
-            "isolated": page.evaluate("crossOriginIsolated"),  # WASM threads need it
+            "backend": backend,
+            "threads": page.evaluate("tf.wasm.getThreadsCount()") if backend == "wasm" else 0,
             "first_ms": first_ms,
             "per_second": count / elapsed,
             "frame_ms": float(page.locator("#speed").get_attribute("data-ms-per-frame")),
@@ -82,7 +83,7 @@ def main() -> int:
         if "error" in r:
             print(f"| {r['backend']} | not available: {r['error']} | | |")
             continue
-        threads = " (threads)" if r["backend"] == "wasm" and r["isolated"] else ""
+        threads = f" ({r['threads']} thread{'s' * (r['threads'] > 1)})" if r["threads"] else ""
         print(
             f"| {r['backend']}{threads} | {r['first_ms'] / 1000:.1f} s | {r['frame_ms']:.0f} "
             f"| {r['per_second']:.1f} |"
