@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 WEIGHTS := mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
 
-.PHONY: setup run test lint
+.PHONY: setup run demo test lint
 
 $(BIN)/flowerbot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,15 @@ $(KERAS_HOME)/models/$(WEIGHTS):
 
 setup: $(BIN)/flowerbot $(KERAS_HOME)/models/$(WEIGHTS)
 
+# The main job: the Telegram bot on the shipped model and a SQLite file (needs TELEGRAM_BOT_TOKEN).
 run: setup
+	$(BIN)/flowerbot bot
+
+# No token at hand: identify the sample photos from the command line instead.
+demo: setup
 	$(BIN)/flowerbot identify $(SHARED)/samples/photos/*.jpg
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -ra
 
 lint: setup

@@ -72,19 +72,26 @@ def main() -> int:
         slow = time_each(lambda d=data: naive(d), args.repeats)
         rows.append((label, ours, slow))
 
-    print(f"views per photo: {len(classifier.artifact.metadata.serve_views)}, "
-          f"CPU threads: {os.cpu_count()}\n")
-    print("| single photo, bytes -> top-5 | ours p50 | ours p95 | naive predict p50 | "
-          "naive p95 | speed-up (p50) |")
+    print(
+        f"views per photo: {len(classifier.artifact.metadata.serve_views)}, "
+        f"CPU threads: {os.cpu_count()}\n"
+    )
+    print(
+        "| single photo, bytes -> top-5 | ours p50 | ours p95 | naive predict p50 | "
+        "naive p95 | speed-up (p50) |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for label, ours, slow in rows:
-        print(f"| {label} | {percentile_ms(ours, 50):.1f} ms | {percentile_ms(ours, 95):.1f} ms | "
-              f"{percentile_ms(slow, 50):.1f} ms | {percentile_ms(slow, 95):.1f} ms | "
-              f"{statistics.median(slow) / statistics.median(ours):.1f}x |")
+        print(
+            f"| {label} | {percentile_ms(ours, 50):.1f} ms | {percentile_ms(ours, 95):.1f} ms | "
+            f"{percentile_ms(slow, 50):.1f} ms | {percentile_ms(slow, 95):.1f} ms | "
+            f"{statistics.median(slow) / statistics.median(ours):.1f}x |"
+        )
 
     photos = [p.read_bytes() for p in samples]
     batch = [photos[i % len(photos)] for i in range(args.batch_photos)]
     with ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
+
         def batched() -> None:
             classifier.top_k_species(np.stack(list(pool.map(load_photo, batch))))
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -22,8 +23,6 @@ class Settings(BaseSettings):
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     photos_per_minute: int = Field(10, ge=1)
     retention_days: int = Field(180, ge=1)
-    # Below this top-1 confidence the answer says plainly that the bot is unsure.
-    unsure_below: float = Field(0.5, gt=0, lt=1)
     max_download_mb: int = Field(20, ge=1)
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     telegram_file_base_url: str = "https://api.telegram.org/file/bot"
@@ -33,6 +32,18 @@ class Settings(BaseSettings):
     webhook_port: int = 8443
     # Concurrent photos are batched through the model: at most this many per call.
     batch_size: int = Field(16, ge=1)
+    # Retraining from users' labels (model_training/retrain.py): where versions are kept, the
+    # base data set and its cached features, when it runs and how hard it trains.
+    model_registry_dir: Path = Path("models/registry")
+    base_data_dir: Path = Path("../shared/data/oxford102-224")
+    feature_cache_dir: Path = Path(".cache/features")
+    retrain_cron: str = "0 3 * * *"
+    retrain_min_new_labels: int = Field(20, ge=0)
+    retrain_max_photos_per_user: int = Field(5, ge=1)
+    retrain_epochs: int = Field(3, ge=1)
+    retrain_learning_rate: float = Field(1e-4, gt=0)
+    # A crashed run's lock frees itself after this long; a healthy run takes minutes.
+    retrain_lock_minutes: int = Field(60, ge=1)
 
     @field_validator("telegram_bot_token")
     @classmethod
@@ -40,6 +51,12 @@ class Settings(BaseSettings):
         if not TOKEN_PATTERN.match(token.get_secret_value()):
             raise ValueError("TELEGRAM_BOT_TOKEN does not look like a bot token (digits:letters)")
         return token
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        CronTrigger.from_crontab(value)  # raises ValueError on a malformed expression
+        return value
 
     @field_validator("admin_ids", mode="before")
     @classmethod

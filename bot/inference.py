@@ -22,7 +22,8 @@ from model_training.photos import load_photo
 class Answer:
     image: np.ndarray  # the 224x224 photo the model saw
     top5: list[SpeciesScore]
-    flower_score: float  # how much the photo looks like any known flower; low: not a flower
+    is_flower: bool  # near some known species in feature space (model_training.abstention)
+    unsure: bool  # top-1 confidence below the model's "not sure" threshold
     features: np.ndarray  # (n_views, 1280) backbone features, stored for retraining
     model_version: str
     latency_ms: float
@@ -85,7 +86,8 @@ class BatchingIdentifier:
                     Answer(
                         image=request.image,
                         top5=classifier.top_k_of(probs[i]),
-                        flower_score=float(scores[i]),
+                        is_flower=bool(scores[i] >= classifier.not_a_flower_below),
+                        unsure=bool(probs[i].max() < classifier.unsure_below),
                         features=features[i],
                         model_version=classifier.version,
                         latency_ms=(now - request.started) * 1000,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from model_training.classifier import SpeciesScore
+from storage import ModelVersion, Stats
 
 BAR_WIDTH = 10
 
@@ -23,7 +24,9 @@ NOT_A_PHOTO = (
     "I can only look at photos. Send me a picture of a flower (as a photo or as an image file: "
     "JPEG, PNG, WebP or HEIC)."
 )
-TOO_LARGE = "That file is too large for me to download (the limit is {mb} MB). Please send it as a photo."
+TOO_LARGE = (
+    "That file is too large for me to download (the limit is {mb} MB). Please send it as a photo."
+)
 BAD_IMAGE = "I could not read that image: {reason}. Could you send it again as a photo?"
 RATE_LIMITED = "That is a lot of flowers! Please wait a minute before sending more."
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
@@ -34,6 +37,16 @@ ASK_NAME = "Which flower is it? Type its name (in English) and I will find it in
 NO_MATCH = "I do not know a species called “{typed}”. Please check the spelling and try again."
 CONFIRM_NAME = "Did you mean one of these?"
 THANKS = "Thanks! Recorded: {what}."
+RECORDED_MARK = "✅"
+RETRAIN_STARTED = "Retraining started: I will report here when it is done."
+RETRAIN_BUSY = "A retraining is already running; try again when it has finished."
+RETRAIN_FAILED = "Retraining failed ({reason}); the current model keeps serving."
+ROLLBACK_USAGE = "Usage: /rollback VERSION (see /models)."
+ROLLED_BACK = "Now serving {version}."
+NO_SUCH_VERSION = "There is no model version {version!r}. /models lists them."
+EXCLUDE_USAGE = "Usage: /exclude USER_ID"
+EXCLUDED = "User {user_id}'s feedback is left out of future retraining."
+NO_SUCH_USER = "I have nothing from user {user_id}."
 
 
 def bar(confidence: float) -> str:
@@ -45,10 +58,12 @@ def display_name(species: str) -> str:
     return species[:1].upper() + species[1:]
 
 
-def top5_answer(top5: list[SpeciesScore], unsure_below: float) -> str:
+def top5_answer(top5: list[SpeciesScore], unsure: bool, is_flower: bool) -> str:
     """HTML: the verdict in one line, then one line per species with a bar and a percentage."""
     best = top5[0]
-    if best.confidence >= unsure_below:
+    if not is_flower:
+        verdict = "🌿 This does not look like a flower to me. If it is one, my best guesses:"
+    elif not unsure:
         verdict = f"🌼 I think this is <b>{escape(display_name(best.species))}</b>."
     else:
         verdict = "🤔 I am not sure about this one. My best guesses:"
@@ -58,3 +73,57 @@ def top5_answer(top5: list[SpeciesScore], unsure_below: float) -> str:
         lines.append(f"<code>{bar(score.confidence)}</code> {score.confidence:.0%}")
     lines += ["", "Was I right? Tap the species:"]
     return "\n".join(lines)
+
+
+def stats_report(report: Stats) -> str:
+    lines = [
+        f"<b>Last day</b>: {report.photos_last_day} photos from {report.users_last_day} users",
+        f"<b>Last week</b>: {report.photos_last_week} photos from {report.users_last_week} users",
+        f"<b>Feedback</b> on {report.feedback_rate:.0%} of photos; "
+        f"{report.not_a_flower} marked not a flower",
+    ]
+    for version, accuracy in sorted(report.accuracy.items()):
+        lines.append(
+            f"<b>{escape(version)}</b>: {accuracy.rate:.0%} right by feedback "
+            f"({accuracy.correct} of {accuracy.judged})"
+        )
+    if report.confusions:
+        lines.append("<b>Most confused</b> (answered → actually):")
+        lines += [
+            f"{escape(display_name(c.predicted))} → {escape(display_name(c.chosen))}: {c.count}"
+            for c in report.confusions[:5]
+        ]
+    return "\n".join(lines)
+
+
+def _scores(m: dict[str, float]) -> str:
+    return (
+        f"test {m['test_top1']:.3f}, val {m['val_top1']:.3f}, "
+        f"feedback {m['feedback_top1']:.3f} ({m['feedback_holdout']} held out)"
+    )
+
+
+def retrain_report(version: str, promoted: bool, before: dict, after: dict, seconds: float) -> str:
+    verdict = "promoted, now serving" if promoted else "rejected by the gate; the old model stays"
+    return (
+        f"<b>{escape(version)}</b>: {verdict}.\n"
+        f"Top-1 before: {_scores(before)}\n"
+        f"Top-1 after: {_scores(after)}\n"
+        f"Trained on {after['feedback_train']} labelled photos; took {seconds:.1f} s."
+    )
+
+
+def models_list(versions: list[ModelVersion]) -> str:
+    lines = []
+    for row in versions:
+        # Retrained versions keep their before/after report; the shipped one its training metrics.
+        scores = row.metrics.get("after") or row.metrics
+        parts = [f"<b>{escape(row.version)}</b> {row.status}"]
+        test = scores.get("test_top1", scores.get("top1"))
+        if test is not None:
+            parts.append(f"test top-1 {test:.3f}")
+        if "feedback_top1" in scores:
+            parts.append(f"feedback top-1 {scores['feedback_top1']:.3f}")
+        parts.append(f"{row.created_at:%Y-%m-%d %H:%M} UTC")
+        lines.append(", ".join(parts))
+    return "\n".join(lines) or "No model versions yet."

@@ -2,6 +2,7 @@
 
 <dir>/head.weights.h5   the trained head (the backbone is the public ImageNet MobileNetV2)
 <dir>/classes.txt       class names, line N = class N
+<dir>/centroids.npy     each species' mean backbone feature: tells flowers from the rest
 <dir>/metadata.json     backbone and its weight fingerprint, input size, scaling, serving views,
                         training data fingerprint, recipe, metrics, creation time
 """
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from model_training.model import BACKBONE_NAME, backbone_fingerprint, build_head, compose
 from model_training.photos import INPUT_SIZE
@@ -24,6 +26,7 @@ FORMAT_VERSION = 1
 HEAD_FILE = "head.weights.h5"
 CLASSES_FILE = "classes.txt"
 METADATA_FILE = "metadata.json"
+CENTROIDS_FILE = "centroids.npy"
 
 
 @dataclass
@@ -36,6 +39,8 @@ class Metadata:
     recipe: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
+    # "not_a_flower_below" (cosine to the nearest species centroid), "unsure_below" (top-1)
+    thresholds: dict = field(default_factory=dict)
     backbone: str = BACKBONE_NAME
     backbone_fingerprint: str = ""
     input_size: int = INPUT_SIZE
@@ -48,6 +53,7 @@ class ModelArtifact:
     head: keras.Model
     class_names: list[str]
     metadata: Metadata
+    centroids: np.ndarray  # (n_classes, 1280) unit-length species centroids in feature space
 
     def composed(self) -> keras.Model:
         """Backbone and head as one Keras model: uint8-range RGB 224x224 -> probabilities."""
@@ -61,6 +67,7 @@ class ModelArtifact:
             self.metadata.backbone_fingerprint = backbone_fingerprint()
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         self.head.save_weights(staging / HEAD_FILE)
+        np.save(staging / CENTROIDS_FILE, self.centroids.astype(np.float32))
         (staging / CLASSES_FILE).write_text("\n".join(self.class_names) + "\n", encoding="utf-8")
         (staging / METADATA_FILE).write_text(json.dumps(asdict(self.metadata), indent=2) + "\n")
         if folder.exists():
@@ -79,4 +86,5 @@ def load_artifact(folder: str | Path) -> ModelArtifact:
     class_names = (folder / CLASSES_FILE).read_text(encoding="utf-8").splitlines()
     head = build_head(len(class_names))
     head.load_weights(folder / HEAD_FILE)
-    return ModelArtifact(head, class_names, metadata)
+    centroids = np.load(folder / CENTROIDS_FILE)
+    return ModelArtifact(head, class_names, metadata, centroids)

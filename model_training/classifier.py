@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model_training.abstention import flower_scores
 from model_training.artifact import ModelArtifact, load_artifact
 from model_training.photos import INPUT_SIZE, load_photo
 
@@ -25,6 +26,8 @@ class FlowerClassifier:
         self.artifact = artifact
         self.class_names = artifact.class_names
         self.version = artifact.metadata.version
+        self.not_a_flower_below = artifact.metadata.thresholds["not_a_flower_below"]
+        self.unsure_below = artifact.metadata.thresholds["unsure_below"]
         self.model = artifact.composed()
         # The same graph, also returning the per-view backbone features the bot stores so that
         # retraining never runs the backbone again.
@@ -55,13 +58,8 @@ class FlowerClassifier:
         return self.classify(images)[0]
 
     def flower_scores(self, features: np.ndarray) -> np.ndarray:
-        """Highest class logit, averaged over views: low for a photo unlike every known species.
-
-        (The "max logit" out-of-distribution score; softmax confidence alone stays high on
-        many non-flowers because the probabilities must sum to one over flowers.)
-        """
-        kernel, bias = self.artifact.head.get_layer("species").get_weights()
-        return (features @ kernel + bias).mean(axis=1).max(axis=-1)
+        """Similarity to the nearest known species; below `not_a_flower_below`: not a flower."""
+        return flower_scores(features, self.artifact.centroids)
 
     def top_k_species(self, images: np.ndarray, k: int = 5) -> list[list[SpeciesScore]]:
         return [self.top_k_of(row, k) for row in self.probabilities(images)]

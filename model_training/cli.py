@@ -1,4 +1,4 @@
-"""`flowerbot`: train, evaluate and identify from the command line (and run the bot)."""
+"""`flowerbot`: train, evaluate and identify from the command line."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("FLOWERBOT_CACHE_DIR", ".cache/features"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    return dispatch(parser()[0], argv)
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "command"):
         parser.print_help()
@@ -26,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     return args.command(args)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowerbot", description=__doc__)
-    commands = parser.add_subparsers(title="commands")
+def parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """The training commands; the bot package adds its own `bot` command to the same parser."""
+    main_parser = argparse.ArgumentParser(prog="flowerbot", description=__doc__)
+    commands = main_parser.add_subparsers(title="commands")
 
     train = commands.add_parser("train", help="fit the head on a data set and save a model folder")
     train.add_argument("--data", type=Path, required=True, help="folder with train/ val/ test/")
@@ -77,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--port", type=int, default=8000)
     web.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     web.set_defaults(command=_web)
-    return parser
+    return main_parser, commands
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -65,6 +65,13 @@ def build_head(n_classes: int, l2: float = 0.0) -> keras.Model:
     return keras.Model(features, probs, name="head")
 
 
+def head_probabilities(head: keras.Model, features: np.ndarray) -> np.ndarray:
+    """Mean of the head's probabilities over views: what the composed model computes."""
+    photos, views, dim = features.shape
+    per_view = head.predict(features.reshape(-1, dim), batch_size=4096, verbose=0)
+    return per_view.reshape(photos, views, -1).mean(axis=1)
+
+
 def compose(head: keras.Model, views: tuple[str, ...], scaling: str) -> keras.Model:
     """Backbone and head as one model: image -> probabilities averaged over the serving views."""
     extractor = feature_extractor(views, scaling)

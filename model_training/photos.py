@@ -44,7 +44,7 @@ def load_photo(data: bytes, size: int = INPUT_SIZE) -> np.ndarray:
             if image.width * image.height > MAX_PIXELS:
                 raise PhotoError("the image is too large (decompression bomb?)")
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: a 12 MP photo then costs what a 1 MP does.
-            image.draft("RGB", (size * 2, size * 2))
+            image.draft("RGB", (size, size))
             image = ImageOps.exif_transpose(image)  # first frame of a GIF/WebP animation
             rgb = _to_rgb(image)
             square = rgb.resize(

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model_training.model import FEATURE_DIM, build_head
+from model_training.model import FEATURE_DIM, build_head, head_probabilities
 from model_training.views import TRAIN_VIEWS
 
 
@@ -91,6 +91,7 @@ class TrainedHead:
     head: keras.Model
     history: dict[str, list[float]]
     epochs: int
+    val_probabilities: np.ndarray  # from the early-stopped head, which never trained on val
 
 
 def train_head(
@@ -122,8 +123,9 @@ def train_head(
     )
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     best_epochs = int(np.argmax(history["val_accuracy"])) + 1
+    val_probabilities = head_probabilities(head, val_x[:, serving])
     if not recipe.refit_on_train_and_val:
-        return TrainedHead(head, history, best_epochs)
+        return TrainedHead(head, history, best_epochs, val_probabilities)
 
     keras.utils.set_random_seed(seed)
     head = _compiled_head(n_classes, recipe)
@@ -135,4 +137,4 @@ def train_head(
         shuffle=False,
         verbose=verbose,
     )
-    return TrainedHead(head, history, best_epochs)
+    return TrainedHead(head, history, best_epochs, val_probabilities)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from model_training.abstention import class_centroids, flower_scores, not_a_flower_cut, unsure_cut
 from model_training.artifact import Metadata, ModelArtifact
 from model_training.data import PhotoSet, read_split
 from model_training.evaluate import classification_metrics
 from model_training.features import FeatureCache, cached_features
+from model_training.model import head_probabilities
 from model_training.train import Recipe, train_head
 
 
@@ -19,13 +20,6 @@ def split_features(
     photos: PhotoSet, views: tuple[str, ...], cache: FeatureCache, split: str
 ) -> np.ndarray:
     return cached_features(photos.encoded, photos.keys, views, cache, desc=f"{split} features")
-
-
-def head_probabilities(head: keras.Model, features: np.ndarray) -> np.ndarray:
-    """Mean of the head's probabilities over views: what the composed model computes."""
-    photos, views, dim = features.shape
-    per_view = head.predict(features.reshape(-1, dim), batch_size=4096, verbose=0)
-    return per_view.reshape(photos, views, -1).mean(axis=1)
 
 
 def train_on_dataset(
@@ -43,13 +37,22 @@ def train_on_dataset(
     for split, photos in (("train", train), ("val", val)):
         if not photos.labelled():
             raise ValueError(f"{data_root}/{split}: every photo needs a class to train on")
+    train_x = split_features(train, recipe.train_views, cache, "train")
+    val_x = split_features(val, recipe.train_views, cache, "val")
+    n_classes = len(train.class_names)
     trained = train_head(
-        len(train.class_names),
-        (split_features(train, recipe.train_views, cache, "train"), train.labels),
-        (split_features(val, recipe.train_views, cache, "val"), val.labels),
-        recipe,
-        seed=seed,
+        n_classes, (train_x, train.labels), (val_x, val.labels), recipe, seed, verbose=1
     )
+    # Abstention thresholds come from models that never saw val; the shipped centroids may.
+    serving = [recipe.train_views.index(view) for view in recipe.serve_views]
+    train_serve, val_serve = train_x[:, serving], val_x[:, serving]
+    train_centroids = class_centroids(train_serve, train.labels, n_classes)
+    val_flower_scores = flower_scores(val_serve, train_centroids)
+    if recipe.refit_on_train_and_val:
+        both = np.concatenate([train_serve, val_serve]), np.concatenate([train.labels, val.labels])
+        centroids = class_centroids(*both, n_classes)
+    else:
+        centroids = train_centroids
     # The refit head saw val, so val metrics come from the early-stopping run's history.
     metadata = Metadata(
         version=version,
@@ -63,8 +66,12 @@ def train_on_dataset(
             "train_seconds": round(time.perf_counter() - started, 1),
         },
         history=trained.history,
+        thresholds={
+            "not_a_flower_below": not_a_flower_cut(val_flower_scores),
+            "unsure_below": unsure_cut(trained.val_probabilities, val.labels),
+        },
     )
-    return ModelArtifact(trained.head, train.class_names, metadata)
+    return ModelArtifact(trained.head, train.class_names, metadata, centroids)
 
 
 def evaluate_on_split(

@@ -4,7 +4,20 @@ Plain Python values in and out; nothing here knows Keras or Telegram.
 """
 
 from storage.db import Database
-from storage.models import Feedback, Photo, Prediction, User
+from storage.models import Feedback, ModelVersion, Photo, Prediction, User
+from storage.registry import (
+    ModelStatus,
+    add_version,
+    get_version,
+    list_versions,
+    lock_holder,
+    new_labels_since_last_run,
+    newest_label_id,
+    promote,
+    release_lock,
+    serving_version,
+    take_lock,
+)
 from storage.report import Confusion, ModelAccuracy, Stats, stats
 from storage.repository import (
     add_photo,
@@ -25,20 +38,32 @@ __all__ = [
     "Feedback",
     "LabelledExample",
     "ModelAccuracy",
+    "ModelStatus",
+    "ModelVersion",
     "Photo",
     "Prediction",
     "Stats",
     "User",
     "add_photo",
     "add_prediction",
+    "add_version",
     "delete_older_than",
     "ensure_user",
     "forget_user",
+    "get_version",
     "labelled_examples",
     "last_photo",
     "latest_prediction",
+    "list_versions",
+    "lock_holder",
+    "new_labels_since_last_run",
+    "newest_label_id",
     "photo_by_message",
+    "promote",
     "record_feedback",
+    "release_lock",
+    "serving_version",
     "set_excluded",
     "stats",
+    "take_lock",
 ]

@@ -161,3 +161,33 @@ class Feedback(Base):
     photo: Mapped[Photo] = relationship(back_populates="feedback")
     prediction: Mapped[Prediction] = relationship(back_populates="feedback")
     user: Mapped[User] = relationship(back_populates="feedback")
+
+
+class ModelVersion(Base):
+    """One trained head in the model registry: its artifact folder and how it fared."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # ModelStatus values
+    # Before/after scores on base val and test and held-out feedback, and training time.
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    promoted_at: Mapped[datetime | None]
+
+
+class RetrainLock(Base):
+    """The single row that makes retraining exclusive across processes.
+
+    Taken by one conditional UPDATE (free or expired -> ours), so a crashed holder blocks others
+    only until its expiry. `last_feedback_id` is the newest label the last finished run saw.
+    """
+
+    __tablename__ = "retrain_lock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None]
+    last_feedback_id: Mapped[int] = mapped_column(Integer, default=0)

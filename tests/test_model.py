@@ -14,12 +14,12 @@ from model_training.model import (
     build_head,
     compose,
     feature_extractor,
+    head_probabilities,
     imagenet_backbone,
 )
 from model_training.photos import load_photo_file
 from model_training.train import RECIPES, train_head
 from model_training.views import VIEWS, ViewStack
-from model_training.workflow import head_probabilities
 
 rng = np.random.default_rng(0)
 

@@ -132,7 +132,15 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
     with db.engine.connect() as connection:
         tables = set(inspect(connection).get_table_names())
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    assert tables == {"alembic_version", "users", "photos", "predictions", "feedback"}
+    assert tables == {
+        "alembic_version",
+        "users",
+        "photos",
+        "predictions",
+        "feedback",
+        "model_versions",
+        "retrain_lock",
+    }
     assert differences == []
     db.upgrade()  # at head already: a no-op, as on every bot start
 

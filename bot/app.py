@@ -1,0 +1,124 @@
+"""The bot's Application: every handler registered in one place, then polling or a webhook."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
+from telegram import BotCommand, Update
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot import handlers
+from bot.config import Settings
+from bot.inference import BatchingIdentifier
+from bot.network import RetryingRateLimiter
+from bot.retraining import serving_classifier
+from bot.services import Services
+from storage import Database
+
+log = logging.getLogger(__name__)
+COMMANDS = [
+    BotCommand("top5", "the top-5 species of your last photo (or reply it to a photo)"),
+    BotCommand("privacy", "what I keep about you"),
+    BotCommand("forget", "delete everything I have from you"),
+    BotCommand("help", "how to use me"),
+]
+
+
+def build_application(settings: Settings) -> Application:
+    database = Database(settings.database_url)
+    database.upgrade()  # Alembic migrations, applied at every start (a no-op when current)
+    classifier = serving_classifier(database, settings.model_dir)
+    identifier = BatchingIdentifier(classifier, settings.batch_size)
+
+    async def post_init(app: Application) -> None:
+        await identifier.start()
+        await app.bot.set_my_commands(COMMANDS)
+
+    async def post_shutdown(app: Application) -> None:
+        await identifier.stop()
+        database.dispose()
+
+    app = (
+        Application.builder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_api_base_url)
+        .base_file_url(settings.telegram_file_base_url)
+        .rate_limiter(RetryingRateLimiter())  # Telegram's flood limits; network errors retried
+        .concurrent_updates(True)  # photos from many chats reach the batcher together
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
+    app.bot_data["services"] = Services(settings, identifier, database)
+    register_handlers(app)
+    app.job_queue.run_repeating(
+        handlers.enforce_retention, interval=timedelta(hours=6), first=timedelta(seconds=30)
+    )
+    # Missed runs (the bot was down) coalesce into one; never two at once in this process.
+    app.job_queue.run_custom(
+        handlers.scheduled_retrain,
+        job_kwargs={
+            "trigger": CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC),
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": None,
+        },
+        name="retrain",
+    )
+    return app
+
+
+def register_handlers(app: Application) -> None:
+    private = filters.ChatType.PRIVATE
+    groups = filters.ChatType.GROUPS
+    image = filters.PHOTO | filters.Document.IMAGE
+    anything_else = (
+        filters.Document.ALL
+        | filters.Sticker.ALL
+        | filters.VIDEO
+        | filters.VIDEO_NOTE
+        | filters.ANIMATION
+        | filters.VOICE
+        | filters.AUDIO
+        | filters.LOCATION
+        | filters.CONTACT
+    )
+    app.add_handler(CommandHandler(["start", "help"], handlers.start))
+    app.add_handler(CommandHandler("privacy", handlers.privacy))
+    app.add_handler(CommandHandler("forget", handlers.forget))
+    app.add_handler(CommandHandler("top5", handlers.top5))
+    app.add_handler(CommandHandler("stats", handlers.stats_command))
+    app.add_handler(CommandHandler("retrain", handlers.retrain))
+    app.add_handler(CommandHandler("models", handlers.models_command))
+    app.add_handler(CommandHandler("rollback", handlers.rollback))
+    app.add_handler(CommandHandler("exclude", handlers.exclude))
+    app.add_handler(MessageHandler(private & image, handlers.private_photo))
+    app.add_handler(MessageHandler(groups & image, handlers.group_photo))
+    app.add_handler(
+        MessageHandler(groups & filters.REPLY & filters.Entity("mention"), handlers.group_mention)
+    )
+    app.add_handler(MessageHandler(private & anything_else, handlers.not_a_photo))
+    app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, handlers.typed_name))
+    app.add_handler(CallbackQueryHandler(handlers.feedback_button, pattern=r"^(fb|nm):\d+:\w+$"))
+    app.add_error_handler(handlers.on_error)
+
+
+def run(settings: Settings) -> None:
+    app = build_application(settings)
+    if settings.webhook_url:
+        app.run_webhook(
+            listen=settings.webhook_listen,
+            port=settings.webhook_port,
+            webhook_url=settings.webhook_url,
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        app.run_polling(allowed_updates=Update.ALL_TYPES)
