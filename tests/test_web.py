@@ -101,18 +101,17 @@ def test_chosen_photos_get_the_same_answers_as_python(page_url, classifier, samp
 
 
 @needs_browser
-def test_page_resizes_exactly_as_pillow(page_url, sample_photos) -> None:
-    """The page's Lanczos resize of the centre square equals photos.load_photo to the pixel."""
+def test_page_preprocesses_exactly_as_pillow(page_url, sample_photos) -> None:
+    """The page's decode and resize of the centre square equal photos.load_photo to the pixel."""
     from playwright.sync_api import sync_playwright
 
-    resize = """async (bytes) => {
-        const { resizeLikePillow } = await import('./resize.js');
-        const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)]),
-                                               { colorSpaceConversion: 'none' });
-        const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    preprocess = """async (bytes) => {
+        const { decodeLikePillow, resizeLikePillow } = await import('./pillow.js');
+        const { image, width, height } = await decodeLikePillow(
+            new Blob([new Uint8Array(bytes)]), 224);
+        const canvas = new OffscreenCanvas(width, height);
         const context = canvas.getContext('2d');
-        context.drawImage(bitmap, 0, 0);
-        const { width, height } = bitmap;
+        context.drawImage(image, 0, 0);
         const side = Math.min(width, height);
         const left = Math.floor((width - side) / 2), top = Math.floor((height - side) / 2);
         const rgba = context.getImageData(0, 0, width, height).data;
@@ -124,10 +123,10 @@ def test_page_resizes_exactly_as_pillow(page_url, sample_photos) -> None:
         page = browser.new_page()
         page.goto(page_url)
         # Wide, tall and square photos: Pillow's filter reads beyond the box's sides, top and
-        # bottom, or nowhere.
+        # bottom, or nowhere; all are JPEGs decoded at half size (Image.draft).
         for path, _, _ in sample_photos:
             data = path.read_bytes()
-            pixels = np.asarray(page.evaluate(resize, list(data)), dtype=np.float32)
+            pixels = np.asarray(page.evaluate(preprocess, list(data)), dtype=np.float32)
             np.testing.assert_array_equal(pixels.reshape(224, 224, 3), load_photo(data), path.name)
         browser.close()
 

@@ -1,15 +1,12 @@
 // The flowerbot page: camera or photo -> centre square -> the exported model -> top-5 species.
 // TensorFlow.js is the global `tf` of the UMD bundles index.html loads before this module.
 
-import { resizeLikePillow } from "./resize.js";
+import { decodeLikePillow, resizeLikePillow } from "./pillow.js";
 
 const tf = globalThis.tf;
 const MODEL_DIR = "model/";
 const WASM_DIR = "node_modules/@tensorflow/tfjs-backend-wasm/dist/";
 const TOP_K = 5;
-// Below this top-1 probability the page says "not sure": on the test split such top guesses are
-// right only 32% of the time, those above it 93% (web/README.md).
-const UNSURE_BELOW = 0.5;
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -30,6 +27,9 @@ let generation = 0;
 let model;
 let classNames;
 let inputSize;
+// Below this top-1 probability the page says "not sure": the model's own threshold, chosen on
+// val where answers below it are right less than half the time (the bot uses the same one).
+let unsureBelow;
 let frame;
 let cameraOn = false;
 let predictions = 0;
@@ -82,6 +82,8 @@ async function loadModel() {
   model = graphModel;
   classNames = names;
   inputSize = metadata.input_size;
+  unsureBelow = metadata.thresholds.unsure_below;
+  $("threshold").textContent = percent(unsureBelow);
   frame = document.createElement("canvas");
   $("model-info").textContent =
     `Model ${metadata.version}: ${names.length} flower species of the Oxford 102 Flowers data set` +
@@ -144,7 +146,7 @@ function render(probabilities, source) {
   });
   const best = top[0];
   const name = classNames[best.index];
-  const sure = best.p >= UNSURE_BELOW;
+  const sure = best.p >= unsureBelow;
   // Only a changed answer is written, so screen readers announce answers, not every frame.
   const text = sure ? `${name} (${percent(best.p)})` : `Not sure. Maybe ${name} (${percent(best.p)})`;
   if (verdict.textContent !== text) verdict.textContent = text;
@@ -231,10 +233,9 @@ function freeze() {
 }
 
 async function showPhoto(file) {
-  let bitmap;
+  let decoded;
   try {
-    // No colour-space conversion: Python decodes the raw pixels too. EXIF orientation applies.
-    bitmap = await createImageBitmap(file, { colorSpaceConversion: "none" });
+    decoded = await decodeLikePillow(file, inputSize);
   } catch {
     statusLine.textContent = `${file.name} is not an image this browser can read.`;
     return;
@@ -247,8 +248,8 @@ async function showPhoto(file) {
   statusLine.textContent = cameraOn
     ? `Showing ${file.name}. “Back to camera” returns to the live view.`
     : `Showing ${file.name}.`;
-  await predictAndShow(bitmap, bitmap.width, bitmap.height, file.name);
-  bitmap.close();
+  await predictAndShow(decoded.image, decoded.width, decoded.height, file.name);
+  decoded.image.close();
 }
 
 function showError(error) {
@@ -260,7 +261,6 @@ function showError(error) {
 
 async function main() {
   buildList();
-  $("threshold").textContent = percent(UNSURE_BELOW);
   freezeButton.addEventListener("click", () => (mode === "live" ? freeze() : goLive()));
   fileInput.addEventListener("change", () => {
     if (fileInput.files.length) showPhoto(fileInput.files[0]);
