@@ -36,3 +36,28 @@ test: setup lint
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The web page (web/README.md): the TF.js converter in its own venv, TF.js from npm, and the
+# browser test and benchmark (they also need Debian's chromium: apt-get install -y chromium).
+.PHONY: web-setup web test-web bench-web
+WEB_VENV ?= .venv-web
+
+$(WEB_VENV)/bin/tensorflowjs_converter: web/converter-requirements.txt
+	$(PYTHON) -m venv $(WEB_VENV)
+	$(WEB_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(WEB_VENV)/bin/python -m pip install --quiet -r web/converter-requirements.txt
+	touch $@
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+web-setup: setup $(WEB_VENV)/bin/tensorflowjs_converter web/node_modules/.package-lock.json
+
+web: web-setup
+	$(BIN)/flowerbot web
+
+test-web: web-setup
+	$(BIN)/python -m pytest -ra tests/test_web.py
+
+bench-web: web-setup
+	$(BIN)/python bench/web.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -67,6 +68,19 @@ def parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     identify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     identify.add_argument("--json", action="store_true", help="one JSON object per photo")
     identify.set_defaults(command=_identify)
+
+    from model_training.web_export import DEFAULT_OUT, QUANTIZE_FLAGS
+
+    export_web = commands.add_parser("export-web", help="convert a model for the web page (TF.js)")
+    export_web.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    export_web.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    export_web.add_argument("--quantize", choices=list(QUANTIZE_FLAGS), default="none")
+    export_web.set_defaults(command=_export_web)
+
+    web = commands.add_parser("web", help="serve the web page on 127.0.0.1")
+    web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    web.set_defaults(command=_web)
     return main_parser, commands
 
 
@@ -131,6 +145,38 @@ def _identify(args: argparse.Namespace) -> int:
             for rank, score in enumerate(top5, 1):
                 print(f"  {rank}. {score.species:<28} {score.confidence:6.1%}")
     return 1 if failures else 0
+
+
+def _export_web(args: argparse.Namespace) -> int:
+    from model_training.web_export import ExportError, export_web, model_bytes
+
+    try:
+        out = export_web(args.model, args.out, args.quantize)
+    except ExportError as err:
+        print(f"flowerbot: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps({"out": str(out), "quantize": args.quantize, "bytes": model_bytes(out)}))
+    return 0
+
+
+def _web(args: argparse.Namespace) -> int:
+    from model_training.web_export import DEFAULT_OUT, ExportError, export_web, needs_export
+    from model_training.web_server import make_server, missing_vendor_files
+
+    if missing := missing_vendor_files():
+        print(f"flowerbot: {missing[0]} is missing: run `make web-setup`", file=sys.stderr)
+        return 1
+    try:
+        if needs_export(args.model, DEFAULT_OUT):
+            print(f"exporting {args.model} to {DEFAULT_OUT} ...", flush=True)
+            export_web(args.model, DEFAULT_OUT)
+    except ExportError as err:
+        print(f"flowerbot: {err}", file=sys.stderr)
+        return 1
+    with make_server(DEFAULT_OUT, args.port) as server, contextlib.suppress(KeyboardInterrupt):
+        print(f"serving http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)", flush=True)
+        server.serve_forever()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""The web page's cost in headless Chromium: model download size, time to first prediction and
+time per camera frame for each TF.js backend.
+
+    python bench/web.py [--model models/oxford102] [--seconds 10] [--backends wasm,webgl,cpu]
+
+A sample photo plays as a fake camera; the page runs as a visitor would see it (its own live loop:
+frame -> Pillow-exact resize -> model -> top-5 on screen). WebGL runs on SwiftShader, Chromium's
+software renderer, since the benchmark machine has no GPU. Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from playwright.sync_api import sync_playwright
+
+from model_training.web_browser import camera_frame, launch_options, write_y4m
+from model_training.web_export import QUANTIZE_FLAGS, export_web, model_bytes
+from model_training.web_server import serving
+
+SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "photos"
+PREDICTIONS = "+document.getElementById('species').dataset.predictions || 0"
+
+
+def measure(url: str, backend: str, camera: Path, seconds: float) -> dict[str, object]:
+    """Time to the first prediction on screen, then predictions counted over `seconds`."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(**launch_options(camera, gpu=backend == "webgl"))
+        page = browser.new_page()
+        page.goto(f"{url}?backend={backend}")
+        page.wait_for_function(
+            f"{PREDICTIONS} >= 1 || document.body.dataset.mode === 'error'", timeout=300_000
+        )
+        if page.evaluate("document.body.dataset.mode") == "error":
+            reason = page.locator("#status").text_content()
+            browser.close()
+            return {"backend": backend, "error": reason}
+        first_ms = page.evaluate("performance.getEntriesByName('first-prediction')[0].startTime")
+        page.wait_for_function(f"{PREDICTIONS} >= 3", timeout=300_000)  # past warm-up
+        start_count, started = page.evaluate(PREDICTIONS), time.perf_counter()
+        time.sleep(seconds)
+        count, elapsed = page.evaluate(PREDICTIONS) - start_count, time.perf_counter() - started
+        backend = page.evaluate("document.body.dataset.backend")
+        result = {
+            "backend": backend,
+            "threads": page.evaluate("tf.wasm.getThreadsCount()") if backend == "wasm" else 0,
+            "first_ms": first_ms,
+            "per_second": count / elapsed,
+            "frame_ms": float(page.locator("#speed").get_attribute("data-ms-per-frame")),
+            "chromium": browser.version,
+        }
+        browser.close()
+        return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("models/oxford102"))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--backends", default="wasm,webgl,cpu")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = {q: export_web(args.model, Path(tmp) / q, q) for q in QUANTIZE_FLAGS}
+        camera = write_y4m(camera_frame(SAMPLE / "image_05429.jpg"), Path(tmp) / "camera.y4m")
+        print("| weights | model download (model.json + shards) |")
+        print("|---|---:|")
+        for quantize, folder in exported.items():
+            print(f"| {quantize} | {model_bytes(folder):,} B |")
+        with serving(exported["none"]) as url:
+            results = [measure(url, b, camera, args.seconds) for b in args.backends.split(",")]
+
+    print(f"\n{os.cpu_count()} CPU cores, no GPU; full-precision weights; 640x480 fake camera\n")
+    print("| backend | first prediction | ms per frame | predictions/s |")
+    print("|---|---:|---:|---:|")
+    for r in results:
+        if "error" in r:
+            print(f"| {r['backend']} | not available: {r['error']} | | |")
+            continue
+        threads = f" ({r['threads']} thread{'s' * (r['threads'] > 1)})" if r["threads"] else ""
+        print(
+            f"| {r['backend']}{threads} | {r['first_ms'] / 1000:.1f} s | {r['frame_ms']:.0f} "
+            f"| {r['per_second']:.1f} |"
+        )
+    chromium = next((r["chromium"] for r in results if "chromium" in r), "?")
+    print(f"\nChromium {chromium}, headless")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

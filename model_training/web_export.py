@@ -1,0 +1,151 @@
+"""Model artifact -> TensorFlow.js graph model for the web page, with its class names and metadata.
+
+<out>/model.json, group1-shard*.bin   the composed model (backbone, head, serving views) as one
+                                     graph: float32 RGB in 0..255, (N, 224, 224, 3) -> probabilities
+<out>/classes.json                   class names, index N = class N
+<out>/metadata.json                  the artifact's metadata and how it was exported
+
+The converter (the `tensorflowjs` pip package) lives in its own virtual environment, `.venv-web`
+(`make web-setup`): it pins packages the project does not want in its own environment (see
+web/README.md). This module only writes a SavedModel and runs the converter's command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module for its options; Keras loads only to export
+    from model_training.artifact import ModelArtifact
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "web" / "model"
+MODEL_FILE = "model.json"
+CLASSES_FILE = "classes.json"
+METADATA_FILE = "metadata.json"
+CONVERTER = "tensorflowjs_converter"
+CONVERTER_ENV = "FLOWERBOT_TFJS_CONVERTER"
+# Weight quantization of the converter: stored weights shrink 2x (float16) or 4x (uint8) and are
+# expanded back to float32 when the page loads them; activations stay float32 either way.
+QUANTIZE_FLAGS: dict[str, list[str]] = {
+    "none": [],
+    "float16": ["--quantize_float16=*"],
+    "uint8": ["--quantize_uint8=*"],
+}
+
+
+class ExportError(RuntimeError):
+    """The export could not run; the message says what to install or fix."""
+
+
+def find_converter() -> str:
+    """The converter command: $FLOWERBOT_TFJS_CONVERTER, then .venv-web's, then one on PATH."""
+    candidates = [
+        os.environ.get(CONVERTER_ENV),
+        str(ROOT / ".venv-web" / "bin" / CONVERTER),
+        shutil.which(CONVERTER),
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise ExportError(
+        f"{CONVERTER} not found: run `make web-setup` (it creates .venv-web) "
+        f"or point ${CONVERTER_ENV} at one"
+    )
+
+
+def needs_export(model_dir: str | Path, out: str | Path = DEFAULT_OUT) -> bool:
+    """True when `out` holds no exported model or one older than any file of the artifact."""
+    exported = Path(out) / MODEL_FILE
+    if not exported.is_file():
+        return True
+    newest_source = max(p.stat().st_mtime for p in Path(model_dir).iterdir() if p.is_file())
+    return newest_source > exported.stat().st_mtime
+
+
+def export_web(
+    model_dir: str | Path, out: str | Path = DEFAULT_OUT, quantize: str = "none"
+) -> Path:
+    """Export the artifact in `model_dir` to `out`; the folder appears complete or not at all."""
+    if quantize not in QUANTIZE_FLAGS:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_FLAGS)}, not {quantize!r}")
+    from model_training.artifact import load_artifact
+
+    converter = find_converter()
+    artifact = load_artifact(model_dir)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with tempfile.TemporaryDirectory(prefix="flowerbot-savedmodel-") as saved_model:
+            save_serving_model(artifact, saved_model)
+            convert(converter, Path(saved_model), staging, quantize)
+        write_labels(artifact, staging, quantize)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
+
+
+def save_serving_model(artifact: ModelArtifact, folder: str | Path) -> None:
+    """The composed Keras model as a SavedModel whose signature takes float32 pixels.
+
+    TF.js has no uint8 tensors (browser pixels arrive as int32), so the signature is float32;
+    the model casts its input to float32 first anyway, so the two give the same answers.
+    """
+    import tensorflow as tf
+
+    size = artifact.metadata.input_size
+    spec = tf.TensorSpec((None, size, size, 3), tf.float32, name="image")
+    artifact.composed().export(str(folder), input_signature=[spec], verbose=False)
+
+
+def convert(converter: str, saved_model: Path, out: Path, quantize: str) -> None:
+    command = [
+        converter,
+        "--input_format=tf_saved_model",
+        "--output_format=tfjs_graph_model",
+        "--signature_name=serving_default",
+        "--saved_model_tags=serve",
+        *QUANTIZE_FLAGS[quantize],
+        str(saved_model),
+        str(out),
+    ]
+    # The converter imports TensorFlow, JAX and decision forests and prints pages of start-up
+    # chatter; it is shown only when the conversion fails.
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    )
+    if result.returncode != 0 or not (out / MODEL_FILE).is_file():
+        raise ExportError(f"{CONVERTER} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+
+
+def write_labels(artifact: ModelArtifact, out: Path, quantize: str) -> None:
+    (out / CLASSES_FILE).write_text(json.dumps(artifact.class_names, ensure_ascii=False) + "\n")
+    metadata = {
+        **asdict(artifact.metadata),
+        "export": {
+            "format": "tfjs_graph_model",
+            "quantize": quantize,
+            "input": "float32 RGB 0..255, (N, size, size, 3), centre square of the photo",
+            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    }
+    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def model_bytes(out: str | Path) -> int:
+    """What the page downloads for the model: model.json and its weight shards."""
+    manifest = json.loads((Path(out) / MODEL_FILE).read_text())
+    shards = [name for group in manifest["weightsManifest"] for name in group["paths"]]
+    return sum((Path(out) / name).stat().st_size for name in [MODEL_FILE, *shards])

@@ -1,0 +1,282 @@
+// The flowerbot page: camera or photo -> centre square -> the exported model -> top-5 species.
+// TensorFlow.js is the global `tf` of the UMD bundles index.html loads before this module.
+
+import { decodeLikePillow, resizeLikePillow } from "./pillow.js";
+
+const tf = globalThis.tf;
+const MODEL_DIR = "model/";
+const WASM_DIR = "node_modules/@tensorflow/tfjs-backend-wasm/dist/";
+const TOP_K = 5;
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+const video = $("camera");
+const photo = $("photo");
+const freezeButton = $("freeze");
+const fileInput = $("file");
+const statusLine = $("status");
+const cameraNote = $("camera-note");
+const verdict = $("verdict");
+const speciesList = $("species");
+const speed = $("speed");
+
+// What the viewer shows: "loading", "live" camera, "frozen" camera frame, "photo", or "error".
+let mode = "loading";
+// Bumped on every change of what is shown, so a prediction that finishes late is dropped.
+let generation = 0;
+let model;
+let classNames;
+let inputSize;
+// Below this top-1 probability the page says "not sure": the model's own threshold, chosen on
+// val where answers below it are right less than half the time (the bot uses the same one).
+let unsureBelow;
+let frame;
+let cameraOn = false;
+let predictions = 0;
+
+function setMode(next) {
+  mode = next;
+  generation += 1;
+  document.body.dataset.mode = next;
+  video.hidden = next === "photo";
+  photo.hidden = next !== "photo";
+  showFreezeButton();
+}
+
+function showFreezeButton() {
+  freezeButton.hidden = !cameraOn;
+  freezeButton.setAttribute("aria-pressed", String(mode === "frozen"));
+  freezeButton.textContent = mode === "live" ? "Freeze" : "Back to camera";
+}
+
+async function startBackend() {
+  tf.wasm.setWasmPaths(new URL(WASM_DIR, document.baseURI).href);
+  // WASM first: it computes like the CPU in every browser and is fast with SIMD and threads.
+  // ?backend=webgl (or cpu) picks one, for the benchmark.
+  const wanted = params.get("backend");
+  for (const name of wanted ? [wanted] : ["wasm", "webgl", "cpu"]) {
+    try {
+      if (await tf.setBackend(name)) {
+        await tf.ready();
+        return name;
+      }
+    } catch (error) {
+      console.warn(`TensorFlow.js backend ${name} is not available`, error);
+    }
+  }
+  throw new Error("no TensorFlow.js backend works in this browser");
+}
+
+async function fetchJson(name) {
+  const response = await fetch(MODEL_DIR + name);
+  if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
+  return response.json();
+}
+
+async function loadModel() {
+  const [graphModel, names, metadata] = await Promise.all([
+    tf.loadGraphModel(MODEL_DIR + "model.json"),
+    fetchJson("classes.json"),
+    fetchJson("metadata.json"),
+  ]);
+  model = graphModel;
+  classNames = names;
+  inputSize = metadata.input_size;
+  unsureBelow = metadata.thresholds.unsure_below;
+  $("threshold").textContent = percent(unsureBelow);
+  frame = document.createElement("canvas");
+  $("model-info").textContent =
+    `Model ${metadata.version}: ${names.length} flower species of the Oxford 102 Flowers data set` +
+    ` (${metadata.export.quantize === "none" ? "full precision" : metadata.export.quantize + " weights"}).`;
+}
+
+// The centre square, as Python's photos.load_photo takes it (integer offsets, floor division).
+function centreSquare(width, height) {
+  const side = Math.min(width, height);
+  return [Math.floor((width - side) / 2), Math.floor((height - side) / 2), side];
+}
+
+// Photo or video frame -> probabilities: its pixels as decoded, the centre square resized as
+// Pillow does. The model takes RGB in 0..255 and scales it itself.
+async function classify(source, width, height) {
+  if (frame.width !== width || frame.height !== height) {
+    frame.width = width;
+    frame.height = height;
+  }
+  const context = frame.getContext("2d", { willReadFrequently: true });
+  context.drawImage(source, 0, 0);
+  const [left, top, side] = centreSquare(width, height);
+  const box = [left, top, left + side, top + side];
+  const rgba = context.getImageData(0, 0, width, height).data;
+  const pixels = resizeLikePillow(rgba, width, height, box, inputSize);
+  const output = tf.tidy(() => model.predict(tf.tensor4d(pixels, [1, inputSize, inputSize, 3])));
+  const probabilities = await output.data();
+  output.dispose();
+  return probabilities;
+}
+
+function topK(probabilities, k) {
+  // Ties keep the lower index first, as Python's stable argsort does.
+  return Array.from(probabilities, (p, index) => ({ index, p }))
+    .sort((a, b) => b.p - a.p || a.index - b.index)
+    .slice(0, k);
+}
+
+const percent = (p) => (p < 0.001 ? "<0.1%" : `${(p * 100).toFixed(p < 0.1 ? 1 : 0)}%`);
+
+function buildList() {
+  for (let rank = 0; rank < TOP_K; rank += 1) {
+    const item = document.createElement("li");
+    item.innerHTML =
+      '<span class="line"><span class="name"></span><span class="pct"></span></span>' +
+      '<span class="bar" aria-hidden="true"><span class="fill"></span></span>';
+    speciesList.append(item);
+  }
+}
+
+function render(probabilities, source) {
+  const top = topK(probabilities, TOP_K);
+  top.forEach(({ index, p }, rank) => {
+    const item = speciesList.children[rank];
+    item.dataset.index = index;
+    item.dataset.probability = p;
+    item.querySelector(".name").textContent = classNames[index];
+    item.querySelector(".pct").textContent = percent(p);
+    item.querySelector(".fill").style.width = `${(p * 100).toFixed(1)}%`;
+  });
+  const best = top[0];
+  const name = classNames[best.index];
+  const sure = best.p >= unsureBelow;
+  // Only a changed answer is written, so screen readers announce answers, not every frame.
+  const text = sure ? `${name} (${percent(best.p)})` : `Not sure. Maybe ${name} (${percent(best.p)})`;
+  if (verdict.textContent !== text) verdict.textContent = text;
+  verdict.classList.toggle("unsure", !sure);
+  speciesList.dataset.source = source;
+  predictions += 1;
+  speciesList.dataset.predictions = predictions;
+  if (predictions === 1) performance.mark("first-prediction");
+}
+
+// Runs one prediction and shows it, unless what is on screen changed in the meantime.
+let busy = Promise.resolve();
+function predictAndShow(source, width, height, label) {
+  const started = generation;
+  const run = busy.then(async () => {
+    if (started !== generation) return;
+    const probabilities = await classify(source, width, height);
+    if (started === generation) render(probabilities, label);
+  });
+  busy = run.catch((error) => showError(error));
+  return busy;
+}
+
+const nextFrame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+
+async function liveLoop() {
+  const times = [];
+  while (mode === "live") {
+    if (video.readyState >= video.HAVE_CURRENT_DATA) {
+      const start = performance.now();
+      await predictAndShow(video, video.videoWidth, video.videoHeight, "camera");
+      times.push(performance.now() - start);
+      if (times.length > 20) times.shift();
+      const ms = times.reduce((a, b) => a + b) / times.length;
+      speed.textContent = `${(1000 / ms).toFixed(1)} predictions/s (${tf.getBackend()}).`;
+      speed.dataset.msPerFrame = ms.toFixed(1);
+    }
+    await nextFrame();
+  }
+}
+
+async function startCamera() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    return noCamera("This browser gives the page no camera here (it needs https or localhost).");
+  }
+  try {
+    // The rear camera on phones; "ideal" falls back to the front or only camera elsewhere.
+    video.srcObject = await navigator.mediaDevices.getUserMedia({
+      audio: false,
+      video: { facingMode: { ideal: "environment" }, width: { ideal: 640 }, height: { ideal: 480 } },
+    });
+    await video.play();
+  } catch (error) {
+    const refused = error.name === "NotAllowedError" || error.name === "SecurityError";
+    return noCamera(refused ? "Camera permission was refused." : "No camera was found.");
+  }
+  cameraOn = true;
+  // A photo chosen while the browser was still asking for the camera stays on screen.
+  if (photo.getAttribute("src")) showFreezeButton();
+  else goLive();
+}
+
+function noCamera(reason) {
+  // Stays on screen while photos come and go: it says why there is no live view.
+  cameraNote.textContent = `${reason} Choose a photo instead.`;
+  cameraNote.hidden = false;
+  statusLine.textContent = "";
+  setMode("photo");
+}
+
+function goLive() {
+  setMode("live");
+  statusLine.textContent = "Camera on: point it at a flower.";
+  video.play();
+  liveLoop();
+}
+
+function freeze() {
+  setMode("frozen");
+  video.pause();
+  statusLine.textContent = "Frozen: the answer is for this frame.";
+  // The last live answer may be for an earlier frame than the one now held on screen.
+  predictAndShow(video, video.videoWidth, video.videoHeight, "camera");
+}
+
+async function showPhoto(file) {
+  let decoded;
+  try {
+    decoded = await decodeLikePillow(file, inputSize);
+  } catch {
+    statusLine.textContent = `${file.name} is not an image this browser can read.`;
+    return;
+  }
+  setMode("photo");
+  video.pause();
+  URL.revokeObjectURL(photo.src);
+  photo.src = URL.createObjectURL(file);
+  photo.alt = `The photo you chose: ${file.name}`;
+  statusLine.textContent = cameraOn
+    ? `Showing ${file.name}. “Back to camera” returns to the live view.`
+    : `Showing ${file.name}.`;
+  await predictAndShow(decoded.image, decoded.width, decoded.height, file.name);
+  decoded.image.close();
+}
+
+function showError(error) {
+  console.error(error);
+  setMode("error");
+  statusLine.textContent = `Something went wrong: ${error.message}`;
+  statusLine.classList.add("warning");
+}
+
+async function main() {
+  buildList();
+  freezeButton.addEventListener("click", () => (mode === "live" ? freeze() : goLive()));
+  fileInput.addEventListener("change", () => {
+    if (fileInput.files.length) showPhoto(fileInput.files[0]);
+    fileInput.value = ""; // choosing the same file again is a change too
+  });
+  try {
+    const backend = await startBackend();
+    await loadModel();
+    document.body.dataset.backend = backend;
+    statusLine.textContent = "Model ready: allow the camera, or choose a photo.";
+    fileInput.disabled = false;
+    setMode("photo");
+  } catch (error) {
+    return showError(error);
+  }
+  await startCamera();
+}
+
+main();
