@@ -30,7 +30,7 @@ run: setup
 demo: setup
 	$(BIN)/flowerbot identify $(SHARED)/samples/photos/*.jpg
 
-test: setup lint
+test: setup lint web-setup
 	$(BIN)/python -m pytest -ra
 
 lint: setup
