@@ -174,6 +174,14 @@ async def test_image_file_album_and_forwarded_photo_are_all_answered(tg, bot, sa
     reply = await reply_to(tg, ALICE, mark)
     assert name.capitalize() in reply["text"].splitlines()[0]
 
+    # An iPhone photo sent as a file arrives as HEIC.
+    heic = io.BytesIO()
+    Image.open(path).save(heic, "HEIF", quality=90)
+    mark = tg.mark()
+    tg.user_document(ALICE, heic.getvalue(), file_name="IMG_0001.HEIC", mime_type="image/heic")
+    reply = await reply_to(tg, ALICE, mark)
+    assert name.capitalize() in reply["text"].splitlines()[0]
+
     mark = tg.mark()
     album = tg.user_album(BOB, [p.read_bytes() for p, _, _ in sample_photos[6:9]])
     answers = await n_replies(tg, BOB, mark, len(album))

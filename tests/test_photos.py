@@ -33,6 +33,15 @@ def test_common_formats_decode_to_224_rgb(fmt: str) -> None:
     assert image[112, 213, 2] > 200 and image[112, 213, 0] < 60  # right stays blue
 
 
+def test_iphone_heic_decodes() -> None:
+    """iPhones send HEIC when a photo goes as a file; pillow-heif reads (and here writes) it."""
+    data = encode(half_red_half_blue(), "HEIF")
+    assert data[4:12] == b"ftypheic"
+    image = load_photo(data)
+    assert image[112, 10, 0] > 200 and image[112, 10, 2] < 60
+    assert image[112, 213, 2] > 200 and image[112, 213, 0] < 60
+
+
 def test_grayscale_becomes_three_equal_channels() -> None:
     gray = Image.fromarray(np.full((50, 80), 90, np.uint8), mode="L")
     image = load_photo(encode(gray, "PNG"))
