@@ -8,6 +8,8 @@ import sys
 
 from model_training import cli as training_cli
 
+MISSING = "not set (in the environment or a .env file; a token comes from @BotFather)"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser, commands = training_cli.parser()
@@ -26,7 +28,8 @@ def _bot(args: argparse.Namespace) -> int:
     except ValidationError as err:  # one clear line per problem, no traceback
         for problem in err.errors():
             name = str(problem["loc"][0]).upper() if problem["loc"] else "configuration"
-            print(f"flowerbot bot: {name}: {problem['msg']}", file=sys.stderr)
+            message = MISSING if problem["type"] == "missing" else problem["msg"]
+            print(f"flowerbot bot: {name}: {message}", file=sys.stderr)
         return 2
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level="INFO")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the token
