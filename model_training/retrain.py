@@ -24,6 +24,7 @@ from model_training.artifact import ModelArtifact
 from model_training.data import read_split
 from model_training.features import FeatureCache
 from model_training.model import FEATURE_DIM, build_head, head_probabilities
+from model_training.views import view_positions
 from model_training.workflow import split_features
 
 HOLDOUT_EVERY = 5  # photo ids divisible by this are held out of training for the gate
@@ -83,7 +84,7 @@ def load_base(
     train_x = np.concatenate(
         [split_features(splits[s], train_views, cache, s) for s in ("train", "val")]
     )
-    serve_index = [train_views.index(v) for v in serve_views]
+    serve_index = view_positions(train_views, serve_views)
     val_x = train_x[len(splits["train"]) :][:, serve_index]
     return BaseData(
         train_x=train_x,

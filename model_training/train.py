@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from model_training.model import FEATURE_DIM, build_head, head_probabilities
-from model_training.views import TRAIN_VIEWS
+from model_training.views import TRAIN_VIEWS, view_positions
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def train_head(
     """
     keras.utils.set_random_seed(seed)  # python, numpy and TensorFlow in one call
     (train_x, train_y), (val_x, val_y) = train, val
-    serving = [recipe.train_views.index(view) for view in recipe.serve_views]
+    serving = view_positions(recipe.train_views, recipe.serve_views)
     head = _compiled_head(n_classes, recipe)
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", patience=recipe.patience, restore_best_weights=True

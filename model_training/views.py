@@ -102,3 +102,8 @@ class GroupViews(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "n_views": self.n_views}
+
+
+def view_positions(views: tuple[str, ...], subset: tuple[str, ...]) -> list[int]:
+    """Where each view of `subset` sits in `views`: picks serving views out of training features."""
+    return [views.index(view) for view in subset]

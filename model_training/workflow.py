@@ -14,6 +14,7 @@ from model_training.evaluate import classification_metrics
 from model_training.features import FeatureCache, cached_features
 from model_training.model import head_probabilities
 from model_training.train import Recipe, train_head
+from model_training.views import view_positions
 
 
 def split_features(
@@ -44,7 +45,7 @@ def train_on_dataset(
         n_classes, (train_x, train.labels), (val_x, val.labels), recipe, seed, verbose=1
     )
     # Abstention thresholds come from models that never saw val; the shipped centroids may.
-    serving = [recipe.train_views.index(view) for view in recipe.serve_views]
+    serving = view_positions(recipe.train_views, recipe.serve_views)
     train_serve, val_serve = train_x[:, serving], val_x[:, serving]
     train_centroids = class_centroids(train_serve, train.labels, n_classes)
     val_flower_scores = flower_scores(val_serve, train_centroids)
