@@ -3,10 +3,11 @@
     python bench/bot_load.py [--users 50] [--photos-per-user 4]
 
 Runs the real bot (python-telegram-bot, the shipped model, SQLite) against the test suite's fake
-Bot API server on 127.0.0.1, twice in one run: batching as deployed, and batch size 1 (each photo
-through the model alone). Each user sends a photo, waits for the answer and sends the next, so
-`--users` photos are in flight at all times. Prints sustained photos/s, p50/p95 time from update
-to reply, and the process's peak memory (bot and fake server share the process).
+Bot API server on 127.0.0.1 (the `fake_telegram` package under tests/, which `pip install -e .`
+installs), twice in one run: batching as deployed, and batch size 1 (each photo through the model
+alone). Each user sends a photo, waits for the answer and sends the next, so `--users` photos are
+in flight at all times. Prints sustained photos/s, p50/p95 time from update to reply, and the
+process's peak memory (bot and fake server share the process).
 """
 
 from __future__ import annotations
@@ -21,17 +22,15 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from fake_telegram import FakeTelegram
+from sqlalchemy import select
+
+from bot.app import build_application
+from bot.config import Settings
+from storage import Database, Prediction
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the fake Bot API server lives with the tests
-
-import numpy as np  # noqa: E402
-from fake_telegram import FakeTelegram  # noqa: E402
-from sqlalchemy import select  # noqa: E402
-
-from bot.app import build_application  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from storage import Database, Prediction  # noqa: E402
-
 TOKEN = "123456:" + "B" * 35
 SAMPLES = ROOT.parent / "shared" / "samples" / "photos"
 

@@ -1,6 +1,6 @@
 """Photo -> top-5 speed: our path beside the naive per-photo `model.predict`, in the same run.
 
-    python bench/latency.py [--model models/oxford102] [--repeats 40]
+    python bench/latency.py [--repeats 40]
 
 Prints a Markdown table: single-photo latency (p50, p95) from JPEG bytes for a 500 px photo and
 a 4000x3000 one, and batch throughput. Absolute times vary with the machine; the ratios hold.
@@ -18,12 +18,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 from PIL import Image
 
 from model_training.classifier import FlowerClassifier
-from model_training.photos import load_photo
+from model_training.defaults import SHIPPED_MODEL_DIR
+from model_training.photos import decode_photo, load_photo
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "photos"
 
@@ -51,7 +51,7 @@ def photo_of_size(source: bytes, size: tuple[int, int]) -> bytes:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("models/oxford102"))
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--batch-photos", type=int, default=64)
     args = parser.parse_args()
@@ -93,7 +93,7 @@ def main() -> int:
     with ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
 
         def batched() -> None:
-            classifier.top_k_species(np.stack(list(pool.map(load_photo, batch))))
+            classifier.answers(list(pool.map(decode_photo, batch)))
 
         ours_s = min(time_each(batched, 3))
     naive_s = min(time_each(lambda: [naive(d) for d in batch], 2))

@@ -1,6 +1,6 @@
 """Retraining time and peak memory against the amount of feedback.
 
-    python bench/retrain.py [--model models/oxford102] [--data ../shared/data/oxford102-224]
+    python bench/retrain.py [--data ../shared/data/oxford102-224]
                             [--cache-dir .cache/features] [--sizes 1000 10000 100000]
 
 Each size runs in a fresh process (peak RSS is per process): the base data set's cached features
@@ -17,6 +17,8 @@ import os
 import resource
 import time
 from pathlib import Path
+
+from model_training.defaults import SHIPPED_MODEL_DIR
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -52,7 +54,7 @@ def measure(model: Path, data: Path, cache_dir: Path, size: int) -> dict[str, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("models/oxford102"))
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/oxford102-224"))
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/features"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])

@@ -1,6 +1,7 @@
-"""Measure the bot's two honesty thresholds: "not sure" and "not a flower".
+"""Measure the bot's honesty rules: "not sure" and "not a flower" (and the size rule).
 
     python bench/thresholds.py [--model models/oxford102] [--data ../shared/data/oxford102-224]
+        [--per-class N]
 
 The thresholds were chosen on val when the model was trained (model_training/abstention.py);
 here they are measured on test (flowers the model never trained on) and on real non-flower
@@ -11,6 +12,7 @@ textures, text, space).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 from pathlib import Path
 
@@ -19,13 +21,15 @@ import matplotlib
 import numpy as np
 import skimage
 import sklearn
+from PIL import Image
 
+from model_training.abstention import Verdict, flower_scores
 from model_training.classifier import FlowerClassifier
-from model_training.data import read_split
-from model_training.features import FeatureCache
+from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
+from model_training.data import PhotoSet, read_split
+from model_training.features import FeatureCache, split_features
 from model_training.model import head_probabilities
-from model_training.photos import load_photo_file
-from model_training.workflow import split_features
+from model_training.photos import Photo, read_photo
 
 # Photos that are not flowers; "grass" and the like are fair game: the bot must not name a species.
 NON_FLOWER_FILES = [
@@ -36,52 +40,91 @@ NON_FLOWER_FILES = [
 ]
 
 
-def non_flower_images() -> np.ndarray:
-    images = []
+def non_flower_photos() -> list[Photo]:
+    photos = []
     for path in NON_FLOWER_FILES:
         try:
-            images.append(load_photo_file(path))
+            photos.append(read_photo(path))
         except Exception:  # a few scikit-image files are masks or 16-bit scans; skip them
             continue
-    return np.stack(images)
+    return photos
+
+
+def sample(photos: PhotoSet, per_class: int | None) -> PhotoSet:
+    """All photos, or the first per_class of each class (features of all test photos take a
+    while on a CPU the first time; they are cached after)."""
+    if per_class is None:
+        return photos
+    keep = sorted(
+        int(i)
+        for k in np.unique(photos.labels)
+        for i in np.flatnonzero(photos.labels == k)[:per_class]
+    )
+    return PhotoSet(
+        [photos.encoded[i] for i in keep],
+        photos.labels[keep],
+        [photos.ids[i] for i in keep],
+        photos.class_names,
+    )
+
+
+def short_sides(photos: PhotoSet) -> list[int]:
+    """The photos' short sides as sent, read from their headers (no decoding)."""
+    return [min(Image.open(io.BytesIO(data)).size) for data in photos.encoded]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("models/oxford102"))
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/oxford102-224"))
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/features"))
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument(
+        "--per-class", type=int, help="only the first N test photos of each class (default: all)"
+    )
     args = parser.parse_args()
 
     classifier = FlowerClassifier.from_folder(args.model)
+    rules = classifier.rules
     views = tuple(classifier.artifact.metadata.serve_views)
     cache = FeatureCache(args.cache_dir, classifier.artifact.metadata.scaling)
-    test = read_split(args.data, "test")
+    test = sample(read_split(args.data, "test"), args.per_class)
+    # Test photos go through the feature cache (the composed model computes the same); the
+    # verdicts come from the model's rules, which alone compare scores with thresholds.
     features = split_features(test, views, cache, "test")
     probs = head_probabilities(classifier.artifact.head, features)
-    flowers_kept = classifier.flower_scores(features) >= classifier.not_a_flower_below
-    _, other_features = classifier.classify(non_flower_images())
-    others_rejected = classifier.flower_scores(other_features) < classifier.not_a_flower_below
-    sure = probs.max(axis=1) >= classifier.unsure_below
+    scores = flower_scores(features, classifier.artifact.centroids)
+    verdicts = np.array(
+        [
+            rules.verdict(float(p.max()), float(score), side)
+            for p, score, side in zip(probs, scores, short_sides(test), strict=True)
+        ]
+    )
+    others = np.array([answer.verdict for answer in classifier.answers(non_flower_photos())])
+    others_rejected = others == Verdict.NOT_A_FLOWER
+    others_too_small = others == Verdict.TOO_SMALL
+    flowers_rejected = verdicts == Verdict.NOT_A_FLOWER
+    sure = verdicts == Verdict.SURE
+    not_sure = verdicts == Verdict.NOT_SURE
     right = probs.argmax(axis=1) == test.labels
 
     print("| threshold (chosen on val at training time) | value |\n|---|---:|")
-    print(
-        f"| not a flower: cosine to nearest species below | {classifier.not_a_flower_below:.3f} |"
-    )
-    print(f"| not sure: top-1 confidence below | {classifier.unsure_below:.3f} |\n")
+    print(f"| not a flower: cosine to nearest species below | {rules.not_a_flower_below:.3f} |")
+    print(f"| not sure: top-1 confidence below | {rules.unsure_below:.3f} |")
+    print(f"| too small: short side below (px) | {rules.min_photo_side} |\n")
     print("| measured | value |\n|---|---:|")
     print(
         f"| non-flower photos rejected | {others_rejected.mean():.1%} "
-        f"({others_rejected.sum()} of {len(others_rejected)}) |"
+        f"({others_rejected.sum()} of {len(others)}) |"
     )
+    if others_too_small.any():
+        print(f"| non-flower photos too small | {others_too_small.sum()} of {len(others)} |")
     print(
-        f"| test flowers wrongly rejected | {1 - flowers_kept.mean():.1%} "
-        f"({(~flowers_kept).sum()} of {len(test)}) |"
+        f"| test flowers wrongly rejected | {flowers_rejected.mean():.1%} "
+        f"({flowers_rejected.sum()} of {len(test)}) |"
     )
-    print(f"| test answers flagged 'not sure' | {1 - sure.mean():.1%} |")
+    print(f"| test answers flagged 'not sure' | {not_sure.mean():.1%} |")
     print(f"| top-1 accuracy of sure answers | {right[sure].mean():.1%} |")
-    print(f"| top-1 accuracy of 'not sure' answers | {right[~sure].mean():.1%} |")
+    print(f"| top-1 accuracy of 'not sure' answers | {right[not_sure].mean():.1%} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The web page's cost in headless Chromium: model download size, time to first prediction and
 time per camera frame for each TF.js backend.
 
-    python bench/web.py [--model models/oxford102] [--seconds 10] [--backends wasm,webgl,cpu]
+    python bench/web.py [--seconds 10] [--backends wasm,webgl,cpu]
 
 A sample photo plays as a fake camera; the page runs as a visitor would see it (its own live loop:
 frame -> Pillow-exact resize -> model -> top-5 on screen). WebGL runs on SwiftShader, Chromium's
@@ -17,12 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from model_training.defaults import SHIPPED_MODEL_DIR
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from playwright.sync_api import sync_playwright
 
-from model_training.web_browser import camera_frame, launch_options, write_y4m
-from model_training.web_export import QUANTIZE_FLAGS, export_web, model_bytes
-from model_training.web_server import serving
+from web.browser import camera_frame, launch_options, write_y4m
+from web.export import QUANTIZE_FLAGS, export_web, model_bytes
+from web.server import serving
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "photos"
 PREDICTIONS = "+document.getElementById('species').dataset.predictions || 0"
@@ -61,7 +63,7 @@ def measure(url: str, backend: str, camera: Path, seconds: float) -> dict[str, o
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("models/oxford102"))
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--backends", default="wasm,webgl,cpu")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Accuracy of the web model's weight quantizations on the test split, run by TF.js in Chromium.
 
-    python bench/web_quantization.py [--model models/oxford102] [--every 6]
+    python bench/web_quantization.py [--every 6]
                                      [--quantize none,float16,uint8]
 
 Each quantization is exported, loaded by TF.js (WASM backend) in headless Chromium and fed the
@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from model_training.defaults import SHIPPED_MODEL_DIR
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 from playwright.sync_api import sync_playwright
@@ -24,9 +26,9 @@ from playwright.sync_api import sync_playwright
 from model_training.classifier import FlowerClassifier
 from model_training.data import read_split
 from model_training.photos import load_photo
-from model_training.web_browser import launch_options
-from model_training.web_export import export_web, model_bytes
-from model_training.web_server import serving
+from web.browser import launch_options
+from web.export import export_web, model_bytes
+from web.server import serving
 
 OXFORD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "oxford102-224"
 BATCH = 16
@@ -66,7 +68,7 @@ def top_k_hits(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("models/oxford102"))
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR)
     parser.add_argument("--every", type=int, default=6, help="every Nth test photo (1 = all)")
     parser.add_argument("--quantize", default="none,float16,uint8")
     args = parser.parse_args()

@@ -15,12 +15,13 @@ from telegram.ext import (
     filters,
 )
 
-from bot import handlers
+from bot import callbacks
 from bot.config import Settings
+from bot.handlers import admin, feedback, general, jobs, photos
 from bot.inference import BatchingIdentifier
 from bot.network import RetryingRateLimiter
-from bot.retraining import serving_classifier
 from bot.services import Services
+from bot.serving import serving_classifier
 from storage import Database
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,11 @@ def build_application(settings: Settings) -> Application:
     app.bot_data["services"] = Services(settings, identifier, database)
     register_handlers(app)
     app.job_queue.run_repeating(
-        handlers.enforce_retention, interval=timedelta(hours=6), first=timedelta(seconds=30)
+        jobs.enforce_retention, interval=timedelta(hours=6), first=timedelta(seconds=30)
     )
     # Missed runs (the bot was down) coalesce into one; never two at once in this process.
     app.job_queue.run_custom(
-        handlers.scheduled_retrain,
+        jobs.scheduled_retrain,
         job_kwargs={
             "trigger": CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC),
             "coalesce": True,
@@ -91,24 +92,24 @@ def register_handlers(app: Application) -> None:
         | filters.LOCATION
         | filters.CONTACT
     )
-    app.add_handler(CommandHandler(["start", "help"], handlers.start))
-    app.add_handler(CommandHandler("privacy", handlers.privacy))
-    app.add_handler(CommandHandler("forget", handlers.forget))
-    app.add_handler(CommandHandler("top5", handlers.top5))
-    app.add_handler(CommandHandler("stats", handlers.stats_command))
-    app.add_handler(CommandHandler("retrain", handlers.retrain))
-    app.add_handler(CommandHandler("models", handlers.models_command))
-    app.add_handler(CommandHandler("rollback", handlers.rollback))
-    app.add_handler(CommandHandler("exclude", handlers.exclude))
-    app.add_handler(MessageHandler(private & image, handlers.private_photo))
-    app.add_handler(MessageHandler(groups & image, handlers.group_photo))
+    app.add_handler(CommandHandler(["start", "help"], general.start))
+    app.add_handler(CommandHandler("privacy", general.privacy))
+    app.add_handler(CommandHandler("forget", general.forget))
+    app.add_handler(CommandHandler("top5", photos.top5))
+    app.add_handler(CommandHandler("stats", admin.stats_command))
+    app.add_handler(CommandHandler("retrain", admin.retrain))
+    app.add_handler(CommandHandler("models", admin.models_command))
+    app.add_handler(CommandHandler("rollback", admin.rollback))
+    app.add_handler(CommandHandler("exclude", admin.exclude))
+    app.add_handler(MessageHandler(private & image, photos.private_photo))
+    app.add_handler(MessageHandler(groups & image, photos.group_photo))
     app.add_handler(
-        MessageHandler(groups & filters.REPLY & filters.Entity("mention"), handlers.group_mention)
+        MessageHandler(groups & filters.REPLY & filters.Entity("mention"), photos.group_mention)
     )
-    app.add_handler(MessageHandler(private & anything_else, handlers.not_a_photo))
-    app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, handlers.typed_name))
-    app.add_handler(CallbackQueryHandler(handlers.feedback_button, pattern=r"^(fb|nm):\d+:\w+$"))
-    app.add_error_handler(handlers.on_error)
+    app.add_handler(MessageHandler(private & anything_else, photos.not_a_photo))
+    app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, feedback.typed_name))
+    app.add_handler(CallbackQueryHandler(feedback.feedback_button, pattern=callbacks.PATTERN))
+    app.add_error_handler(general.on_error)
 
 
 def run(settings: Settings) -> None:

@@ -7,11 +7,13 @@ import logging
 import sys
 
 from model_training import cli as training_cli
+from model_training.native_logs import filter_native_logs
 
 MISSING = "not set (in the environment or a .env file; a token comes from @BotFather)"
 
 
 def main(argv: list[str] | None = None) -> int:
+    filter_native_logs()  # first: building the parser may import TensorFlow
     parser, commands = training_cli.parser()
     bot = commands.add_parser("bot", help="run the Telegram bot (configuration: env or .env)")
     bot.set_defaults(command=_bot)

@@ -10,6 +10,8 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model_training import defaults
+
 # "<bot id>:<35 characters>", as BotFather hands it out.
 TOKEN_PATTERN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
 
@@ -18,8 +20,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     telegram_bot_token: SecretStr
-    database_url: str = "sqlite:///flowerbot.sqlite"
-    model_dir: Path = Path("models/oxford102")
+    database_url: str = defaults.DATABASE_URL
+    model_dir: Path = defaults.SHIPPED_MODEL_DIR
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     photos_per_minute: int = Field(10, ge=1)
     retention_days: int = Field(180, ge=1)
@@ -34,9 +36,11 @@ class Settings(BaseSettings):
     batch_size: int = Field(16, ge=1)
     # Retraining from users' labels (model_training/retrain.py): where versions are kept, the
     # base data set and its cached features, when it runs and how hard it trains.
-    model_registry_dir: Path = Path("models/registry")
-    base_data_dir: Path = Path("../shared/data/oxford102-224")
-    feature_cache_dir: Path = Path(".cache/features")
+    model_registry_dir: Path = defaults.MODEL_REGISTRY_DIR
+    # The data set the shipped model was trained on (Oxford 102 in Kaggle's TFRecord layout);
+    # no default: retraining says it needs one.
+    base_data_dir: Path | None = None
+    feature_cache_dir: Path = defaults.FEATURE_CACHE_DIR
     retrain_cron: str = "0 3 * * *"
     retrain_min_new_labels: int = Field(20, ge=0)
     retrain_max_photos_per_user: int = Field(5, ge=1)

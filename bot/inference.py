@@ -9,30 +9,15 @@ model they started with.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
-import numpy as np
-
-from model_training.classifier import FlowerClassifier, SpeciesScore
-from model_training.photos import load_photo
-
-
-@dataclass(frozen=True)
-class Answer:
-    image: np.ndarray  # the 224x224 photo the model saw
-    top5: list[SpeciesScore]
-    is_flower: bool  # near some known species in feature space (model_training.abstention)
-    unsure: bool  # top-1 confidence below the model's "not sure" threshold
-    features: np.ndarray  # (n_views, 1280) backbone features, stored for retraining
-    model_version: str
-    latency_ms: float
+from model_training.classifier import Answer, FlowerClassifier
+from model_training.photos import Photo, decode_photo
 
 
 @dataclass
 class _Request:
-    image: np.ndarray
-    started: float
+    photo: Photo
     done: asyncio.Future[Answer]
 
 
@@ -55,11 +40,13 @@ class BatchingIdentifier:
         """Serve a new model from the next batch on."""
         self.classifier = classifier
 
-    async def identify(self, photo: bytes) -> Answer:
-        """Decode (in a thread: large photos take tens of ms) and queue for the next batch."""
-        started = time.perf_counter()
-        image = await asyncio.to_thread(load_photo, photo)  # PhotoError propagates to the caller
-        request = _Request(image, started, asyncio.get_running_loop().create_future())
+    async def identify(self, data: bytes) -> Answer:
+        """Decode (in a thread: large photos take tens of ms) and answer."""
+        return await self.answer(await asyncio.to_thread(decode_photo, data))  # PhotoError raises
+
+    async def answer(self, photo: Photo) -> Answer:
+        """Queue a decoded photo for the next batch."""
+        request = _Request(photo, asyncio.get_running_loop().create_future())
         await self._queue.put(request)
         return await request.done
 
@@ -70,26 +57,12 @@ class BatchingIdentifier:
                 batch.append(self._queue.get_nowait())
             classifier = self.classifier
             try:
-                images = np.stack([r.image for r in batch])
-                probs, features = await asyncio.to_thread(classifier.classify, images)
-                scores = classifier.flower_scores(features)
+                answers = await asyncio.to_thread(classifier.answers, [r.photo for r in batch])
             except Exception as err:  # hand the failure to every waiting handler
                 for request in batch:
                     if not request.done.done():
                         request.done.set_exception(err)
                 continue
-            now = time.perf_counter()
-            for i, request in enumerate(batch):
-                if request.done.done():  # the handler gave up (cancelled)
-                    continue
-                request.done.set_result(
-                    Answer(
-                        image=request.image,
-                        top5=classifier.top_k_of(probs[i]),
-                        is_flower=bool(scores[i] >= classifier.not_a_flower_below),
-                        unsure=bool(probs[i].max() < classifier.unsure_below),
-                        features=features[i],
-                        model_version=classifier.version,
-                        latency_ms=(now - request.started) * 1000,
-                    )
-                )
+            for request, answer in zip(batch, answers, strict=True):
+                if not request.done.done():  # else the handler gave up (cancelled)
+                    request.done.set_result(answer)

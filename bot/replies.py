@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
 from storage import ModelVersion, Stats
 
@@ -58,20 +59,33 @@ def display_name(species: str) -> str:
     return species[:1].upper() + species[1:]
 
 
-def top5_answer(top5: list[SpeciesScore], unsure: bool, is_flower: bool) -> str:
-    """HTML: the verdict in one line, then one line per species with a bar and a percentage."""
+VERDICT_LINES = {
+    Verdict.TOO_SMALL: (
+        "🔍 This photo is too small for me to be sure. Could you send a larger one? "
+        "My best guesses:"
+    ),
+    Verdict.NOT_A_FLOWER: (
+        "🌿 This does not look like a flower to me. If it is one, my best guesses:"
+    ),
+    Verdict.NOT_SURE: "🤔 I am not sure about this one. My best guesses:",
+}
+
+
+def top5_answer(top5: list[SpeciesScore], verdict: Verdict, recorded: str | None = None) -> str:
+    """HTML: the verdict in one line, then one line per species with a bar and a percentage;
+    after a tap, what was recorded."""
     best = top5[0]
-    if not is_flower:
-        verdict = "🌿 This does not look like a flower to me. If it is one, my best guesses:"
-    elif not unsure:
-        verdict = f"🌼 I think this is <b>{escape(display_name(best.species))}</b>."
+    if verdict == Verdict.SURE:
+        verdict_line = f"🌼 I think this is <b>{escape(display_name(best.species))}</b>."
     else:
-        verdict = "🤔 I am not sure about this one. My best guesses:"
-    lines = [verdict, ""]
+        verdict_line = VERDICT_LINES[verdict]
+    lines = [verdict_line, ""]
     for rank, score in enumerate(top5, 1):
         lines.append(f"{rank}. {escape(display_name(score.species))}")
         lines.append(f"<code>{bar(score.confidence)}</code> {score.confidence:.0%}")
     lines += ["", "Was I right? Tap the species:"]
+    if recorded is not None:
+        lines += ["", f"{RECORDED_MARK} {THANKS.format(what=escape(recorded))}"]
     return "\n".join(lines)
 
 

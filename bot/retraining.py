@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from bot.config import Settings
 from bot.services import Services
-from model_training.classifier import FlowerClassifier
+from bot.serving import serve
 from model_training.model import FEATURE_DIM
 from storage import (
     Database,
@@ -59,21 +59,8 @@ class RetrainFailed(RuntimeError):
     pass
 
 
-def serving_classifier(database: Database, model_dir: Path) -> FlowerClassifier:
-    """The registry's serving version; on first start MODEL_DIR, registered as serving."""
-    with database.session() as session:
-        row = serving_version(session)
-        if row is not None:
-            return FlowerClassifier.from_folder(row.path)
-        classifier = FlowerClassifier.from_folder(model_dir)
-        metrics = classifier.artifact.metadata.metrics
-        add_version(session, classifier.version, str(model_dir), ModelStatus.SERVING, metrics)
-        promote(session, classifier.version)
-        return classifier
-
-
 def feedback_arrays(examples: list[LabelledExample]) -> dict[str, np.ndarray]:
-    features = [np.frombuffer(e.embedding, np.float32).reshape(e.embedding_shape) for e in examples]
+    features = [e.features for e in examples]
     return {
         "features": np.stack(features) if features else np.empty((0, 0, FEATURE_DIM), np.float32),
         "labels": np.array([e.species_index for e in examples], dtype=np.int64),
@@ -88,6 +75,7 @@ def train_candidate(settings: Settings, version: str) -> None:
     from model_training.retrain import FeedbackData, RetrainOptions, load_base, retrain
     from model_training.train import RECIPES
 
+    assert settings.base_data_dir is not None  # retrain_now checks it before starting us
     database = Database(settings.database_url)
     with database.session() as session:
         serving = serving_version(session)
@@ -128,6 +116,8 @@ def _report(session: Session, version: str, seconds: float) -> RetrainReport:
 
 async def retrain_now(svc: Services) -> RetrainReport | None:
     """One retraining, start to finish. None: another one (any process) holds the lock."""
+    if svc.settings.base_data_dir is None:
+        raise RetrainFailed("BASE_DATA_DIR is not set: retraining needs the base data set")
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
     ttl = timedelta(minutes=svc.settings.retrain_lock_minutes)
     if not await svc.db(lambda s: take_lock(s, owner, datetime.now(UTC), ttl)):
@@ -154,11 +144,3 @@ async def retrain_now(svc: Services) -> RetrainReport | None:
     finally:
         svc.retrain_process = None
         await svc.db(lambda s: release_lock(s, owner, seen))
-
-
-async def serve(svc: Services, folder: Path) -> None:
-    """Load a head off the event loop and switch to it: batches already running finish on the
-    old one (BatchingIdentifier.swap)."""
-    classifier = await asyncio.to_thread(FlowerClassifier.from_folder, folder)
-    svc.identifier.swap(classifier)
-    log.info("now serving %s", classifier.version)

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from model_training.atomic import atomic_folder
 from model_training.model import BACKBONE_NAME, backbone_fingerprint, build_head, compose
 from model_training.photos import INPUT_SIZE
 
@@ -62,27 +61,35 @@ class ModelArtifact:
     def save(self, folder: str | Path) -> Path:
         """Write the artifact; the folder appears complete or not at all."""
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
         if not self.metadata.backbone_fingerprint:
             self.metadata.backbone_fingerprint = backbone_fingerprint()
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        self.head.save_weights(staging / HEAD_FILE)
-        np.save(staging / CENTROIDS_FILE, self.centroids.astype(np.float32))
-        (staging / CLASSES_FILE).write_text("\n".join(self.class_names) + "\n", encoding="utf-8")
-        (staging / METADATA_FILE).write_text(json.dumps(asdict(self.metadata), indent=2) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
+        with atomic_folder(folder) as staging:
+            self.head.save_weights(staging / HEAD_FILE)
+            np.save(staging / CENTROIDS_FILE, self.centroids.astype(np.float32))
+            classes = "\n".join(self.class_names) + "\n"
+            (staging / CLASSES_FILE).write_text(classes, encoding="utf-8")
+            (staging / METADATA_FILE).write_text(json.dumps(asdict(self.metadata), indent=2) + "\n")
         return folder
+
+
+class ModelFolderError(ValueError):
+    """A model folder that is missing, incomplete or of another format; the message says which."""
 
 
 def load_artifact(folder: str | Path) -> ModelArtifact:
     folder = Path(folder)
     if not (folder / METADATA_FILE).is_file():
-        raise FileNotFoundError(f"{folder} is not a flowerbot model folder (no {METADATA_FILE})")
-    metadata = Metadata(**json.loads((folder / METADATA_FILE).read_text()))
+        raise ModelFolderError(f"{folder} is not a flowerbot model folder (no {METADATA_FILE})")
+    try:
+        metadata = Metadata(**json.loads((folder / METADATA_FILE).read_text()))
+    except (ValueError, TypeError) as err:
+        raise ModelFolderError(f"{folder / METADATA_FILE} is not valid model metadata") from err
     if metadata.format_version != FORMAT_VERSION:
-        raise ValueError(f"{folder}: model format {metadata.format_version} is not supported")
+        raise ModelFolderError(f"{folder}: model format {metadata.format_version} is unsupported")
+    if missing := [
+        f for f in (CLASSES_FILE, HEAD_FILE, CENTROIDS_FILE) if not (folder / f).is_file()
+    ]:
+        raise ModelFolderError(f"{folder} is incomplete: {', '.join(missing)} missing")
     class_names = (folder / CLASSES_FILE).read_text(encoding="utf-8").splitlines()
     head = build_head(len(class_names))
     head.load_weights(folder / HEAD_FILE)

@@ -1,17 +1,26 @@
-"""Photos -> top-5 species: the one inference path of the CLI, the bot and the benchmarks."""
+"""Photos -> answers: the one inference path of the bot, the CLI, the benchmarks and the web export.
+
+An `Answer` carries everything a front end shows or keeps: the top-5 species with their
+confidences, the verdict (model_training/abstention.py, with the rules from the model folder),
+the per-view backbone features (stored so retraining never runs the backbone again) and the
+version of the model that made it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from model_training.abstention import flower_scores
+from model_training.abstention import Verdict, VerdictRules, flower_scores
 from model_training.artifact import ModelArtifact, load_artifact
-from model_training.photos import INPUT_SIZE, load_photo
+from model_training.photos import INPUT_SIZE, Photo, decode_photo
+
+TOP_K = 5
 
 
 @dataclass(frozen=True)
@@ -21,13 +30,31 @@ class SpeciesScore:
     confidence: float
 
 
+@dataclass(frozen=True)
+class Answer:
+    top5: list[SpeciesScore]
+    verdict: Verdict
+    model_version: str
+    features: np.ndarray  # (n_views, 1280) backbone features of the serving views
+    image: np.ndarray  # the 224x224 square the model saw
+    photo_size: tuple[int, int]  # width, height as sent
+    flower_score: float  # cosine similarity to the nearest species centroid
+
+    def as_json(self) -> dict[str, object]:
+        """What a front end shows: the verdict and the top-5 (no pixels, no features)."""
+        return {
+            "verdict": self.verdict.value,
+            "model_version": self.model_version,
+            "top5": [asdict(score) for score in self.top5],
+        }
+
+
 class FlowerClassifier:
     def __init__(self, artifact: ModelArtifact) -> None:
         self.artifact = artifact
         self.class_names = artifact.class_names
         self.version = artifact.metadata.version
-        self.not_a_flower_below = artifact.metadata.thresholds["not_a_flower_below"]
-        self.unsure_below = artifact.metadata.thresholds["unsure_below"]
+        self.rules = VerdictRules.from_thresholds(artifact.metadata.thresholds)
         self.model = artifact.composed()
         # The same graph, also returning the per-view backbone features the bot stores so that
         # retraining never runs the backbone again.
@@ -57,17 +84,31 @@ class FlowerClassifier:
             return np.empty((0, len(self.class_names)), dtype=np.float32)
         return self.classify(images)[0]
 
-    def flower_scores(self, features: np.ndarray) -> np.ndarray:
-        """Similarity to the nearest known species; below `not_a_flower_below`: not a flower."""
-        return flower_scores(features, self.artifact.centroids)
+    def answers(self, photos: Sequence[Photo]) -> list[Answer]:
+        """Decoded photos -> one answer each, from one batched pass through the model."""
+        if not photos:
+            return []
+        probabilities, features = self.classify(np.stack([p.image for p in photos]))
+        scores = flower_scores(features, self.artifact.centroids)
+        return [
+            Answer(
+                top5=self.top_k_of(probs),
+                verdict=self.rules.verdict(float(probs.max()), float(score), photo.short_side),
+                model_version=self.version,
+                features=views,
+                image=photo.image,
+                photo_size=(photo.width, photo.height),
+                flower_score=float(score),
+            )
+            for photo, probs, views, score in zip(
+                photos, probabilities, features, scores, strict=True
+            )
+        ]
 
-    def top_k_species(self, images: np.ndarray, k: int = 5) -> list[list[SpeciesScore]]:
-        return [self.top_k_of(row, k) for row in self.probabilities(images)]
+    def identify(self, data: bytes) -> Answer:
+        """Encoded photo bytes -> its answer (PhotoError for unreadable input)."""
+        return self.answers([decode_photo(data)])[0]
 
-    def top_k_of(self, probabilities: np.ndarray, k: int = 5) -> list[SpeciesScore]:
+    def top_k_of(self, probabilities: np.ndarray, k: int = TOP_K) -> list[SpeciesScore]:
         best = np.argsort(-probabilities, kind="stable")[:k]
         return [SpeciesScore(self.class_names[i], int(i), float(probabilities[i])) for i in best]
-
-    def identify(self, photo: bytes, k: int = 5) -> list[SpeciesScore]:
-        """Encoded photo bytes -> its top-k species (PhotoError for unreadable input)."""
-        return self.top_k_species(load_photo(photo)[None], k)[0]

@@ -7,26 +7,34 @@ import contextlib
 import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
-# Set before TensorFlow is first imported: its C++ start-up chatter is not for users.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from model_training import defaults
+from model_training.abstention import Verdict
+from model_training.native_logs import filter_native_logs
 
-DEFAULT_MODEL_DIR = Path("models/oxford102")
-DEFAULT_CACHE_DIR = Path(os.environ.get("FLOWERBOT_CACHE_DIR", ".cache/features"))
+DEFAULT_MODEL_DIR = Path(os.environ.get("MODEL_DIR", defaults.SHIPPED_MODEL_DIR))
+DEFAULT_CACHE_DIR = Path(os.environ.get("FEATURE_CACHE_DIR", defaults.FEATURE_CACHE_DIR))
 
 
 def main(argv: list[str] | None = None) -> int:
+    filter_native_logs()
     return dispatch(parser()[0], argv)
 
 
 def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    from model_training.artifact import ModelFolderError
+    from model_training.model import BackboneUnavailable
+
     args = parser.parse_args(argv)
     if not hasattr(args, "command"):
         parser.print_help()
         return 2
-    return args.command(args)
+    try:
+        return args.command(args)
+    except (ModelFolderError, BackboneUnavailable) as err:  # one line, never a traceback
+        print(f"flowerbot: {err}", file=sys.stderr)
+        return 1
 
 
 def parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
@@ -69,7 +77,7 @@ def parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     identify.add_argument("--json", action="store_true", help="one JSON object per photo")
     identify.set_defaults(command=_identify)
 
-    from model_training.web_export import DEFAULT_OUT, QUANTIZE_FLAGS
+    from web.export import DEFAULT_OUT, QUANTIZE_FLAGS
 
     export_web = commands.add_parser("export-web", help="convert a model for the web page (TF.js)")
     export_web.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
@@ -127,28 +135,38 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _identify(args: argparse.Namespace) -> int:
     from model_training.classifier import FlowerClassifier
-    from model_training.photos import PhotoError, load_photo_file
+    from model_training.photos import PhotoError, read_photo
 
     classifier = FlowerClassifier.from_folder(args.model)
     failures = 0
     for path in args.photos:
         try:
-            top5 = classifier.top_k_species(load_photo_file(path)[None])[0]
+            answer = classifier.answers([read_photo(path)])[0]
         except PhotoError as err:
             print(f"{path}: {err}", file=sys.stderr)
             failures += 1
             continue
         if args.json:
-            print(json.dumps({"file": str(path), "top5": [asdict(s) for s in top5]}))
+            print(json.dumps({"file": str(path), **answer.as_json()}))
         else:
-            print(f"{path}:")
-            for rank, score in enumerate(top5, 1):
+            line = VERDICT_LINES[answer.verdict].format(species=answer.top5[0].species)
+            print(f"{path}: {line}")
+            for rank, score in enumerate(answer.top5, 1):
                 print(f"  {rank}. {score.species:<28} {score.confidence:6.1%}")
     return 1 if failures else 0
 
 
+# The line above each photo's top-5, one per verdict (model_training/abstention.py).
+VERDICT_LINES = {
+    Verdict.SURE: "{species}",
+    Verdict.NOT_SURE: "not sure; best guesses",
+    Verdict.NOT_A_FLOWER: "does not look like a flower; best guesses",
+    Verdict.TOO_SMALL: "photo too small to be sure (send a larger one); best guesses",
+}
+
+
 def _export_web(args: argparse.Namespace) -> int:
-    from model_training.web_export import ExportError, export_web, model_bytes
+    from web.export import ExportError, export_web, model_bytes
 
     try:
         out = export_web(args.model, args.out, args.quantize)
@@ -160,8 +178,8 @@ def _export_web(args: argparse.Namespace) -> int:
 
 
 def _web(args: argparse.Namespace) -> int:
-    from model_training.web_export import DEFAULT_OUT, ExportError, export_web, needs_export
-    from model_training.web_server import make_server, missing_vendor_files
+    from web.export import DEFAULT_OUT, ExportError, export_web, needs_export
+    from web.server import make_server, missing_vendor_files
 
     if missing := missing_vendor_files():
         print(f"flowerbot: {missing[0]} is missing: run `make web-setup`", file=sys.stderr)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model_training.data import decoded_images
+from model_training.data import PhotoSet, decoded_images
 from model_training.model import FEATURE_DIM, backbone_fingerprint, feature_extractor
 
 
@@ -86,3 +86,10 @@ def cached_features(
         fresh = compute_features([encoded[i] for i in todo], views, cache.scaling, desc)
         cache.put([keys[i] for i in todo], views, fresh)
     return cache.get(keys, views)
+
+
+def split_features(
+    photos: PhotoSet, views: tuple[str, ...], cache: FeatureCache, split: str
+) -> np.ndarray:
+    """A data set split's (photos, views, 1280) features, computing only what the cache lacks."""
+    return cached_features(photos.encoded, photos.keys, views, cache, desc=f"{split} features")

@@ -23,12 +23,26 @@ SCALINGS: dict[str, tuple[float, float]] = {
 }
 
 
+WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+class BackboneUnavailable(RuntimeError):
+    """The ImageNet weights are neither in Keras' cache nor downloadable."""
+
+
 @cache
 def imagenet_backbone() -> keras.Model:
     """MobileNetV2 with its ImageNet weights, frozen; built once per process (it is immutable)."""
-    backbone = keras.applications.MobileNetV2(
-        input_shape=(INPUT_SIZE, INPUT_SIZE, 3), include_top=False, weights="imagenet"
-    )
+    try:
+        backbone = keras.applications.MobileNetV2(
+            input_shape=(INPUT_SIZE, INPUT_SIZE, 3), include_top=False, weights="imagenet"
+        )
+    except Exception as err:  # Keras wraps download failures in a bare Exception
+        raise BackboneUnavailable(
+            f"MobileNetV2's ImageNet weights are not in Keras' cache and could not be downloaded "
+            f"({err.__class__.__name__}); put {WEIGHTS_FILE} into $KERAS_HOME/models/ "
+            f"(default ~/.keras/models/)"
+        ) from err
     backbone.trainable = False
     return backbone
 

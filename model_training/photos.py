@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,26 @@ class PhotoError(ValueError):
     """A photo that cannot be read; the message is short and safe to show to a user."""
 
 
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo: the square the model sees, and the size it was sent at."""
+
+    image: np.ndarray  # (size, size, 3) uint8
+    width: int
+    height: int
+
+    @property
+    def short_side(self) -> int:
+        return min(self.width, self.height)
+
+
 def load_photo(data: bytes, size: int = INPUT_SIZE) -> np.ndarray:
-    """Decode image bytes to a (size, size, 3) uint8 array: EXIF-upright, centre square, Lanczos."""
+    """Image bytes -> the (size, size, 3) uint8 square alone (for training data)."""
+    return decode_photo(data, size).image
+
+
+def decode_photo(data: bytes, size: int = INPUT_SIZE) -> Photo:
+    """Decode image bytes: EXIF-upright, centre square, Lanczos to (size, size, 3) uint8."""
     if not data:
         raise PhotoError("the file is empty")
     if len(data) > MAX_BYTES:
@@ -43,6 +62,8 @@ def load_photo(data: bytes, size: int = INPUT_SIZE) -> np.ndarray:
             image = Image.open(io.BytesIO(data))
             if image.width * image.height > MAX_PIXELS:
                 raise PhotoError("the image is too large (decompression bomb?)")
+            # The size as sent, before the reduced-scale decode below shrinks it.
+            width, height = image.size
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: a 12 MP photo then costs what a 1 MP does.
             image.draft("RGB", (size, size))
             image = ImageOps.exif_transpose(image)  # first frame of a GIF/WebP animation
@@ -58,10 +79,10 @@ def load_photo(data: bytes, size: int = INPUT_SIZE) -> np.ndarray:
         raise PhotoError("this is not an image format I can read") from err
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise PhotoError("the image is damaged or truncated") from err
-    return np.asarray(square, dtype=np.uint8)
+    return Photo(np.asarray(square, dtype=np.uint8), width, height)
 
 
-def load_photo_file(path: str | Path, size: int = INPUT_SIZE) -> np.ndarray:
+def read_photo(path: str | Path, size: int = INPUT_SIZE) -> Photo:
     """Read and decode a photo file; a missing or unreadable path is a PhotoError too."""
     try:
         data = Path(path).read_bytes()
@@ -71,7 +92,7 @@ def load_photo_file(path: str | Path, size: int = INPUT_SIZE) -> np.ndarray:
         raise PhotoError("this is a folder, not a photo") from err
     except OSError as err:
         raise PhotoError(f"cannot read the file ({err.strerror})") from err
-    return load_photo(data, size)
+    return decode_photo(data, size)
 
 
 def _centre_square(image: Image.Image) -> tuple[int, int, int, int]:

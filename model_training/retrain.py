@@ -22,10 +22,9 @@ import numpy as np
 
 from model_training.artifact import ModelArtifact
 from model_training.data import read_split
-from model_training.features import FeatureCache
+from model_training.features import FeatureCache, split_features
 from model_training.model import FEATURE_DIM, build_head, head_probabilities
 from model_training.views import view_positions
-from model_training.workflow import split_features
 
 HOLDOUT_EVERY = 5  # photo ids divisible by this are held out of training for the gate
 MAX_TEST_DROP = 0.005  # the gate: base test top-1 may fall by at most half a point

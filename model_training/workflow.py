@@ -7,20 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from model_training.abstention import class_centroids, flower_scores, not_a_flower_cut, unsure_cut
+from model_training.abstention import (
+    MIN_PHOTO_SIDE,
+    class_centroids,
+    flower_scores,
+    not_a_flower_cut,
+    unsure_cut,
+)
 from model_training.artifact import Metadata, ModelArtifact
 from model_training.data import PhotoSet, read_split
 from model_training.evaluate import classification_metrics
-from model_training.features import FeatureCache, cached_features
+from model_training.features import FeatureCache, split_features
 from model_training.model import head_probabilities
 from model_training.train import Recipe, train_head
 from model_training.views import view_positions
-
-
-def split_features(
-    photos: PhotoSet, views: tuple[str, ...], cache: FeatureCache, split: str
-) -> np.ndarray:
-    return cached_features(photos.encoded, photos.keys, views, cache, desc=f"{split} features")
 
 
 def train_on_dataset(
@@ -70,6 +70,7 @@ def train_on_dataset(
         thresholds={
             "not_a_flower_below": not_a_flower_cut(val_flower_scores),
             "unsure_below": unsure_cut(trained.val_probabilities, val.labels),
+            "min_photo_side": MIN_PHOTO_SIDE,
         },
     )
     return ModelArtifact(trained.head, train.class_names, metadata, centroids)

@@ -26,8 +26,8 @@ from storage.repository import (
     ensure_user,
     forget_user,
     last_photo,
-    latest_prediction,
     photo_by_message,
+    prediction_by_id,
     record_feedback,
 )
 from storage.training import LabelledExample, labelled_examples, set_excluded
@@ -53,12 +53,12 @@ __all__ = [
     "get_version",
     "labelled_examples",
     "last_photo",
-    "latest_prediction",
     "list_versions",
     "lock_holder",
     "new_labels_since_last_run",
     "newest_label_id",
     "photo_by_message",
+    "prediction_by_id",
     "promote",
     "record_feedback",
     "release_lock",

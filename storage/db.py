@@ -14,7 +14,6 @@ from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-DEFAULT_URL = "sqlite:///flowerbot.sqlite"
 # How long a SQLite writer waits for another one to finish before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -32,7 +31,7 @@ def _sqlite_pragmas(connection: SQLiteConnection, _record: Any) -> None:
 class Database:
     """Any SQLAlchemy URL; tested with SQLite files and PostgreSQL through psycopg 3."""
 
-    def __init__(self, url: str = DEFAULT_URL) -> None:
+    def __init__(self, url: str) -> None:
         self.url = make_url(url)
         # Pre-ping: a long-running bot outlives server restarts and idle-connection timeouts.
         self.engine = create_engine(self.url, pool_pre_ping=True)

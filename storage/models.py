@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -41,6 +42,19 @@ def format_shape(shape: tuple[int, ...]) -> str:
 
 def parse_shape(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in text.split(","))
+
+
+# Backbone features are stored as float32 bytes plus their shape: the one encoding, both ways.
+def encode_features(features: np.ndarray) -> tuple[bytes, str]:
+    array = np.ascontiguousarray(features, dtype=np.float32)
+    return array.tobytes(), format_shape(array.shape)
+
+
+def decode_features(data: bytes, shape: str) -> np.ndarray:
+    dims = parse_shape(shape)
+    if len(data) != 4 * int(np.prod(dims)):
+        raise ValueError(f"{len(data)} bytes are not float32 of shape {dims}")
+    return np.frombuffer(data, dtype=np.float32).reshape(dims)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -108,6 +122,9 @@ class Photo(Base):
     image: Mapped[bytes] = mapped_column(LargeBinary)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     embedding_shape: Mapped[str] = mapped_column(String(32))  # e.g. "4,1280"
+    # The size the photo was sent at (the stored image is 224x224): a small photo stays small.
+    width: Mapped[int | None]
+    height: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     user: Mapped[User] = relationship(back_populates="photos")
@@ -119,8 +136,8 @@ class Photo(Base):
     )
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        return parse_shape(self.embedding_shape)
+    def features(self) -> np.ndarray:
+        return decode_features(self.embedding, self.embedding_shape)
 
 
 class Prediction(Base):
@@ -132,6 +149,8 @@ class Prediction(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     # [{"species": str, "index": int, "confidence": float}, ...], best first.
     top5: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # What the answer said: sure, not_sure, not_a_flower, too_small (model_training.abstention).
+    verdict: Mapped[str | None] = mapped_column(String(16))
     latency_ms: Mapped[float]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

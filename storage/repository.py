@@ -3,11 +3,11 @@ session (see Database.session()) and leaves committing to it."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
+import numpy as np
 from sqlalchemy import CursorResult, Delete, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ from storage.models import (
     Photo,
     Prediction,
     User,
-    format_shape,
+    encode_features,
     utcnow,
 )
 
@@ -63,12 +63,13 @@ def add_photo(
     message_id: int,
     content_hash: str,
     image_jpeg: bytes,
-    embedding: bytes,
-    embedding_shape: tuple[int, ...],
+    features: np.ndarray,
+    size: tuple[int, int] | None = None,
 ) -> Photo:
-    """A photo of a known user (ensure_user first); embedding is float32 bytes of that shape."""
-    if len(embedding) != 4 * math.prod(embedding_shape):
-        raise ValueError(f"{len(embedding)} bytes are not float32 of shape {embedding_shape}")
+    """A photo of a known user (ensure_user first), with its backbone features and the
+    (width, height) it was sent at."""
+    embedding, embedding_shape = encode_features(features)
+    width, height = size or (None, None)
     photo = Photo(
         user_id=user_id,
         chat_id=chat_id,
@@ -76,7 +77,9 @@ def add_photo(
         content_hash=content_hash,
         image=image_jpeg,
         embedding=embedding,
-        embedding_shape=format_shape(embedding_shape),
+        embedding_shape=embedding_shape,
+        width=width,
+        height=height,
     )
     session.add(photo)
     session.flush()  # the caller needs the id for the prediction and the buttons
@@ -89,6 +92,7 @@ def add_prediction(
     model_version: str,
     top5: Iterable[dict[str, Any]],
     latency_ms: float,
+    verdict: str | None = None,
 ) -> Prediction:
     """top5: {"species", "index", "confidence"} best first. Values are converted to plain
     str/int/float, so NumPy scalars are welcome (JSON could not store them)."""
@@ -103,7 +107,11 @@ def add_prediction(
     if not scores:
         raise ValueError("a prediction needs at least one species")
     prediction = Prediction(
-        photo_id=photo_id, model_version=model_version, top5=scores, latency_ms=float(latency_ms)
+        photo_id=photo_id,
+        model_version=model_version,
+        top5=scores,
+        verdict=verdict,
+        latency_ms=float(latency_ms),
     )
     session.add(prediction)
     session.flush()
@@ -160,13 +168,9 @@ def photo_by_message(session: Session, chat_id: int, message_id: int) -> Photo |
     )
 
 
-def latest_prediction(session: Session, photo_id: int) -> Prediction | None:
-    return session.scalar(
-        select(Prediction)
-        .where(Prediction.photo_id == photo_id)
-        .order_by(Prediction.id.desc())
-        .limit(1)
-    )
+def prediction_by_id(session: Session, prediction_id: int) -> Prediction | None:
+    """The answer a feedback button was under (None once its photo is deleted)."""
+    return session.get(Prediction, prediction_id)
 
 
 def forget_user(session: Session, user_id: int) -> dict[str, int]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import NamedTuple, cast
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from storage.models import Feedback, Photo, User, parse_shape
+from storage.models import Feedback, Photo, User, decode_features
 
 
 def set_excluded(session: Session, user_id: int, excluded: bool) -> bool:
@@ -22,8 +23,7 @@ def set_excluded(session: Session, user_id: int, excluded: bool) -> bool:
 class LabelledExample(NamedTuple):
     photo_id: int
     user_id: int  # who gave the label
-    embedding: bytes  # float32
-    embedding_shape: tuple[int, ...]
+    features: np.ndarray  # (views, dim) backbone features
     species_index: int
 
 
@@ -51,6 +51,6 @@ def labelled_examples(session: Session, since_id: int = 0) -> list[LabelledExamp
         .order_by(Photo.id, Feedback.id)
     )
     return [
-        LabelledExample(photo_id, user_id, embedding, parse_shape(shape), cast(int, index))
+        LabelledExample(photo_id, user_id, decode_features(embedding, shape), cast(int, index))
         for photo_id, user_id, embedding, shape, index in rows
     ]

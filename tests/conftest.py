@@ -9,15 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from model_training import defaults
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FLOWERBOT_SHARED", ROOT.parent / "shared"))
 OXFORD = SHARED / "data" / "oxford102-224"
 SAMPLES = SHARED / "samples" / "photos"
-SHIPPED_MODEL = ROOT / "models" / "oxford102"
+SHIPPED_MODEL = defaults.SHIPPED_MODEL_DIR
 WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 os.environ.setdefault("KERAS_HOME", str(ROOT / ".cache" / "keras"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _cached = Path(os.environ["KERAS_HOME"]) / "models" / WEIGHTS
 if not _cached.exists() and (SHARED / "keras" / "models" / WEIGHTS).exists():
     _cached.parent.mkdir(parents=True, exist_ok=True)

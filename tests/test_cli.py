@@ -1,41 +1,72 @@
-"""`flowerbot identify`: top-5 per photo as text or JSON; bad input named, never a traceback."""
+"""`flowerbot identify`: a verdict and the top-5 per photo as text or JSON, from any working
+directory; bad input, a bad model folder and missing backbone weights each named in one line,
+never a traceback, and none of TensorFlow's native log lines."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import ROOT, SHIPPED_MODEL
+import skimage
+from conftest import SHIPPED_MODEL
+
+# The installed console script (pyproject's [project.scripts]), as a user runs it.
+FLOWERBOT = Path(sys.executable).with_name("flowerbot")
+ASTRONAUT = Path(skimage.data.__file__).parent / "astronaut.png"
+# absl's native log format ("W0000 00:00:..."), its pre-InitializeLog warning, CUDA probing.
+NATIVE_NOISE = re.compile(r"^[IWE]\d{4} |absl::InitializeLog|cuda", re.IGNORECASE | re.MULTILINE)
 
 
-def flowerbot(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "model_training.cli", *args],
+def flowerbot(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user does: its own log settings, nothing from this test process."""
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_CPP_MIN_LOG_LEVEL", "FLOWERBOT_NATIVE_LOGS", "MODEL_DIR")
+    }
+    result = subprocess.run(
+        [str(FLOWERBOT), *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=cwd,
+        env={**environment, **env},
         timeout=300,
     )
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not NATIVE_NOISE.search(result.stderr), result.stderr
+    return result
 
 
-def test_identify_json_names_the_right_species(sample_photos) -> None:
-    result = flowerbot(
-        "identify", "--json", "--model", str(SHIPPED_MODEL), *(str(p) for p, _, _ in sample_photos)
-    )
+def test_identify_json_names_the_right_species(tmp_path, sample_photos) -> None:
+    """From a directory with no model in it: the shipped model is package data."""
+    photos = [str(p) for p, _, _ in sample_photos] + [str(ASTRONAUT)]
+    result = flowerbot("identify", "--json", *photos, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
     answers = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [a["file"] for a in answers] == [str(p) for p, _, _ in sample_photos]
-    correct = 0
-    for answer, (_, label, name) in zip(answers, sample_photos, strict=True):
+    assert [a["file"] for a in answers] == photos
+    shipped_version = json.loads((SHIPPED_MODEL / "metadata.json").read_text())["version"]
+    for answer in answers:
+        assert set(answer) == {"file", "verdict", "model_version", "top5"}
+        assert answer["model_version"] == shipped_version
         top5 = answer["top5"]
         assert len(top5) == 5
         confidences = [s["confidence"] for s in top5]
         assert confidences == sorted(confidences, reverse=True)
         assert 0 < sum(confidences) <= 1.0 + 1e-6
         assert set(top5[0]) == {"species", "index", "confidence"}
-        correct += top5[0]["index"] == label and top5[0]["species"] == name
+    assert answers[-1]["verdict"] == "not_a_flower"
+    correct = sure = 0
+    for answer, (_, label, name) in zip(answers, sample_photos, strict=True):
+        assert answer["verdict"] in {"sure", "not_sure"}
+        sure += answer["verdict"] == "sure"
+        correct += answer["top5"][0]["index"] == label and answer["top5"][0]["species"] == name
     assert correct >= 13, f"only {correct} of {len(sample_photos)} sample photos right"
+    assert sure >= 13, f"only {sure} of {len(sample_photos)} sample photos answered for sure"
 
 
 def test_identify_text_answers_good_photos_and_names_bad_ones(tmp_path, sample_photos) -> None:
@@ -45,26 +76,64 @@ def test_identify_text_answers_good_photos_and_names_bad_ones(tmp_path, sample_p
     not_image.write_text("just text")
     truncated = tmp_path / "cut.jpg"
     truncated.write_bytes(sample_photos[0][0].read_bytes()[:2000])
-    good = sample_photos[0][0]
+    good, _, name = sample_photos[0]
     result = flowerbot(
         "identify",
         str(empty),
         str(good),
         str(not_image),
+        str(ASTRONAUT),
         str(truncated),
         str(tmp_path / "missing.jpg"),
+        cwd=tmp_path,
     )
     assert result.returncode == 1
-    assert "Traceback" not in result.stderr + result.stdout
-    # TensorFlow's C++ start-up may log to stderr too; our messages are the lines naming a file.
-    errors = [line for line in result.stderr.splitlines() if line.startswith(str(tmp_path))]
-    assert errors == [
+    assert result.stderr.splitlines() == [
         f"{empty}: the file is empty",
         f"{not_image}: this is not an image format I can read",
         f"{truncated}: the image is damaged or truncated",
         f"{tmp_path / 'missing.jpg'}: no such file",
     ]
     lines = result.stdout.splitlines()
-    assert lines[0] == f"{good}:"
-    assert len(lines) == 6 and lines[1].lstrip().startswith("1. sunflower")
-    assert lines[1].rstrip().endswith("%")
+    assert len(lines) == 12
+    assert lines[0] == f"{good}: {name}"  # sure: the verdict line names the species
+    assert lines[1].lstrip().startswith(f"1. {name}") and lines[1].rstrip().endswith("%")
+    assert [line.lstrip()[:2] for line in lines[1:6]] == ["1.", "2.", "3.", "4.", "5."]
+    assert lines[6] == f"{ASTRONAUT}: does not look like a flower; best guesses"
+    assert [line.lstrip()[:2] for line in lines[7:12]] == ["1.", "2.", "3.", "4.", "5."]
+
+
+def test_an_empty_model_folder_is_named_in_one_line(tmp_path, sample_photos) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    result = flowerbot("identify", "--model", str(folder), str(sample_photos[0][0]), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("flowerbot: ") and str(folder) in line
+    assert "not a flowerbot model folder" in line
+
+
+def test_missing_backbone_weights_are_named_in_one_line(tmp_path, sample_photos) -> None:
+    """An empty Keras cache, and downloads sent to a proxy that refuses every connection."""
+    keras_home = tmp_path / "keras"
+    keras_home.mkdir()
+    nowhere = "http://127.0.0.1:9"
+    result = flowerbot(
+        "identify",
+        str(sample_photos[0][0]),
+        cwd=tmp_path,
+        KERAS_HOME=str(keras_home),
+        HTTPS_PROXY=nowhere,
+        https_proxy=nowhere,
+        HTTP_PROXY=nowhere,
+        http_proxy=nowhere,
+        NO_PROXY="",
+        no_proxy="",
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("flowerbot: ")
+    assert "ImageNet weights" in line and "KERAS_HOME" in line
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in line
+    assert f"{sample_photos[0][0]}:" not in result.stdout  # no answer without a backbone

@@ -17,7 +17,7 @@ from model_training.model import (
     head_probabilities,
     imagenet_backbone,
 )
-from model_training.photos import load_photo_file
+from model_training.photos import read_photo
 from model_training.train import RECIPES, train_head
 from model_training.views import VIEWS, ViewStack
 
@@ -62,7 +62,7 @@ def test_shapes_through_the_network() -> None:
 
 
 def test_composed_model_equals_head_on_cached_features(classifier, sample_photos) -> None:
-    images = np.stack([load_photo_file(path) for path, _, _ in sample_photos[:6]])
+    images = np.stack([read_photo(path).image for path, _, _ in sample_photos[:6]])
     views = tuple(classifier.artifact.metadata.serve_views)
     encoded = [path.read_bytes() for path, _, _ in sample_photos[:6]]
     features = compute_features(encoded, views, classifier.artifact.metadata.scaling)

@@ -7,8 +7,16 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 
-from model_training.photos import INPUT_SIZE, PhotoError, load_photo, load_photo_file
+from model_training.photos import (
+    INPUT_SIZE,
+    Photo,
+    PhotoError,
+    decode_photo,
+    load_photo,
+    read_photo,
+)
 
 
 def encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
@@ -80,10 +88,50 @@ def test_wide_photo_is_centre_cropped_not_squashed() -> None:
     assert image.mean() > 250
 
 
-def test_large_photo_is_reduced() -> None:
-    big = half_red_half_blue(4000, 3000)
-    image = load_photo(encode(big, "JPEG", quality=85))
-    assert image.shape == (INPUT_SIZE, INPUT_SIZE, 3)
+def test_large_photo_is_decoded_at_reduced_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 12 MP JPEG is decoded at 1/8 scale (JPEG's draft mode), not in full and then shrunk."""
+    drafts: list[tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] = []
+    real_draft = JpegImageFile.draft
+
+    def spy(self: JpegImageFile, mode: str | None, size: tuple[int, int] | None) -> object:
+        before = self.size
+        result = real_draft(self, mode, size)
+        drafts.append((size, before, self.size))  # requested, before, after the real draft
+        return result
+
+    monkeypatch.setattr(JpegImageFile, "draft", spy)
+    photo = decode_photo(encode(half_red_half_blue(4000, 3000), "JPEG", quality=85))
+    assert len(drafts) == 1
+    requested, before, after = drafts[0]
+    assert requested is not None and all(INPUT_SIZE <= side <= 2 * INPUT_SIZE for side in requested)
+    assert before == (4000, 3000)
+    # Decoded at most half as wide and high; still no smaller than the square the model sees.
+    assert after[0] <= before[0] // 2 and after[1] <= before[1] // 2
+    assert min(after) >= INPUT_SIZE
+    assert (photo.width, photo.height) == (4000, 3000)  # the size as sent, not as decoded
+    assert photo.image.shape == (INPUT_SIZE, INPUT_SIZE, 3)
+    assert photo.image[112, 10, 0] > 200 and photo.image[112, 10, 2] < 60
+    assert photo.image[112, 213, 2] > 200 and photo.image[112, 213, 0] < 60
+
+
+def test_decode_photo_reports_the_size_as_sent() -> None:
+    photo = decode_photo(encode(half_red_half_blue(300, 200), "PNG"))
+    assert isinstance(photo, Photo)
+    assert (photo.width, photo.height, photo.short_side) == (300, 200, 200)
+    assert photo.image.shape == (INPUT_SIZE, INPUT_SIZE, 3) and photo.image.dtype == np.uint8
+    np.testing.assert_array_equal(
+        photo.image, load_photo(encode(half_red_half_blue(300, 200), "PNG"))
+    )
+    tall = decode_photo(encode(half_red_half_blue(120, 500), "JPEG"))
+    assert (tall.width, tall.height, tall.short_side) == (120, 500, 120)
+
+
+def test_exif_rotated_photo_keeps_its_short_side() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 400 x 150, shown 150 x 400
+    photo = decode_photo(encode(half_red_half_blue(400, 150), "JPEG", exif=exif.tobytes()))
+    assert {photo.width, photo.height} == {400, 150}
+    assert photo.short_side == 150
 
 
 @pytest.mark.parametrize(
@@ -108,8 +156,13 @@ def test_decompression_bomb_is_refused() -> None:
         load_photo(bomb)
 
 
-def test_missing_file_and_folder(tmp_path) -> None:
+def test_read_photo_reads_a_file_and_names_a_missing_one_or_a_folder(tmp_path) -> None:
+    path = tmp_path / "photo.png"
+    path.write_bytes(encode(half_red_half_blue(300, 200), "PNG"))
+    photo = read_photo(path)
+    assert (photo.width, photo.height) == (300, 200)
+    np.testing.assert_array_equal(photo.image, decode_photo(path.read_bytes()).image)
     with pytest.raises(PhotoError, match="no such file"):
-        load_photo_file(tmp_path / "nope.jpg")
+        read_photo(tmp_path / "nope.jpg")
     with pytest.raises(PhotoError, match="folder"):
-        load_photo_file(tmp_path)
+        read_photo(tmp_path)

@@ -87,7 +87,7 @@ def misjudged() -> list[tuple[bytes, str]]:
     from model_training.data import read_split
     from model_training.features import FeatureCache
     from model_training.model import head_probabilities
-    from model_training.workflow import split_features
+    from model_training.features import split_features
 
     artifact = load_artifact(SHIPPED_MODEL)
     test = read_split(OXFORD, "test", artifact.class_names)

@@ -18,9 +18,9 @@ import pytest
 from conftest import ROOT, SHIPPED_MODEL
 
 from model_training.photos import load_photo
-from model_training.web_browser import CHROMIUM, camera_frame, launch_options, write_y4m
-from model_training.web_export import ExportError, export_web, find_converter, needs_export
-from model_training.web_server import missing_vendor_files, serving
+from web.browser import CHROMIUM, camera_frame, launch_options, write_y4m
+from web.export import ExportError, export_web, find_converter, needs_export
+from web.server import missing_vendor_files, serving
 
 RESULTS = ROOT / "test-results"
 TOLERANCE = 0.01  # largest difference allowed between the page's and Python's probabilities
@@ -84,7 +84,7 @@ def test_chosen_photos_get_the_same_answers_as_python(page_url, classifier, samp
                 timeout=60_000,
             )
             shown = shown_top5(page)
-            expected = classifier.identify(path.read_bytes())
+            expected = classifier.identify(path.read_bytes()).top5
             assert shown[0][0] == expected[0].index, path.name
             assert shown[0][1] == expected[0].species
             np.testing.assert_allclose(

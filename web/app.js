@@ -27,9 +27,10 @@ let generation = 0;
 let model;
 let classNames;
 let inputSize;
-// Below this top-1 probability the page says "not sure": the model's own threshold, chosen on
-// val where answers below it are right less than half the time (the bot uses the same one).
-let unsureBelow;
+// The verdict's rules as the model folder exports them ([{verdict, score, below}], in the order
+// they apply; model_training/abstention.py): the page decides as the bot and the CLI do. A rule
+// on a score the page does not compute (the feature-space "flower_score") is skipped.
+let verdictRules;
 let frame;
 let cameraOn = false;
 let predictions = 0;
@@ -82,8 +83,9 @@ async function loadModel() {
   model = graphModel;
   classNames = names;
   inputSize = metadata.input_size;
-  unsureBelow = metadata.thresholds.unsure_below;
-  $("threshold").textContent = percent(unsureBelow);
+  verdictRules = metadata.verdict_rules;
+  const unsure = verdictRules.find((rule) => rule.score === "confidence");
+  $("threshold").textContent = percent(unsure.below);
   frame = document.createElement("canvas");
   $("model-info").textContent =
     `Model ${metadata.version}: ${names.length} flower species of the Oxford 102 Flowers data set` +
@@ -134,7 +136,18 @@ function buildList() {
   }
 }
 
-function render(probabilities, source) {
+function verdictOf(scores) {
+  const rule = verdictRules.find((r) => r.score in scores && scores[r.score] < r.below);
+  return rule ? rule.verdict : "sure";
+}
+
+const VERDICT_TEXT = {
+  sure: (name, p) => `${name} (${percent(p)})`,
+  not_sure: (name, p) => `Not sure. Maybe ${name} (${percent(p)})`,
+  too_small: (name, p) => `Photo too small to be sure. Maybe ${name} (${percent(p)})`,
+};
+
+function render(probabilities, source, shortSide) {
   const top = topK(probabilities, TOP_K);
   top.forEach(({ index, p }, rank) => {
     const item = speciesList.children[rank];
@@ -146,11 +159,12 @@ function render(probabilities, source) {
   });
   const best = top[0];
   const name = classNames[best.index];
-  const sure = best.p >= unsureBelow;
+  const said = verdictOf({ confidence: best.p, short_side: shortSide });
   // Only a changed answer is written, so screen readers announce answers, not every frame.
-  const text = sure ? `${name} (${percent(best.p)})` : `Not sure. Maybe ${name} (${percent(best.p)})`;
+  const text = VERDICT_TEXT[said](name, best.p);
   if (verdict.textContent !== text) verdict.textContent = text;
-  verdict.classList.toggle("unsure", !sure);
+  verdict.dataset.verdict = said;
+  verdict.classList.toggle("unsure", said !== "sure");
   speciesList.dataset.source = source;
   predictions += 1;
   speciesList.dataset.predictions = predictions;
@@ -164,7 +178,7 @@ function predictAndShow(source, width, height, label) {
   const run = busy.then(async () => {
     if (started !== generation) return;
     const probabilities = await classify(source, width, height);
-    if (started === generation) render(probabilities, label);
+    if (started === generation) render(probabilities, label, Math.min(width, height));
   });
   busy = run.catch((error) => showError(error));
   return busy;

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-WEB_ROOT = Path(__file__).resolve().parents[1] / "web"
+WEB_ROOT = Path(__file__).resolve().parent
 # What the page loads from npm packages: the TF.js bundle and the WASM backend with its .wasm files.
 VENDOR_PREFIXES = (
     "/node_modules/@tensorflow/tfjs/dist/",

@@ -22,11 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from model_training.abstention import VerdictRules
+from model_training.atomic import atomic_folder
+
 if TYPE_CHECKING:  # the CLI imports this module for its options; Keras loads only to export
     from model_training.artifact import ModelArtifact
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "web" / "model"
+WEB_ROOT = Path(__file__).resolve().parent
+ROOT = WEB_ROOT.parent  # the repository, where `make web-setup` puts .venv-web
+DEFAULT_OUT = WEB_ROOT / "model"
 MODEL_FILE = "model.json"
 CLASSES_FILE = "classes.json"
 METADATA_FILE = "metadata.json"
@@ -81,19 +85,11 @@ def export_web(
     converter = find_converter()
     artifact = load_artifact(model_dir)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as staging:
         with tempfile.TemporaryDirectory(prefix="flowerbot-savedmodel-") as saved_model:
             save_serving_model(artifact, saved_model)
             convert(converter, Path(saved_model), staging, quantize)
         write_labels(artifact, staging, quantize)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
     return out
 
 
@@ -132,8 +128,14 @@ def convert(converter: str, saved_model: Path, out: Path, quantize: str) -> None
 
 def write_labels(artifact: ModelArtifact, out: Path, quantize: str) -> None:
     (out / CLASSES_FILE).write_text(json.dumps(artifact.class_names, ensure_ascii=False) + "\n")
+    rules = VerdictRules.from_thresholds(artifact.metadata.thresholds)
     metadata = {
         **asdict(artifact.metadata),
+        # The verdict's rules in the order they apply (model_training/abstention.py).
+        "verdict_rules": [
+            {"verdict": verdict.value, "score": score, "below": below}
+            for verdict, score, below in rules.in_order()
+        ],
         "export": {
             "format": "tfjs_graph_model",
             "quantize": quantize,

@@ -1,0 +1,45 @@
+"""Feedback buttons' callback data: written and read only here.
+
+"fb:<prediction id>:<choice>" sits under an answer, "nm:<prediction id>:<species index>" under the
+confirmation of a typed name. The prediction id names the very answer the user saw (and so the
+model version that made it); at most ~20 of Telegram's 64 bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Source(StrEnum):
+    ANSWER = "fb"  # a button under the top-5 answer
+    TYPED_NAME = "nm"  # a button confirming a name typed after "None of these"
+
+
+NONE_OF_THESE, NOT_A_FLOWER = "none", "nf"
+PATTERN = rf"^({Source.ANSWER}|{Source.TYPED_NAME}):\d+:(\d+|{NONE_OF_THESE}|{NOT_A_FLOWER})$"
+_PARSER = re.compile(PATTERN)
+
+
+@dataclass(frozen=True)
+class Tap:
+    source: Source
+    prediction_id: int
+    choice: str  # a species index, NONE_OF_THESE or NOT_A_FLOWER
+
+    @property
+    def species_index(self) -> int | None:
+        """The chosen species; None for "not a flower" and "none of these"."""
+        return int(self.choice) if self.choice.isdigit() else None
+
+
+def encode(source: Source, prediction_id: int, choice: int | str) -> str:
+    return f"{source}:{prediction_id}:{choice}"
+
+
+def parse(data: str) -> Tap:
+    if not _PARSER.match(data):
+        raise ValueError(f"not feedback callback data: {data!r}")
+    source, prediction_id, choice = data.split(":")
+    return Tap(Source(source), int(prediction_id), choice)

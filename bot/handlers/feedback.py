@@ -1,0 +1,151 @@
+"""Feedback: the buttons under an answer, "None of these" and a typed name, "Not a flower".
+
+Each button names the prediction it sits under (bot/callbacks.py); the feedback row points at
+that prediction, so /stats credits the model version that gave the answer the user saw.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot import callbacks, replies
+from bot.callbacks import NONE_OF_THESE, NOT_A_FLOWER, Source
+from bot.handlers import services
+from bot.species import match_species
+from model_training.abstention import Verdict
+from model_training.classifier import SpeciesScore
+from storage import ensure_user, prediction_by_id, record_feedback
+
+log = logging.getLogger(__name__)
+# A user's pending "type the name" after "None of these": the prediction it is for.
+NAMING = "naming_prediction"
+
+
+def feedback_keyboard(prediction_id: int, top5: list[SpeciesScore]) -> InlineKeyboardMarkup:
+    """One button per proposed species, then "none of these" and "not a flower"."""
+    rows = [
+        [
+            InlineKeyboardButton(
+                replies.display_name(s.species),
+                callback_data=callbacks.encode(Source.ANSWER, prediction_id, s.index),
+            )
+        ]
+        for s in top5
+    ]
+    rows.append(
+        [
+            InlineKeyboardButton(
+                "None of these",
+                callback_data=callbacks.encode(Source.ANSWER, prediction_id, NONE_OF_THESE),
+            ),
+            InlineKeyboardButton(
+                "Not a flower",
+                callback_data=callbacks.encode(Source.ANSWER, prediction_id, NOT_A_FLOWER),
+            ),
+        ]
+    )
+    return InlineKeyboardMarkup(rows)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A committed feedback, with the answer it was given on (as stored)."""
+
+    what: str  # what the user said, as shown back to them
+    top5: list[SpeciesScore]
+    verdict: Verdict
+
+
+async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    tap = callbacks.parse(query.data)
+    if tap.choice == NONE_OF_THESE:
+        context.user_data[NAMING] = tap.prediction_id
+        await query.answer()
+        await query.message.reply_text(replies.ASK_NAME)
+        return
+    recorded = await _record(update, context, tap.prediction_id, tap.species_index)
+    if recorded is None:
+        await query.answer("That photo is no longer stored.", show_alert=True)
+        return
+    await query.answer("Thanks!")
+    if tap.source == Source.TYPED_NAME:
+        await query.edit_message_text(replies.THANKS.format(what=recorded.what))
+        return
+    # The answer itself, drawn again from the stored prediction, with what was recorded.
+    try:
+        await query.edit_message_text(
+            replies.top5_answer(recorded.top5, recorded.verdict, recorded.what),
+            parse_mode=ParseMode.HTML,
+            reply_markup=feedback_keyboard(tap.prediction_id, recorded.top5),
+        )
+    except BadRequest as err:  # the same button tapped twice: nothing to change
+        if "not modified" not in str(err).lower():
+            raise
+
+
+async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """After "none of these": match the typed name and confirm it with buttons."""
+    prediction_id = context.user_data.get(NAMING)
+    message = update.effective_message
+    if prediction_id is None:
+        await message.reply_text("Send me a photo of a flower and I will identify it. /help")
+        return
+    names = services(context).species
+    matches = match_species(message.text, names)
+    if not matches:
+        await message.reply_text(replies.NO_MATCH.format(typed=message.text[:60]))
+        return
+    del context.user_data[NAMING]
+    buttons = [
+        [
+            InlineKeyboardButton(
+                replies.display_name(names[i]),
+                callback_data=callbacks.encode(Source.TYPED_NAME, prediction_id, i),
+            )
+        ]
+        for i in matches
+    ]
+    await message.reply_text(replies.CONFIRM_NAME, reply_markup=InlineKeyboardMarkup(buttons))
+
+
+async def _record(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    prediction_id: int,
+    species_index: int | None,
+) -> Recorded | None:
+    """Commit the feedback (before anyone is thanked); None when the photo is gone."""
+    user = update.effective_user
+    names = services(context).species
+    species = names[species_index] if species_index is not None else None
+
+    def work(session: Session) -> Recorded | None:
+        prediction = prediction_by_id(session, prediction_id)
+        if prediction is None:
+            return None
+        ensure_user(session, user.id, user.username, user.first_name)
+        record_feedback(
+            session,
+            photo_id=prediction.photo_id,
+            prediction_id=prediction.id,
+            user_id=user.id,
+            species_index=species_index,
+            species=species,
+            not_a_flower=species_index is None,
+        )
+        return Recorded(
+            what=replies.display_name(species) if species else "not a flower",
+            top5=[SpeciesScore(**score) for score in prediction.top5],
+            # Answers stored before verdicts were kept named a species.
+            verdict=Verdict(prediction.verdict or Verdict.SURE),
+        )
+
+    return await services(context).db(work)

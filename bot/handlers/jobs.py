@@ -1,0 +1,32 @@
+"""Scheduled jobs (JobQueue): retention and retraining on a schedule."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from telegram.ext import ContextTypes
+
+from bot.handlers import services
+from bot.handlers.admin import retrain_and_describe
+from storage import delete_older_than, new_labels_since_last_run
+
+log = logging.getLogger(__name__)
+
+
+async def enforce_retention(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Delete photos (and their predictions and feedback) past the retention time."""
+    svc = services(context)
+    cutoff = datetime.now(UTC) - timedelta(days=svc.settings.retention_days)
+    deleted = await svc.db(lambda s: delete_older_than(s, cutoff))
+    log.info("retention: deleted %d photos older than %s", deleted, cutoff.date())
+
+
+async def scheduled_retrain(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """RETRAIN_CRON: retrain when enough new labels have come in since last time."""
+    svc = services(context)
+    new_labels = await svc.db(new_labels_since_last_run)
+    if new_labels < svc.settings.retrain_min_new_labels:
+        log.info("retraining skipped: %d new labels", new_labels)
+        return
+    log.info("scheduled retraining: %s", await retrain_and_describe(svc))

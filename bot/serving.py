@@ -1,0 +1,34 @@
+"""Which model the bot serves: the registry's serving version at start, a new one when swapped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from bot.services import Services
+from model_training.classifier import FlowerClassifier
+from storage import Database, ModelStatus, add_version, promote, serving_version
+
+log = logging.getLogger(__name__)
+
+
+def serving_classifier(database: Database, model_dir: Path) -> FlowerClassifier:
+    """The registry's serving version; on first start MODEL_DIR, registered as serving."""
+    with database.session() as session:
+        row = serving_version(session)
+        if row is not None:
+            return FlowerClassifier.from_folder(row.path)
+        classifier = FlowerClassifier.from_folder(model_dir)
+        metrics = classifier.artifact.metadata.metrics
+        add_version(session, classifier.version, str(model_dir), ModelStatus.SERVING, metrics)
+        promote(session, classifier.version)
+        return classifier
+
+
+async def serve(svc: Services, folder: Path) -> None:
+    """Load a head off the event loop and switch to it: batches already running finish on the
+    old one (BatchingIdentifier.swap)."""
+    classifier = await asyncio.to_thread(FlowerClassifier.from_folder, folder)
+    svc.identifier.swap(classifier)
+    log.info("now serving %s", classifier.version)

@@ -1,0 +1,152 @@
+"""Answers: the verdict rules on their own, then the shipped classifier's answers to real photos
+(a flower, the same flower sent too small, and no flower at all)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage
+from PIL import Image
+
+from model_training.abstention import MIN_PHOTO_SIDE, Verdict, VerdictRules
+from model_training.classifier import TOP_K, Answer
+from model_training.photos import INPUT_SIZE, decode_photo, read_photo
+
+RULES = VerdictRules(not_a_flower_below=0.7, unsure_below=0.5, min_photo_side=160)
+ASTRONAUT = Path(skimage.data.__file__).parent / "astronaut.png"
+
+
+@pytest.mark.parametrize(
+    ("confidence", "flower_score", "short_side", "expected"),
+    [
+        (0.9, 0.9, 500, Verdict.SURE),
+        (0.5, 0.7, 160, Verdict.SURE),  # every bound is inclusive
+        (0.49, 0.9, 500, Verdict.NOT_SURE),
+        (0.9, 0.69, 500, Verdict.NOT_A_FLOWER),
+        (0.1, 0.1, 500, Verdict.NOT_A_FLOWER),  # not a flower wins over not sure
+        (0.9, 0.9, 159, Verdict.TOO_SMALL),
+        (0.1, 0.9, 100, Verdict.TOO_SMALL),  # too small wins over not sure
+        (0.9, 0.1, 100, Verdict.TOO_SMALL),  # ... and over not a flower
+        (0.1, 0.1, 1, Verdict.TOO_SMALL),
+    ],
+)
+def test_verdict_rules_in_order(
+    confidence: float, flower_score: float, short_side: int, expected: Verdict
+) -> None:
+    assert RULES.verdict(confidence, flower_score, short_side) is expected
+
+
+def test_rules_from_the_model_folders_thresholds() -> None:
+    rules = VerdictRules.from_thresholds(
+        {"not_a_flower_below": 0.69, "unsure_below": "0.7", "min_photo_side": 200.0}
+    )
+    assert rules == VerdictRules(not_a_flower_below=0.69, unsure_below=0.7, min_photo_side=200)
+    assert isinstance(rules.min_photo_side, int) and isinstance(rules.unsure_below, float)
+
+
+def test_models_trained_before_the_size_rule_get_the_default() -> None:
+    old = VerdictRules.from_thresholds({"not_a_flower_below": 0.69, "unsure_below": 0.7})
+    assert old.min_photo_side == MIN_PHOTO_SIDE
+    assert old.verdict(0.9, 0.9, MIN_PHOTO_SIDE - 1) is Verdict.TOO_SMALL
+    assert old.verdict(0.9, 0.9, MIN_PHOTO_SIDE) is Verdict.SURE
+    with pytest.raises(KeyError):
+        VerdictRules.from_thresholds({"unsure_below": 0.7})
+
+
+def test_the_shipped_model_carries_its_rules(classifier) -> None:
+    thresholds = classifier.artifact.metadata.thresholds
+    assert classifier.rules == VerdictRules.from_thresholds(thresholds)
+    assert 0 < classifier.rules.not_a_flower_below < 1 and 0 < classifier.rules.unsure_below < 1
+
+
+def shrunk(path: Path, short_side: int) -> bytes:
+    """The photo re-encoded with its short side `short_side` pixels, as a thumbnail is sent."""
+    image = Image.open(path).convert("RGB")
+    scale = short_side / min(image.size)
+    image = image.resize(
+        (round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def check_top5(answer: Answer, n_classes: int) -> None:
+    assert len(answer.top5) == TOP_K
+    confidences = [s.confidence for s in answer.top5]
+    assert confidences == sorted(confidences, reverse=True)
+    assert 0 < sum(confidences) <= 1 + 1e-6
+    assert len({s.index for s in answer.top5}) == TOP_K
+    assert all(0 <= s.index < n_classes for s in answer.top5)
+
+
+def test_a_clear_flower_photo_is_named_for_sure(classifier, sample_photos) -> None:
+    path, label, name = sample_photos[0]
+    answer = classifier.identify(path.read_bytes())
+    photo = read_photo(path)
+    assert answer.verdict is Verdict.SURE
+    assert (answer.top5[0].index, answer.top5[0].species) == (label, name)
+    assert answer.top5[0].confidence >= classifier.rules.unsure_below
+    assert answer.flower_score >= classifier.rules.not_a_flower_below
+    check_top5(answer, len(classifier.class_names))
+    assert answer.photo_size == (photo.width, photo.height)
+    np.testing.assert_array_equal(answer.image, photo.image)
+    views = len(classifier.artifact.metadata.serve_views)
+    assert answer.features.shape == (views, 1280) and answer.features.dtype == np.float32
+    assert answer.model_version == classifier.artifact.metadata.version
+    # The top-5 are the model's probabilities, best first.
+    probabilities = classifier.probabilities(photo.image[None])[0]
+    assert [s.index for s in answer.top5] == list(np.argsort(-probabilities)[:TOP_K])
+    np.testing.assert_allclose(
+        [s.confidence for s in answer.top5], np.sort(probabilities)[::-1][:TOP_K], atol=1e-6
+    )
+    as_json = json.loads(json.dumps(answer.as_json()))
+    assert set(as_json) == {"verdict", "model_version", "top5"}
+    assert as_json["verdict"] == "sure" and as_json["model_version"] == answer.model_version
+    assert as_json["top5"][0] == {
+        "species": name,
+        "index": label,
+        "confidence": pytest.approx(answer.top5[0].confidence),
+    }
+
+
+def test_the_same_photo_sent_small_is_too_small_with_five_guesses(
+    classifier, sample_photos
+) -> None:
+    path, _, _ = sample_photos[0]
+    data = shrunk(path, 100)
+    answer = classifier.identify(data)
+    assert min(answer.photo_size) == 100
+    assert answer.verdict is Verdict.TOO_SMALL
+    check_top5(answer, len(classifier.class_names))
+    assert answer.image.shape == (INPUT_SIZE, INPUT_SIZE, 3)  # still shown to the model
+
+
+def test_a_photo_of_no_flower_is_not_a_flower(classifier) -> None:
+    answer = classifier.identify(ASTRONAUT.read_bytes())
+    assert answer.photo_size == (512, 512)
+    assert answer.verdict is Verdict.NOT_A_FLOWER
+    assert answer.flower_score < classifier.rules.not_a_flower_below
+    check_top5(answer, len(classifier.class_names))
+
+
+def test_a_batch_answers_each_photo_as_alone(classifier, sample_photos) -> None:
+    path, label, _ = sample_photos[2]
+    photos = [
+        read_photo(path),
+        decode_photo(ASTRONAUT.read_bytes()),
+        decode_photo(shrunk(path, 120)),
+    ]
+    batch = classifier.answers(photos)
+    assert [a.verdict for a in batch] == [Verdict.SURE, Verdict.NOT_A_FLOWER, Verdict.TOO_SMALL]
+    assert batch[0].top5[0].index == label
+    for answer, photo in zip(batch, photos, strict=True):
+        (alone,) = classifier.answers([photo])
+        assert [s.index for s in answer.top5] == [s.index for s in alone.top5]
+        assert answer.flower_score == pytest.approx(alone.flower_score, abs=1e-5)
+        assert answer.photo_size == (photo.width, photo.height)
+    assert classifier.answers([]) == []

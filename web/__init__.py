@@ -1,0 +1,1 @@
+"""The camera web page: its static files, the TF.js exporter, local server and browser launcher."""
