@@ -110,7 +110,7 @@ def main() -> None:
     print("| threshold (chosen on val at training time) | value |\n|---|---:|")
     print(f"| not a flower: cosine to nearest species below | {rules.not_a_flower_below:.3f} |")
     print(f"| not sure: top-1 confidence below | {rules.unsure_below:.3f} |")
-    print(f"| too small: short side below (px) | {rules.min_photo_side} |\n")
+    print(f"| too small: short side below, px (bench/small_photos.py) | {rules.min_photo_side} |\n")
     print("| measured | value |\n|---|---:|")
     print(
         f"| non-flower photos rejected | {others_rejected.mean():.1%} "

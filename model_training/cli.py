@@ -99,7 +99,10 @@ def _train(args: argparse.Namespace) -> int:
     from model_training.workflow import evaluate_on_split, train_on_dataset
 
     if args.recipe not in RECIPES:
-        print(f"flowerbot: unknown recipe {args.recipe!r} (choose {', '.join(RECIPES)})")
+        print(
+            f"flowerbot: unknown recipe {args.recipe!r} (choose {', '.join(RECIPES)})",
+            file=sys.stderr,
+        )
         return 2
     recipe = recipe_named(args.recipe, args.scaling)
     classes = read_class_names(args.classes) if args.classes else None

@@ -40,10 +40,18 @@ def filter_native_logs() -> None:
     os.close(write_end)
 
     def forward() -> None:
-        with os.fdopen(read_end, "rb") as lines:
+        pending = b""
+        while chunk := os.read(read_end, 65536):
+            *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
                 if not NATIVE_LINE.match(line):
-                    os.write(terminal, line)
+                    os.write(terminal, line + b"\n")
+            if b"\r" in pending:  # a progress bar redrawing its line: show it now
+                shown, _, pending = pending.rpartition(b"\r")
+                os.write(terminal, shown + b"\r")
+        if pending and not NATIVE_LINE.match(pending):
+            os.write(terminal, pending)
+        os.close(read_end)
 
     thread = threading.Thread(target=forward, name="native-log-filter", daemon=True)
     thread.start()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bot.config import Settings
+from model_training import defaults
 
 TOKEN = "123456:" + "A" * 35
 
@@ -20,8 +22,28 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) ->
     settings = Settings()
     assert settings.admin_ids == frozenset({17, 42})
     assert settings.photos_per_minute == 3
-    assert settings.database_url == "sqlite:///flowerbot.sqlite"
+    assert settings.database_url == "sqlite:///flowerbot.sqlite" == defaults.DATABASE_URL
     assert TOKEN not in repr(settings)  # the token never reaches logs
+
+
+def test_default_locations(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The shipped model is found from any working directory; the data the user owns is
+    relative to it; no base data set is assumed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    for name in ("MODEL_DIR", "BASE_DATA_DIR", "FEATURE_CACHE_DIR", "MODEL_REGISTRY_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.model_dir == defaults.SHIPPED_MODEL_DIR
+    assert settings.model_dir.is_absolute() and (settings.model_dir / "metadata.json").is_file()
+    assert settings.model_dir.parts[-3:] == ("model_training", "shipped", "oxford102")
+    assert settings.base_data_dir is None
+    assert settings.feature_cache_dir == defaults.FEATURE_CACHE_DIR == Path(".cache/features")
+    assert settings.model_registry_dir == defaults.MODEL_REGISTRY_DIR
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("BASE_DATA_DIR", str(tmp_path / "oxford"))
+    settings = Settings()
+    assert (settings.model_dir, settings.base_data_dir) == (tmp_path / "mine", tmp_path / "oxford")
 
 
 def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

@@ -61,7 +61,7 @@ def test_identify_json_names_the_right_species(tmp_path, sample_photos) -> None:
         assert set(top5[0]) == {"species", "index", "confidence"}
     assert answers[-1]["verdict"] == "not_a_flower"
     correct = sure = 0
-    for answer, (_, label, name) in zip(answers, sample_photos, strict=True):
+    for answer, (_, label, name) in zip(answers[:-1], sample_photos, strict=True):
         assert answer["verdict"] in {"sure", "not_sure"}
         sure += answer["verdict"] == "sure"
         correct += answer["top5"][0]["index"] == label and answer["top5"][0]["species"] == name
@@ -103,15 +103,35 @@ def test_identify_text_answers_good_photos_and_names_bad_ones(tmp_path, sample_p
     assert [line.lstrip()[:2] for line in lines[7:12]] == ["1.", "2.", "3.", "4.", "5."]
 
 
-def test_an_empty_model_folder_is_named_in_one_line(tmp_path, sample_photos) -> None:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    result = flowerbot("identify", "--model", str(folder), str(sample_photos[0][0]), cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stdout == ""
-    (line,) = result.stderr.splitlines()
-    assert line.startswith("flowerbot: ") and str(folder) in line
-    assert "not a flowerbot model folder" in line
+def test_empty_incomplete_or_invalid_model_folders_are_named_in_one_line(
+    tmp_path, capsys, sample_photos
+) -> None:
+    """In this process: the CLI's own dispatch, without a TensorFlow start-up for each case."""
+    from model_training.cli import dispatch, parser
+
+    metadata = (SHIPPED_MODEL / "metadata.json").read_text()
+    cases = {
+        "empty": ({}, "is not a flowerbot model folder (no metadata.json)"),
+        "incomplete": (
+            {"metadata.json": metadata, "classes.txt": "rose\n"},
+            "is incomplete: head.weights.h5, centroids.npy missing",
+        ),
+        "invalid": ({"metadata.json": "{not json"}, "metadata.json is not valid model metadata"),
+        "future": (
+            {"metadata.json": json.dumps({**json.loads(metadata), "format_version": 99})},
+            "model format 99 is unsupported",
+        ),
+    }
+    for name, (files, expected) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        for file, text in files.items():
+            (folder / file).write_text(text)
+        code = dispatch(parser()[0], ["identify", "--model", str(folder), str(sample_photos[0][0])])
+        out, err = capsys.readouterr()
+        assert (code, out) == (1, ""), name
+        (line,) = err.splitlines()
+        assert line.startswith(f"flowerbot: {folder}") and line.endswith(expected), line
 
 
 def test_missing_backbone_weights_are_named_in_one_line(tmp_path, sample_photos) -> None:
@@ -137,3 +157,41 @@ def test_missing_backbone_weights_are_named_in_one_line(tmp_path, sample_photos)
     assert "ImageNet weights" in line and "KERAS_HOME" in line
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in line
     assert f"{sample_photos[0][0]}:" not in result.stdout  # no answer without a backbone
+
+
+def test_model_and_feature_cache_defaults_follow_the_environment(tmp_path) -> None:
+    show = (
+        "from model_training import cli; print(cli.DEFAULT_MODEL_DIR); print(cli.DEFAULT_CACHE_DIR)"
+    )
+
+    def defaults(**env: str) -> list[str]:
+        environment = {
+            k: v for k, v in os.environ.items() if k not in ("MODEL_DIR", "FEATURE_CACHE_DIR")
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", show],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**environment, **env},
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert defaults() == [str(SHIPPED_MODEL), ".cache/features"]
+    assert defaults(MODEL_DIR="/srv/model", FEATURE_CACHE_DIR="/srv/features") == [
+        "/srv/model",
+        "/srv/features",
+    ]
+
+
+def test_an_unknown_recipe_is_named_on_stderr(tmp_path, capsys) -> None:
+    from model_training.cli import dispatch, parser
+
+    argv = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--recipe", "magic"]
+    assert dispatch(parser()[0], argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("flowerbot: unknown recipe 'magic' (choose default, ")
+    assert not (tmp_path / "out").exists()
