@@ -18,7 +18,9 @@ class Source(StrEnum):
 
 
 NONE_OF_THESE, NOT_A_FLOWER = "none", "nf"
-PATTERN = rf"^({Source.ANSWER}|{Source.TYPED_NAME}):\d+:(\d+|{NONE_OF_THESE}|{NOT_A_FLOWER})$"
+# [0-9] and \Z: no other digits, no trailing newline ("$" would accept one).
+_CHOICE = rf"([0-9]+|{NONE_OF_THESE}|{NOT_A_FLOWER})"
+PATTERN = rf"^({Source.ANSWER}|{Source.TYPED_NAME}):[0-9]+:{_CHOICE}\Z"
 _PARSER = re.compile(PATTERN)
 
 

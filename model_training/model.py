@@ -40,7 +40,7 @@ def imagenet_backbone() -> keras.Model:
     except Exception as err:  # Keras wraps download failures in a bare Exception
         raise BackboneUnavailable(
             f"MobileNetV2's ImageNet weights are not in Keras' cache and could not be downloaded "
-            f"({err.__class__.__name__}); put {WEIGHTS_FILE} into $KERAS_HOME/models/ "
+            f"({str(err)[:120]}); put {WEIGHTS_FILE} into $KERAS_HOME/models/ "
             f"(default ~/.keras/models/)"
         ) from err
     backbone.trainable = False

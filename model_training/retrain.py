@@ -1,198 +1,235 @@
-"""Retrain the head from users' labels: pure training and the promotion gate (no database here).
+"""Retrain the head from users' labels, and the promotion gate (no database here).
 
-The candidate starts from the serving head's weights and is fitted for a few epochs on the base
-data set's cached features (train + val, the default recipe's views) plus the users' labelled
-photos (their stored serving-view features: the backbone never runs again). Warm-starting keeps
-the candidate close to a model already known to be good, so a few epochs suffice.
+A candidate is the product recipe fitted again, from scratch, on the base rows the model folder
+carries (model_training/artifact.BaseRows) plus one row per labelled user photo: it learns the
+users' photos without drifting away from the base set, as a warm-started fine-tune did (measured
+in the README). Each user's photos together weigh at most `max_photos_per_user` photos, so one
+person labelling 200 sunflowers as roses counts like a handful of photos.
 
-Each user's photos together weigh at most `max_photos_per_user` photos, so one person labelling
-200 sunflowers as roses counts like a handful of photos against the base set's real sunflowers.
-A fixed fifth of the feedback (by photo id) is held out to score old and new head alike.
+The gate measures what users meet. A fixed fifth of the feedback (by photo id) never trains; the
+candidate is promoted when it answers those photos better than the serving head by a paired
+test (exact McNemar, one-sided, p < 0.05, at least 50 photos) and loses at most one point of
+top-1 on the base held-out set.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from model_training.artifact import ModelArtifact
-from model_training.data import read_split
-from model_training.features import FeatureCache, split_features
-from model_training.model import FEATURE_DIM, build_head, head_probabilities
-from model_training.views import view_positions
+from model_training.artifact import BaseRows, ModelArtifact
+from model_training.model import FEATURE_DIM, head_probabilities
+from model_training.train import RowRecipe, fit_rows
 
 HOLDOUT_EVERY = 5  # photo ids divisible by this are held out of training for the gate
-MAX_TEST_DROP = 0.005  # the gate: base test top-1 may fall by at most half a point
+MIN_HELDOUT = 50  # held-out feedback photos needed before any candidate can be promoted
+SIGNIFICANCE = 0.05
+MAX_BASE_DROP = 0.01  # base held-out top-1 may fall by at most one point
+CHANGED_SPECIES = 3  # species listed in the report
 
 
 @dataclass(frozen=True)
-class BaseData:
-    train_x: np.ndarray  # train + val, (photos, train views, dim)
-    train_y: np.ndarray
-    val_x: np.ndarray  # (photos, serving views, dim)
-    val_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
+class LabelledPhoto:
+    photo_id: int
+    user_id: int  # who gave the label
+    features: np.ndarray  # (serving views, dim)
+    label: int
+
+
+@dataclass
+class RetrainRows:
+    """Training rows (base first, then the feedback that trains) and the held-out feedback.
+    Filled in place, one photo at a time: nothing is held twice."""
+
+    x: np.ndarray  # (rows, dim) float16
+    y: np.ndarray
+    w: np.ndarray
+    heldout_x: np.ndarray  # (photos, dim) float16
+    heldout_y: np.ndarray
+    n_feedback_train: int
+
+
+def retrain_rows(
+    base: BaseRows, photos: Iterable[LabelledPhoto], n_photos: int, cap: int
+) -> RetrainRows:
+    """Stream labelled photos (at most `n_photos`) into training and held-out rows."""
+    n_base = len(base.train_y)
+    x = np.empty((n_base + n_photos, FEATURE_DIM), np.float16)
+    y = np.empty(n_base + n_photos, np.int64)
+    x[:n_base], y[:n_base] = base.train_x, base.train_y
+    users = np.empty(n_photos, np.int64)
+    held_x = np.empty((n_photos // HOLDOUT_EVERY + 1, FEATURE_DIM), np.float16)
+    held_y = np.empty(len(held_x), np.int64)
+    n_train = n_held = 0
+    for photo in photos:
+        row = photo.features.mean(axis=0)
+        if photo.photo_id % HOLDOUT_EVERY == 0:
+            if n_held == len(held_x):  # more held-out photos than a fifth: grow (rare)
+                held_x = np.resize(held_x, (2 * len(held_x), FEATURE_DIM))
+                held_y = np.resize(held_y, 2 * len(held_y))
+            held_x[n_held], held_y[n_held] = row, photo.label
+            n_held += 1
+        else:
+            x[n_base + n_train], y[n_base + n_train] = row, photo.label
+            users[n_train] = photo.user_id
+            n_train += 1
+    w = np.concatenate([np.ones(n_base, np.float32), user_weights(users[:n_train], cap)])
+    end = n_base + n_train
+    return RetrainRows(x[:end], y[:end], w, held_x[:n_held], held_y[:n_held], n_train)
+
+
+def user_weights(user_ids: np.ndarray, cap: int) -> np.ndarray:
+    """Per-photo weights so that no user's photos add up to more than `cap` photos."""
+    if not len(user_ids):
+        return np.empty(0, np.float32)
+    _, inverse, counts = np.unique(user_ids, return_inverse=True, return_counts=True)
+    return np.minimum(1.0, cap / counts)[inverse].astype(np.float32)
+
+
+def fit_candidate(serving: ModelArtifact, rows: RetrainRows, seed: int = 0) -> keras.Model:
+    """The serving model's own recipe and epoch count, on base + feedback rows."""
+    recipe_fields = {
+        k: v for k, v in serving.metadata.recipe.items() if k in RowRecipe.__annotations__
+    }
+    recipe = RowRecipe(**{**recipe_fields, "serve_views": tuple(serving.metadata.serve_views)})
+    epochs = int(serving.metadata.recipe["epochs"])
+    n_classes = len(serving.class_names)
+    head, _ = fit_rows(n_classes, (rows.x, rows.y, rows.w), recipe, epochs, seed)
+    return head
 
 
 @dataclass(frozen=True)
-class FeedbackData:
-    features: np.ndarray  # (photos, serving views, dim)
-    labels: np.ndarray
-    user_ids: np.ndarray
-    photo_ids: np.ndarray
+class Scores:
+    base_right: np.ndarray  # per base held-out photo: top-1 right
+    feedback_right: np.ndarray  # per held-out feedback photo
 
-    def holdout(self) -> np.ndarray:
-        """Deterministic: the same photo is always on the same side, whatever else arrives."""
-        return self.photo_ids % HOLDOUT_EVERY == 0
+    def summary(self) -> dict[str, object]:
+        return {
+            "base_heldout_top1": _mean(self.base_right),
+            "base_heldout_ci": wilson(self.base_right),
+            "feedback_top1": _mean(self.feedback_right),
+            "feedback_ci": wilson(self.feedback_right),
+            "feedback_holdout": len(self.feedback_right),
+        }
 
 
-@dataclass(frozen=True)
-class RetrainOptions:
-    epochs: int = 3
-    learning_rate: float = 1e-4
-    batch_size: int = 256
-    max_photos_per_user: int = 5
-    seed: int = 0
+def score(head: keras.Model, base: BaseRows, rows: RetrainRows) -> Scores:
+    base_probs = head_probabilities(head, base.heldout_x.astype(np.float32))
+    feedback = head.predict(rows.heldout_x.astype(np.float32), batch_size=4096, verbose=0)
+    return Scores(
+        base_right=base_probs.argmax(axis=1) == base.heldout_y,
+        feedback_right=(
+            feedback.argmax(axis=1) == rows.heldout_y if len(rows.heldout_y) else np.zeros(0, bool)
+        ),
+    )
+
+
+def _mean(right: np.ndarray) -> float:
+    return float(right.mean()) if len(right) else 0.0
+
+
+def wilson(right: np.ndarray, z: float = 1.96) -> list[float]:
+    """95% Wilson interval of a proportion (sound for small samples and rates near 0 or 1)."""
+    n = len(right)
+    if not n:
+        return [0.0, 1.0]
+    p = right.mean()
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(centre - half), float(centre + half)]
+
+
+def mcnemar(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
+    """Exact one-sided McNemar test that `after` is right more often than `before` (paired), and
+    the difference in top-1 with a 95% interval for paired proportions."""
+    gained = int((~before & after).sum())
+    lost = int((before & ~after).sum())
+    n, discordant = len(before), gained + lost
+    # P(at least `gained` of the discordant pairs go the candidate's way if neither is better).
+    p = sum(math.comb(discordant, k) for k in range(gained, discordant + 1)) / 2**discordant
+    difference = (gained - lost) / n if n else 0.0
+    spread = math.sqrt(max(discordant - (gained - lost) ** 2 / n, 0.0)) / n if n else 0.0
+    return {
+        "gained": gained,
+        "lost": lost,
+        "p_value": float(p),
+        "difference": difference,
+        "difference_ci": [difference - 1.96 * spread, difference + 1.96 * spread],
+    }
+
+
+def gate(before: Scores, after: Scores) -> tuple[bool, dict[str, object]]:
+    """Promote only when held-out feedback improves significantly and the base set holds."""
+    test = mcnemar(before.feedback_right, after.feedback_right)
+    base_drop = _mean(before.base_right) - _mean(after.base_right)
+    if len(after.feedback_right) < MIN_HELDOUT:
+        reason = f"only {len(after.feedback_right)} held-out feedback photos (needs {MIN_HELDOUT})"
+    elif not (test["difference"] > 0 and test["p_value"] < SIGNIFICANCE):
+        reason = f"held-out feedback not better (McNemar p = {test['p_value']:.3f})"
+    elif base_drop > MAX_BASE_DROP:
+        reason = f"base held-out top-1 fell by {100 * base_drop:.1f} points"
+    else:
+        reason = ""
+    return not reason, {**test, "base_drop": base_drop, "reason": reason or "promoted"}
+
+
+def changed_species(
+    before: Scores, after: Scores, labels: np.ndarray, names: list[str]
+) -> list[dict[str, object]]:
+    """The species whose top-1 changed most over both held-out sets (base and feedback);
+    `labels` are the base held-out labels followed by the held-out feedback's."""
+    right = [np.concatenate([s.base_right, s.feedback_right]) for s in (before, after)]
+    rows = []
+    for species in np.unique(labels):
+        members = labels == species
+        b, a = (float(r[members].mean()) for r in right)
+        if a != b:
+            rows.append(
+                {"species": names[species], "before": b, "after": a, "photos": int(members.sum())}
+            )
+    rows.sort(key=lambda row: (-abs(row["after"] - row["before"]), row["species"]))
+    return rows[:CHANGED_SPECIES]
 
 
 @dataclass
 class RetrainResult:
     candidate: ModelArtifact
-    before: dict[str, float]
-    after: dict[str, float]
+    before: dict[str, object]
+    after: dict[str, object]
+    gate: dict[str, object]
     promote: bool
     seconds: float
 
 
-def load_base(
-    data_root: str | Path,
-    cache_dir: str | Path,
-    serving: ModelArtifact,
-    train_views: tuple[str, ...],
-) -> BaseData:
-    """The base data set's cached features; photos missing from the cache are computed once."""
-    cache = FeatureCache(cache_dir, serving.metadata.scaling)
-    serve_views = tuple(serving.metadata.serve_views)
-    splits = {s: read_split(data_root, s, serving.class_names) for s in ("train", "val", "test")}
-    train_x = np.concatenate(
-        [split_features(splits[s], train_views, cache, s) for s in ("train", "val")]
-    )
-    serve_index = view_positions(train_views, serve_views)
-    val_x = train_x[len(splits["train"]) :][:, serve_index]
-    return BaseData(
-        train_x=train_x,
-        train_y=np.concatenate([splits["train"].labels, splits["val"].labels]),
-        val_x=val_x,
-        val_y=splits["val"].labels,
-        test_x=split_features(splits["test"], serve_views, cache, "test"),
-        test_y=splits["test"].labels,
-    )
-
-
-def user_weights(user_ids: np.ndarray, cap: int) -> np.ndarray:
-    """Per-photo weights so that no user's photos add up to more than `cap` photos."""
-    _, inverse, counts = np.unique(user_ids, return_inverse=True, return_counts=True)
-    return np.minimum(1.0, cap / counts)[inverse]
-
-
-def _training_rows(
-    base: BaseData, feedback: FeedbackData, cap: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One row per photo and view; a photo's rows share its weight (1, or less under the cap).
-
-    The rows are written straight into one array: with 100k feedback photos every copy is GBs.
-    """
-    train = ~feedback.holdout()
-    n_base, base_views = base.train_x.shape[:2]
-    n_feedback, feedback_views = int(train.sum()), feedback.features.shape[1]
-    x = np.empty((n_base * base_views + n_feedback * feedback_views, FEATURE_DIM), np.float32)
-    x[: n_base * base_views] = base.train_x.reshape(-1, FEATURE_DIM)
-    np.compress(
-        train,
-        feedback.features,
-        axis=0,
-        out=x[n_base * base_views :].reshape(n_feedback, feedback_views, FEATURE_DIM),
-    )
-    y = np.concatenate(
-        [np.repeat(base.train_y, base_views), np.repeat(feedback.labels[train], feedback_views)]
-    )
-    weights = user_weights(feedback.user_ids[train], cap)
-    w = np.concatenate(
-        [
-            np.full(n_base * base_views, 1 / base_views),
-            np.repeat(weights / feedback_views, feedback_views),
-        ]
-    ).astype(np.float32)
-    # Scale so a mean row weighs one: the learning rate then means what it says.
-    return x, y, w * (len(w) / w.sum())
-
-
-def fit_candidate(
-    serving: ModelArtifact, base: BaseData, feedback: FeedbackData, options: RetrainOptions
-) -> keras.Model:
-    keras.utils.set_random_seed(options.seed)
-    x, y, w = _training_rows(base, feedback, options.max_photos_per_user)
-    head = build_head(len(serving.class_names))
-    head.set_weights(serving.head.get_weights())
-    head.compile(
-        optimizer=keras.optimizers.Adam(options.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-    )
-    head.fit(x, y, sample_weight=w, batch_size=options.batch_size, epochs=options.epochs, verbose=0)
-    return head
-
-
-def scores(head: keras.Model, base: BaseData, feedback: FeedbackData) -> dict[str, float]:
-    """Top-1 on base val and test and on the held-out feedback (1.0 when none is held out)."""
-    held = feedback.holdout()
-
-    def top1(x: np.ndarray, y: np.ndarray) -> float:
-        if not len(y):
-            return 1.0
-        return float((head_probabilities(head, x).argmax(axis=1) == y).mean())
-
-    return {
-        "val_top1": top1(base.val_x, base.val_y),
-        "test_top1": top1(base.test_x, base.test_y),
-        "feedback_top1": top1(feedback.features[held], feedback.labels[held]),
-        "feedback_holdout": int(held.sum()),
-        "feedback_train": int((~held).sum()),
-    }
-
-
-def passes_gate(before: dict[str, float], after: dict[str, float]) -> bool:
-    return (
-        after["test_top1"] >= before["test_top1"] - MAX_TEST_DROP
-        and after["feedback_top1"] >= before["feedback_top1"]
-    )
-
-
 def retrain(
-    serving: ModelArtifact,
-    base: BaseData,
-    feedback: FeedbackData,
-    version: str,
-    options: RetrainOptions,
+    serving: ModelArtifact, base: BaseRows, rows: RetrainRows, version: str, seed: int = 0
 ) -> RetrainResult:
     started = time.perf_counter()
-    head = fit_candidate(serving, base, feedback, options)
-    before, after = scores(serving.head, base, feedback), scores(head, base, feedback)
+    head = fit_candidate(serving, rows, seed)
+    before_scores, after_scores = score(serving.head, base, rows), score(head, base, rows)
+    promote, verdict = gate(before_scores, after_scores)
+    labels = np.concatenate([base.heldout_y, rows.heldout_y])
+    verdict["changed_species"] = changed_species(
+        before_scores, after_scores, labels, serving.class_names
+    )
+    before = before_scores.summary()
+    after = {**after_scores.summary(), "feedback_train": rows.n_feedback_train}
     seconds = round(time.perf_counter() - started, 1)
-    # Thresholds and centroids are kept: the backbone and the species are the same.
+    # Thresholds, centroids and base rows are kept: the backbone and the species are the same.
     metadata = replace(
         serving.metadata,
         version=version,
-        data_fingerprint=f"{serving.metadata.data_fingerprint}+feedback:{len(feedback.labels)}",
-        recipe={"retrained_from": serving.metadata.version, **vars(options)},
+        data_fingerprint=f"{serving.metadata.data_fingerprint}+feedback:{rows.n_feedback_train}",
+        recipe={**serving.metadata.recipe, "retrained_from": serving.metadata.version},
         metrics={**after, "train_seconds": seconds},
         history={},
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    candidate = ModelArtifact(head, serving.class_names, metadata, serving.centroids)
-    return RetrainResult(candidate, before, after, passes_gate(before, after), seconds)
+    candidate = ModelArtifact(head, serving.class_names, metadata, serving.centroids, base)
+    return RetrainResult(candidate, before, after, verdict, promote, seconds)

@@ -76,7 +76,7 @@ def feature_batches(
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _compiled_head(n_classes: int, recipe: Recipe) -> keras.Model:
+def _compiled_head(n_classes: int, recipe: Recipe | RowRecipe) -> keras.Model:
     head = build_head(n_classes, recipe.l2)
     head.compile(
         optimizer=keras.optimizers.Adam(recipe.learning_rate),
@@ -138,3 +138,82 @@ def train_head(
         verbose=verbose,
     )
     return TrainedHead(head, history, best_epochs, val_probabilities)
+
+
+# --- One row per photo: the product model and its retraining ------------------------------------
+@dataclass(frozen=True)
+class RowRecipe:
+    """Fit the head on one row per photo (its features' mean over the serving views).
+
+    The product model and every retraining use it, so a retrained head is the product model
+    fitted again with the users' photos added, not a fine-tune drifting away from it. One row
+    per photo keeps a million feedback photos within a few GB (views would multiply that).
+    """
+
+    name: str = "rows"
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    max_epochs: int = 100
+    patience: int = 8
+    l2: float = 0.0
+    serve_views: tuple[str, ...] = ("full", "full-flip", "centre80", "centre80-flip")
+    scaling: str = "mobilenet_v2"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def row_batches(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray | None, batch_size: int, seed: int
+) -> tf.data.Dataset:
+    """Shuffled batches of rows, read from `x` as they are needed (it may be float16 and large:
+    nothing is copied whole), a new order every epoch."""
+    rng = np.random.default_rng(seed)
+    weights = np.ones(len(y), np.float32) if w is None else w.astype(np.float32)
+
+    def batches():  # called again by Keras for every epoch
+        order = rng.permutation(len(y))
+        for start in range(0, len(order), batch_size):
+            rows = np.sort(order[start : start + batch_size])
+            yield x[rows].astype(np.float32), y[rows], weights[rows]
+
+    signature = (
+        tf.TensorSpec((None, FEATURE_DIM), tf.float32),
+        tf.TensorSpec((None,), tf.int64),
+        tf.TensorSpec((None,), tf.float32),
+    )
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+
+
+def fit_rows(
+    n_classes: int,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    recipe: RowRecipe,
+    epochs: int,
+    seed: int = 0,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """A fresh head fitted on (rows, labels, weights); with `val` (rows, labels), early stopping
+    on its accuracy restores the best epoch."""
+    keras.utils.set_random_seed(seed)
+    head = _compiled_head(n_classes, recipe)
+    callbacks = []
+    validation = None
+    if val is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", patience=recipe.patience, restore_best_weights=True
+            )
+        )
+        validation = tf.data.Dataset.from_tensor_slices((val[0].astype(np.float32), val[1])).batch(
+            1024
+        )
+    x, y, w = train
+    fit = head.fit(
+        row_batches(x, y.astype(np.int64), w, recipe.batch_size, seed),
+        validation_data=validation,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    return head, {k: [float(v) for v in values] for k, values in fit.history.items()}

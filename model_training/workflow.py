@@ -14,12 +14,13 @@ from model_training.abstention import (
     not_a_flower_cut,
     unsure_cut,
 )
-from model_training.artifact import Metadata, ModelArtifact
+from model_training.artifact import BaseRows, Metadata, ModelArtifact
 from model_training.data import PhotoSet, read_split
 from model_training.evaluate import classification_metrics
 from model_training.features import FeatureCache, split_features
+from model_training.heldout import heldout_ids
 from model_training.model import head_probabilities
-from model_training.train import Recipe, train_head
+from model_training.train import Recipe, RowRecipe, fit_rows, train_head
 from model_training.views import view_positions
 
 
@@ -95,3 +96,77 @@ def evaluate_on_split(
 
 def _fingerprint(train: PhotoSet, val: PhotoSet, both: bool) -> str:
     return f"train:{train.fingerprint[:16]}" + (f"+val:{val.fingerprint[:16]}" if both else "")
+
+
+def mean_rows(features: np.ndarray) -> np.ndarray:
+    """(photos, views, dim) -> (photos, dim): one training row per photo."""
+    return features.mean(axis=1)
+
+
+def train_product(
+    data_root: str | Path,
+    recipe: RowRecipe,
+    cache_dir: str | Path,
+    version: str,
+    class_names: list[str] | None = None,
+    seed: int = 0,
+) -> ModelArtifact:
+    """The product model: every labelled photo of train, val and test except the base held-out
+    set (model_training/heldout.py), one row per photo.
+
+    Val still picks the epoch count (early stopping while fitting on the rest) and the honesty
+    thresholds; then the head is fitted again on everything for that many epochs.
+    """
+    started = time.perf_counter()
+    cache = FeatureCache(cache_dir, recipe.scaling)
+    views = recipe.serve_views
+    splits = {s: read_split(data_root, s, class_names) for s in ("train", "val", "test")}
+    names = splits["train"].class_names
+    features = {s: split_features(p, views, cache, s) for s, p in splits.items()}
+    held = np.isin(splits["test"].ids, list(heldout_ids()))
+    fit_x = np.concatenate([features["train"], features["test"][~held]])
+    fit_y = np.concatenate([splits["train"].labels, splits["test"].labels[~held]])
+    val_x, val_y = features["val"], splits["val"].labels
+    n_classes = len(names)
+
+    early, history = fit_rows(
+        n_classes,
+        (mean_rows(fit_x), fit_y, None),
+        recipe,
+        recipe.max_epochs,
+        seed,
+        val=(mean_rows(val_x), val_y),
+    )
+    epochs = int(np.argmax(history["val_accuracy"])) + 1
+    # Thresholds from what never trained on val: the early-stopped head, centroids without val.
+    val_probabilities = head_probabilities(early, val_x)
+    val_flower_scores = flower_scores(val_x, class_centroids(fit_x, fit_y, n_classes))
+    all_x, all_y = np.concatenate([fit_x, val_x]), np.concatenate([fit_y, val_y])
+    head, _ = fit_rows(n_classes, (mean_rows(all_x), all_y, None), recipe, epochs, seed)
+
+    heldout_x, heldout_y = features["test"][held], splits["test"].labels[held]
+    report = classification_metrics(head_probabilities(head, heldout_x), heldout_y, names)
+    metadata = Metadata(
+        version=version,
+        classes=n_classes,
+        scaling=recipe.scaling,
+        serve_views=list(views),
+        data_fingerprint="+".join(f"{s}:{p.fingerprint[:16]}" for s, p in splits.items())
+        + f"-heldout:{int(held.sum())}",
+        recipe={**recipe.as_dict(), "seed": seed, "epochs": epochs},
+        metrics={
+            "val_accuracy_early_stopping": max(history["val_accuracy"]),
+            "heldout_photos": int(held.sum()),
+            **{f"heldout_{k}": report[k] for k in ("top1", "top5", "macro_f1", "ece")},
+            "train_seconds": round(time.perf_counter() - started, 1),
+        },
+        history=history,
+        thresholds={
+            "not_a_flower_below": not_a_flower_cut(val_flower_scores),
+            "unsure_below": unsure_cut(val_probabilities, val_y),
+            "min_photo_side": MIN_PHOTO_SIDE,
+        },
+    )
+    base = BaseRows(mean_rows(all_x), all_y, heldout_x, heldout_y)
+    centroids = class_centroids(all_x, all_y, n_classes)
+    return ModelArtifact(head, names, metadata, centroids, base)

@@ -73,7 +73,7 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         return
     recorded = await _record(update, context, tap.prediction_id, tap.species_index)
     if recorded is None:
-        await query.answer("That photo is no longer stored.", show_alert=True)
+        await query.answer("That answer is no longer stored.", show_alert=True)
         return
     await query.answer("Thanks!")
     if tap.source == Source.TYPED_NAME:
@@ -122,9 +122,12 @@ async def _record(
     prediction_id: int,
     species_index: int | None,
 ) -> Recorded | None:
-    """Commit the feedback (before anyone is thanked); None when the photo is gone."""
+    """Commit the feedback (before anyone is thanked); None when the photo is gone or the
+    button names no species of the serving model."""
     user = update.effective_user
     names = services(context).species
+    if species_index is not None and species_index >= len(names):
+        return None
     species = names[species_index] if species_index is not None else None
 
     def work(session: Session) -> Recorded | None:

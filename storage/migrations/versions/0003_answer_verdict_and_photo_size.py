@@ -26,8 +26,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("photos") as batch:
+    # In place (SQLite >= 3.35 drops columns): recreating the tables would cascade-delete every
+    # prediction and feedback row through their foreign keys.
+    with op.batch_alter_table("photos", recreate="never") as batch:
         batch.drop_column("height")
         batch.drop_column("width")
-    with op.batch_alter_table("predictions") as batch:
+    with op.batch_alter_table("predictions", recreate="never") as batch:
         batch.drop_column("verdict")
