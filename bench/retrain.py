@@ -1,53 +1,96 @@
 """Retraining time and peak memory against the amount of feedback.
 
-    python bench/retrain.py [--data ../shared/data/oxford102-224]
-                            [--cache-dir .cache/features] [--sizes 1000 10000 100000]
+    python bench/retrain.py [--sizes 10000 100000 1000000] [--database sqlite:///runs/bench.sqlite]
 
-Each size runs in a fresh process (peak RSS is per process): the base data set's cached features
-plus N synthetic feedback rows whose embeddings are real cached test features (serving views)
-with their true labels, from 1,000 users. "retrain" is model_training.retrain.retrain: fitting
-the candidate and scoring old and new head on val, test and the held-out feedback.
+Each size runs in a fresh process (peak RSS is per process). The feedback photos are synthetic:
+a real base photo's features (from the model folder's base.npz) plus a little noise, as four
+serving views, with its true label, from 1,000 users. Without --database they are generated as
+they are streamed into model_training.retrain.retrain_rows (the training code's own memory);
+with --database they are first stored through storage.add_photo / record_feedback and read back
+the way the bot's retraining reads them (iter_labelled_examples, in chunks), so the database
+side is measured too. "retrain" is model_training.retrain.retrain: fitting the candidate and
+scoring old and new head for the gate.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import resource
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from model_training.defaults import SHIPPED_MODEL_DIR
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 USERS = 1000
+VIEWS = 4
 
 
-def measure(model: Path, data: Path, cache_dir: Path, size: int) -> dict[str, float]:
+def synthetic_photos(size: int, seed: int = 0) -> Iterator[tuple[int, int, object, int]]:
+    """(photo id, user id, (views, dim) features, label), one at a time."""
     import numpy as np
 
-    from model_training.artifact import load_artifact
-    from model_training.retrain import FeedbackData, RetrainOptions, load_base, retrain
-    from model_training.train import RECIPES
+    from model_training.artifact import load_base_rows
 
+    base = load_base_rows(SHIPPED_MODEL_DIR)
+    rng = np.random.default_rng(seed)
+    for photo_id in range(1, size + 1):
+        row = int(rng.integers(len(base.train_y)))
+        noise = rng.normal(0, 0.05, (VIEWS, base.train_x.shape[1])).astype(np.float32)
+        features = np.maximum(base.train_x[row].astype(np.float32) + noise, 0)
+        yield photo_id, int(rng.integers(USERS)), features, int(base.train_y[row])
+
+
+def fill_database(url: str, size: int) -> None:
+    """`size` labelled photos in a database emptied first, 5,000 to a transaction."""
+    from itertools import islice
+
+    from sqlalchemy import delete
+
+    from storage import Database, Photo, add_photo, add_prediction, ensure_user, record_feedback
+
+    database = Database(url)
+    database.upgrade()
+    with database.session() as session:
+        session.execute(delete(Photo))  # predictions and feedback go with their photos
+        for user in range(USERS):
+            ensure_user(session, user)
+    photos = synthetic_photos(size)
+    top1 = [{"species": "bench", "index": 0, "confidence": 1.0}]
+    while chunk := list(islice(photos, 5000)):
+        with database.session() as session:
+            for _, user, features, label in chunk:
+                photo = add_photo(session, user, user, 0, "0" * 64, b"", features)
+                prediction = add_prediction(session, photo.id, "bench", top1, 0.0)
+                record_feedback(session, photo.id, prediction.id, user, label, "bench")
+    database.dispose()
+
+
+def measure(model: Path, size: int, url: str | None) -> dict[str, float]:
+    from model_training.artifact import load_artifact, load_base_rows
+    from model_training.retrain import LabelledPhoto, retrain, retrain_rows
+
+    serving, base = load_artifact(model), load_base_rows(model)
     started = time.perf_counter()
-    serving = load_artifact(model)
-    base = load_base(data, cache_dir, serving, RECIPES["default"].train_views)
+    if url is None:
+        photos = (LabelledPhoto(*photo) for photo in synthetic_photos(size))
+        rows = retrain_rows(base, photos, size, cap=5)
+    else:
+        from bot.retraining import feedback_photos
+        from storage import Database, count_labelled_examples, iter_labelled_examples
+
+        database = Database(url)
+        with database.session() as session:
+            n = count_labelled_examples(session)
+            rows = retrain_rows(base, feedback_photos(iter_labelled_examples(session)), n, cap=5)
+        database.dispose()
     loaded = time.perf_counter() - started
-    rng = np.random.default_rng(0)
-    drawn = rng.integers(0, len(base.test_y), size)
-    feedback = FeedbackData(
-        features=base.test_x[drawn],
-        labels=base.test_y[drawn],
-        user_ids=rng.integers(0, USERS, size),
-        photo_ids=np.arange(1, size + 1),
-    )
-    result = retrain(serving, base, feedback, f"bench-{size}", RetrainOptions())
+    result = retrain(serving, base, rows, f"bench-{size}")
     return {
         "load_s": loaded,
         "retrain_s": result.seconds,
+        "epochs": int(serving.metadata.recipe["epochs"]),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     }
 
@@ -55,18 +98,20 @@ def measure(model: Path, data: Path, cache_dir: Path, size: int) -> dict[str, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/oxford102-224"))
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/features"))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--database", help="store the feedback here first (SQLAlchemy URL)")
     args = parser.parse_args()
-    print("| feedback rows | load base features (s) | retrain (s) | peak memory (MB) |")
-    print("|---:|---:|---:|---:|")
+    source = args.database.split(":")[0] if args.database else "streamed"
+    print("| feedback photos | source | read rows (s) | retrain (s) | epochs | peak memory (MB) |")
+    print("|---:|---|---:|---:|---:|---:|")
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         for size in args.sizes:
-            row = pool.apply(measure, (args.model, args.data, args.cache_dir, size))
+            if args.database:
+                pool.apply(fill_database, (args.database, size))
+            row = pool.apply(measure, (args.model, size, args.database))
             print(
-                f"| {size:,} | {row['load_s']:.1f} | {row['retrain_s']:.1f} "
-                f"| {row['peak_mb']:,.0f} |",
+                f"| {size:,} | {source} | {row['load_s']:.1f} | {row['retrain_s']:.1f} "
+                f"| {row['epochs']} | {row['peak_mb']:,.0f} |",
                 flush=True,
             )
 

@@ -34,18 +34,13 @@ class Settings(BaseSettings):
     webhook_port: int = 8443
     # Concurrent photos are batched through the model: at most this many per call.
     batch_size: int = Field(16, ge=1)
-    # Retraining from users' labels (model_training/retrain.py): where versions are kept, the
-    # base data set and its cached features, when it runs and how hard it trains.
+    # Retraining from users' labels (model_training/retrain.py): where versions are kept, when
+    # it runs, and how much one user's labels may weigh. The base data set travels in the
+    # model folder, so nothing else is needed.
     model_registry_dir: Path = defaults.MODEL_REGISTRY_DIR
-    # The data set the shipped model was trained on (Oxford 102 in Kaggle's TFRecord layout);
-    # no default: retraining says it needs one.
-    base_data_dir: Path | None = None
-    feature_cache_dir: Path = defaults.FEATURE_CACHE_DIR
     retrain_cron: str = "0 3 * * *"
     retrain_min_new_labels: int = Field(20, ge=0)
     retrain_max_photos_per_user: int = Field(5, ge=1)
-    retrain_epochs: int = Field(3, ge=1)
-    retrain_learning_rate: float = Field(1e-4, gt=0)
     # A crashed run's lock frees itself after this long; a healthy run takes minutes.
     retrain_lock_minutes: int = Field(60, ge=1)
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING, Any
 
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
-from storage import ModelVersion, Stats
+from storage import ModelStatus, ModelVersion, Stats
+
+if TYPE_CHECKING:
+    from bot.retraining import RetrainReport
 
 BAR_WIDTH = 10
 
@@ -110,34 +114,51 @@ def stats_report(report: Stats) -> str:
     return "\n".join(lines)
 
 
-def _scores(m: dict[str, float]) -> str:
-    return (
-        f"test {m['test_top1']:.3f}, val {m['val_top1']:.3f}, "
-        f"feedback {m['feedback_top1']:.3f} ({m['feedback_holdout']} held out)"
-    )
+def _top1(m: dict[str, Any], key: str) -> str:
+    low, high = m[f"{key}_ci"]
+    return f"{m[f'{key}_top1']:.1%} ({low:.1%} to {high:.1%})"
 
 
-def retrain_report(version: str, promoted: bool, before: dict, after: dict, seconds: float) -> str:
-    verdict = "promoted, now serving" if promoted else "rejected by the gate; the old model stays"
-    return (
-        f"<b>{escape(version)}</b>: {verdict}.\n"
-        f"Top-1 before: {_scores(before)}\n"
-        f"Top-1 after: {_scores(after)}\n"
-        f"Trained on {after['feedback_train']} labelled photos; took {seconds:.1f} s."
+def retrain_report(report: RetrainReport) -> str:
+    """Both figures with their 95% intervals, the paired test, the species that moved most."""
+    before, after, gate = report.before, report.after, report.gate
+    promoted = report.status == ModelStatus.SERVING
+    verdict = "promoted, now serving" if promoted else f"not promoted: {gate['reason']}"
+    lines = [
+        f"<b>{escape(report.version)}</b>: {escape(verdict)}.",
+        f"Held-out feedback ({after['feedback_holdout']} photos): "
+        f"{_top1(before, 'feedback')} → {_top1(after, 'feedback')}; "
+        f"McNemar p = {gate['p_value']:.3g} ({gate['gained']} gained, {gate['lost']} lost)",
+        f"Base held-out: {_top1(before, 'base_heldout')} → {_top1(after, 'base_heldout')}",
+    ]
+    if gate["changed_species"]:
+        moved = ", ".join(
+            f"{escape(display_name(c['species']))} {c['before']:.0%} → {c['after']:.0%}"
+            for c in gate["changed_species"]
+        )
+        lines.append(f"Changed most: {moved}")
+    lines.append(
+        f"Trained on {after['feedback_train']} labelled photos; took {report.seconds:.1f} s."
     )
+    return "\n".join(lines)
 
 
 def models_list(versions: list[ModelVersion]) -> str:
     lines = []
     for row in versions:
-        # Retrained versions keep their before/after report; the shipped one its training metrics.
-        scores = row.metrics.get("after") or row.metrics
+        # Retrained versions keep their before/after report; the shipped one its own metrics.
+        metrics = row.metrics.get("after") or row.metrics
         parts = [f"<b>{escape(row.version)}</b> {row.status}"]
-        test = scores.get("test_top1", scores.get("top1"))
-        if test is not None:
-            parts.append(f"test top-1 {test:.3f}")
-        if "feedback_top1" in scores:
-            parts.append(f"feedback top-1 {scores['feedback_top1']:.3f}")
+        if "base_heldout_top1" in metrics:
+            parts.append(f"base held-out {_top1(metrics, 'base_heldout')}")
+        elif "heldout_top1" in metrics:
+            parts.append(f"base held-out {metrics['heldout_top1']:.1%}")
+        elif "top1" in metrics:
+            parts.append(f"test top-1 {metrics['top1']:.1%}")
+        if "feedback_top1" in metrics:
+            parts.append(f"feedback {_top1(metrics, 'feedback')}")
+        if "gate" in row.metrics:
+            parts.append(escape(row.metrics["gate"]["reason"]))
         parts.append(f"{row.created_at:%Y-%m-%d %H:%M} UTC")
         lines.append(", ".join(parts))
     return "\n".join(lines) or "No model versions yet."

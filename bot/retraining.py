@@ -17,24 +17,27 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from bot.config import Settings
 from bot.services import Services
 from bot.serving import serve
-from model_training.model import FEATURE_DIM
+from model_training.retrain import LabelledPhoto
 from storage import (
     Database,
     LabelledExample,
     ModelStatus,
     add_version,
+    count_labelled_examples,
     get_version,
-    labelled_examples,
+    iter_labelled_examples,
     newest_label_id,
     promote,
     release_lock,
@@ -50,8 +53,9 @@ class RetrainReport:
     version: str
     path: Path
     status: str
-    before: dict[str, float]
-    after: dict[str, float]
+    before: dict[str, Any]
+    after: dict[str, Any]
+    gate: dict[str, Any]
     seconds: float
 
 
@@ -59,45 +63,47 @@ class RetrainFailed(RuntimeError):
     pass
 
 
-def feedback_arrays(examples: list[LabelledExample]) -> dict[str, np.ndarray]:
-    features = [e.features for e in examples]
-    return {
-        "features": np.stack(features) if features else np.empty((0, 0, FEATURE_DIM), np.float32),
-        "labels": np.array([e.species_index for e in examples], dtype=np.int64),
-        "user_ids": np.array([e.user_id for e in examples], dtype=np.int64),
-        "photo_ids": np.array([e.photo_id for e in examples], dtype=np.int64),
-    }
+def feedback_photos(examples: Iterable[LabelledExample]) -> Iterator[LabelledPhoto]:
+    for e in examples:
+        yield LabelledPhoto(e.photo_id, e.user_id, e.features, e.species_index)
 
 
-def train_candidate(settings: Settings, version: str) -> None:
-    """The child process: train, gate, save and record one candidate (and promote it)."""
-    from model_training.artifact import load_artifact
-    from model_training.retrain import FeedbackData, RetrainOptions, load_base, retrain
-    from model_training.train import RECIPES
+def train_candidate(settings: Settings, version: str, errors: Connection) -> None:
+    """The child process: train, gate, save and record one candidate (and promote it).
+    A failure is sent back as one line for the admin (and the process exits non-zero)."""
+    try:
+        _train_candidate(settings, version)
+    except Exception as err:
+        errors.send(f"{err.__class__.__name__}: {err}" if not str(err) else str(err))
+        raise
 
-    assert settings.base_data_dir is not None  # retrain_now checks it before starting us
+
+def _train_candidate(settings: Settings, version: str) -> None:
+    from model_training.artifact import load_artifact, load_base_rows
+    from model_training.retrain import retrain, retrain_rows
+
     database = Database(settings.database_url)
     with database.session() as session:
         serving = serving_version(session)
         if serving is None:
             raise RetrainFailed("no serving model in the registry")
-        examples = labelled_examples(session)
-    artifact = load_artifact(serving.path)
-    base = load_base(
-        settings.base_data_dir,
-        settings.feature_cache_dir,
-        artifact,
-        RECIPES["default"].train_views,
-    )
-    options = RetrainOptions(
-        epochs=settings.retrain_epochs,
-        learning_rate=settings.retrain_learning_rate,
-        max_photos_per_user=settings.retrain_max_photos_per_user,
-    )
-    feedback = FeedbackData(**feedback_arrays(examples))
-    result = retrain(artifact, base, feedback, version, options)
+        artifact = load_artifact(serving.path)
+        base = load_base_rows(serving.path)
+        n_photos = count_labelled_examples(session)
+        rows = retrain_rows(
+            base,
+            feedback_photos(iter_labelled_examples(session)),
+            n_photos,
+            settings.retrain_max_photos_per_user,
+        )
+    result = retrain(artifact, base, rows, version)
     path = result.candidate.save(Path(settings.model_registry_dir) / version)
-    metrics = {"before": result.before, "after": result.after, "seconds": result.seconds}
+    metrics = {
+        "before": result.before,
+        "after": result.after,
+        "gate": result.gate,
+        "seconds": result.seconds,
+    }
     with database.session() as session:  # recorded and promoted together, or not at all
         status = ModelStatus.CANDIDATE if result.promote else ModelStatus.REJECTED
         add_version(session, version, str(path), status, metrics)
@@ -111,13 +117,13 @@ def _report(session: Session, version: str, seconds: float) -> RetrainReport:
     if row is None:
         raise RetrainFailed("the training process recorded no model")
     m = row.metrics
-    return RetrainReport(row.version, Path(row.path), row.status, m["before"], m["after"], seconds)
+    return RetrainReport(
+        row.version, Path(row.path), row.status, m["before"], m["after"], m["gate"], seconds
+    )
 
 
 async def retrain_now(svc: Services) -> RetrainReport | None:
     """One retraining, start to finish. None: another one (any process) holds the lock."""
-    if svc.settings.base_data_dir is None:
-        raise RetrainFailed("BASE_DATA_DIR is not set: retraining needs the base data set")
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
     ttl = timedelta(minutes=svc.settings.retrain_lock_minutes)
     if not await svc.db(lambda s: take_lock(s, owner, datetime.now(UTC), ttl)):
@@ -126,15 +132,21 @@ async def retrain_now(svc: Services) -> RetrainReport | None:
     try:
         labels_through = await svc.db(newest_label_id)
         version = f"r{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
-        child = multiprocessing.get_context("spawn").Process(
-            target=train_candidate, args=(svc.settings, version), name="retrain", daemon=True
+        spawn = multiprocessing.get_context("spawn")
+        errors, child_errors = spawn.Pipe(duplex=False)
+        child = spawn.Process(
+            target=train_candidate,
+            args=(svc.settings, version, child_errors),
+            name="retrain",
+            daemon=True,
         )
         started = time.perf_counter()
         child.start()
         svc.retrain_process = child
         await asyncio.to_thread(child.join)
         if child.exitcode != 0:
-            raise RetrainFailed(f"the training process ended with exit code {child.exitcode}")
+            why = errors.recv() if errors.poll() else f"exit code {child.exitcode}"
+            raise RetrainFailed(why)
         seconds = round(time.perf_counter() - started, 1)  # all of it, loading data included
         report = await svc.db(lambda s: _report(s, version, seconds))
         if report.status == ModelStatus.SERVING:

@@ -30,7 +30,13 @@ from storage.repository import (
     prediction_by_id,
     record_feedback,
 )
-from storage.training import LabelledExample, labelled_examples, set_excluded
+from storage.training import (
+    LabelledExample,
+    count_labelled_examples,
+    iter_labelled_examples,
+    labelled_examples,
+    set_excluded,
+)
 
 __all__ = [
     "Confusion",
@@ -47,10 +53,12 @@ __all__ = [
     "add_photo",
     "add_prediction",
     "add_version",
+    "count_labelled_examples",
     "delete_older_than",
     "ensure_user",
     "forget_user",
     "get_version",
+    "iter_labelled_examples",
     "labelled_examples",
     "last_photo",
     "list_versions",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple, cast
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import Feedback, Photo, User, decode_features
@@ -27,11 +28,9 @@ class LabelledExample(NamedTuple):
     species_index: int
 
 
-def labelled_examples(session: Session, since_id: int = 0) -> list[LabelledExample]:
-    """One example per feedback naming a species, on photos with id > since_id, oldest first.
-    Leaves out the feedback of excluded users and any feedback on excluded users' photos."""
+def _labelled_query(since_id: int) -> Select[tuple[int, int, bytes, str, int | None]]:
     owner, author = aliased(User), aliased(User)
-    rows = session.execute(
+    return (
         select(
             Photo.id,
             Feedback.user_id,
@@ -48,9 +47,25 @@ def labelled_examples(session: Session, since_id: int = 0) -> list[LabelledExamp
             owner.excluded_from_training.is_(False),
             author.excluded_from_training.is_(False),
         )
-        .order_by(Photo.id, Feedback.id)
     )
-    return [
-        LabelledExample(photo_id, user_id, decode_features(embedding, shape), cast(int, index))
-        for photo_id, user_id, embedding, shape, index in rows
-    ]
+
+
+def count_labelled_examples(session: Session, since_id: int = 0) -> int:
+    subquery = _labelled_query(since_id).subquery()
+    return session.scalar(select(func.count()).select_from(subquery)) or 0
+
+
+def iter_labelled_examples(session: Session, since_id: int = 0) -> Iterator[LabelledExample]:
+    """One example per feedback naming a species, on photos with id > since_id, oldest first,
+    read in chunks (a million labelled photos never sit in memory at once). Leaves out the
+    feedback of excluded users and any feedback on excluded users' photos."""
+    statement = _labelled_query(since_id).order_by(Photo.id, Feedback.id)
+    rows = session.execute(statement.execution_options(yield_per=1000))
+    for photo_id, user_id, embedding, shape, index in rows:
+        yield LabelledExample(
+            photo_id, user_id, decode_features(embedding, shape), cast(int, index)
+        )
+
+
+def labelled_examples(session: Session, since_id: int = 0) -> list[LabelledExample]:
+    return list(iter_labelled_examples(session, since_id))

@@ -28,22 +28,41 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) ->
 
 def test_default_locations(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """The shipped model is found from any working directory; the data the user owns is
-    relative to it; no base data set is assumed."""
+    relative to it."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
-    for name in ("MODEL_DIR", "BASE_DATA_DIR", "FEATURE_CACHE_DIR", "MODEL_REGISTRY_DIR"):
+    for name in ("MODEL_DIR", "MODEL_REGISTRY_DIR", "DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
     assert settings.model_dir == defaults.SHIPPED_MODEL_DIR
     assert settings.model_dir.is_absolute() and (settings.model_dir / "metadata.json").is_file()
     assert settings.model_dir.parts[-3:] == ("model_training", "shipped", "oxford102")
-    assert settings.base_data_dir is None
-    assert settings.feature_cache_dir == defaults.FEATURE_CACHE_DIR == Path(".cache/features")
-    assert settings.model_registry_dir == defaults.MODEL_REGISTRY_DIR
+    assert settings.model_registry_dir == defaults.MODEL_REGISTRY_DIR == Path("models/registry")
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "mine"))
-    monkeypatch.setenv("BASE_DATA_DIR", str(tmp_path / "oxford"))
+    monkeypatch.setenv("MODEL_REGISTRY_DIR", str(tmp_path / "registry"))
     settings = Settings()
-    assert (settings.model_dir, settings.base_data_dir) == (tmp_path / "mine", tmp_path / "oxford")
+    assert (settings.model_dir, settings.model_registry_dir) == (
+        tmp_path / "mine",
+        tmp_path / "registry",
+    )
+
+
+def test_retraining_needs_nothing_outside_the_model_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """The base data set travels in the model folder (base.npz): the settings that pointed at
+    it, and the epochs and learning rate retraining now takes from the model's own recipe, are
+    gone. A deployment whose .env still sets them starts as before."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("BASE_DATA_DIR", str(tmp_path / "oxford"))
+    (tmp_path / ".env").write_text(
+        "FEATURE_CACHE_DIR=/srv/features\nRETRAIN_EPOCHS=3\nRETRAIN_LEARNING_RATE=0.0001\n"
+    )
+    settings = Settings()
+    gone = ("base_data_dir", "feature_cache_dir", "retrain_epochs", "retrain_learning_rate")
+    assert not any(name in Settings.model_fields for name in gone)
+    assert not any(hasattr(settings, name) for name in gone)
 
 
 def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -74,10 +93,20 @@ def test_missing_or_malformed_token_fails_with_one_clear_line(tmp_path):
 def test_retraining_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    settings = Settings()
+    assert (settings.retrain_cron, settings.retrain_min_new_labels) == ("0 3 * * *", 20)
+    assert (settings.retrain_max_photos_per_user, settings.retrain_lock_minutes) == (5, 60)
     monkeypatch.setenv("RETRAIN_CRON", "30 2 * * 1")
     monkeypatch.setenv("RETRAIN_MIN_NEW_LABELS", "50")
+    monkeypatch.setenv("RETRAIN_MAX_PHOTOS_PER_USER", "3")
+    monkeypatch.setenv("RETRAIN_LOCK_MINUTES", "15")
     settings = Settings()
     assert (settings.retrain_cron, settings.retrain_min_new_labels) == ("30 2 * * 1", 50)
+    assert (settings.retrain_max_photos_per_user, settings.retrain_lock_minutes) == (3, 15)
+    monkeypatch.setenv("RETRAIN_MAX_PHOTOS_PER_USER", "0")  # a user must weigh something
+    with pytest.raises(ValueError, match="retrain_max_photos_per_user"):
+        Settings()
+    monkeypatch.setenv("RETRAIN_MAX_PHOTOS_PER_USER", "3")
     monkeypatch.setenv("RETRAIN_CRON", "every night")
     with pytest.raises(ValueError, match="retrain_cron"):
         Settings()

@@ -1,33 +1,83 @@
-"""Retraining's building blocks without the bot: the database lock, the per-user cap, and the
-stored features of labelled photos arriving unchanged as training rows."""
+"""Retraining's building blocks without the bot: the database lock, the rows a retraining trains
+on (base first, then the feedback that trains; a fixed fifth held out; each user capped), the
+statistics of the gate, the gate itself, and the labels stored by the bot arriving unchanged as
+training rows (and an excluded user's not at all)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bot.retraining import feedback_arrays
+from bot.retraining import feedback_photos
+from model_training.artifact import (
+    BaseRows,
+    Metadata,
+    ModelArtifact,
+    ModelFolderError,
+    load_base_rows,
+)
 from model_training.model import FEATURE_DIM
 from model_training.retrain import (
     HOLDOUT_EVERY,
-    BaseData,
-    FeedbackData,
-    _training_rows,
+    MIN_HELDOUT,
+    LabelledPhoto,
+    RetrainRows,
+    Scores,
+    changed_species,
+    gate,
+    mcnemar,
+    retrain,
+    retrain_rows,
+    score,
     user_weights,
+    wilson,
 )
+from model_training.train import RowRecipe, fit_rows
 from storage import (
     Database,
     add_photo,
     add_prediction,
+    count_labelled_examples,
     ensure_user,
-    labelled_examples,
+    iter_labelled_examples,
     lock_holder,
     record_feedback,
     release_lock,
+    set_excluded,
     take_lock,
 )
+
+VIEWS = 4
+ALICE, EVE = 42, 66
+
+
+def tiny_base(n_train: int = 3, n_heldout: int = 2, seed: int = 0) -> BaseRows:
+    rng = np.random.default_rng(seed)
+    return BaseRows(
+        train_x=rng.random((n_train, FEATURE_DIM)).astype(np.float16),
+        train_y=np.arange(n_train) % 3,
+        heldout_x=rng.random((n_heldout, VIEWS, FEATURE_DIM)).astype(np.float16),
+        heldout_y=np.arange(n_heldout) % 3,
+    )
+
+
+def photos(ids: list[int], user_id: int = ALICE, seed: int = 1) -> list[LabelledPhoto]:
+    rng = np.random.default_rng(seed)
+    return [
+        LabelledPhoto(i, user_id, rng.random((VIEWS, FEATURE_DIM), dtype=np.float32), i % 3)
+        for i in ids
+    ]
+
+
+def as_row(photo: LabelledPhoto) -> np.ndarray:
+    """What a photo becomes in the rows: its views' mean, in float16."""
+    return photo.features.mean(axis=0).astype(np.float16)
+
+
+# -- the lock ------------------------------------------------------------------------------------
 
 
 def test_the_lock_is_exclusive_and_expires(tmp_path):
@@ -48,54 +98,370 @@ def test_the_lock_is_exclusive_and_expires(tmp_path):
     db.dispose()
 
 
+# -- rows ----------------------------------------------------------------------------------------
+
+
+def test_rows_are_base_first_then_the_feedback_that_trains():
+    base = tiny_base(n_train=3)
+    labelled = photos(list(range(1, 13)))  # ids 5 and 10 are held out
+    rows = retrain_rows(base, iter(labelled), len(labelled), cap=100)
+    trains = [p for p in labelled if p.photo_id % HOLDOUT_EVERY]
+    held = [p for p in labelled if not p.photo_id % HOLDOUT_EVERY]
+    assert [p.photo_id for p in held] == [5, 10]
+
+    assert rows.n_feedback_train == len(trains) == 10
+    assert len(rows.x) == len(rows.y) == len(rows.w) == 3 + 10
+    assert rows.x.dtype == rows.heldout_x.dtype == np.float16
+    assert rows.x.shape[1] == rows.heldout_x.shape[1] == FEATURE_DIM
+    np.testing.assert_array_equal(rows.x[:3], base.train_x)
+    np.testing.assert_array_equal(rows.x[3:], [as_row(p) for p in trains])
+    assert rows.y.tolist() == [*base.train_y.tolist(), *[p.label for p in trains]]
+    assert rows.w.tolist() == [1.0] * 13  # nobody is over the cap
+    np.testing.assert_array_equal(rows.heldout_x, [as_row(p) for p in held])
+    assert rows.heldout_y.tolist() == [p.label for p in held]
+
+
+def test_held_out_photos_are_those_with_ids_divisible_by_five():
+    labelled = photos(list(range(1, 101)))
+    rows = retrain_rows(tiny_base(), labelled, len(labelled), cap=100)
+    assert (rows.n_feedback_train, len(rows.heldout_y)) == (80, 20)
+    held = [as_row(p) for p in labelled if p.photo_id % 5 == 0]
+    np.testing.assert_array_equal(rows.heldout_x, held)
+
+
+def test_more_held_out_photos_than_a_fifth_still_fit():
+    labelled = photos([5 * k for k in range(1, 13)])  # every one of them held out
+    rows = retrain_rows(tiny_base(n_train=3), labelled, len(labelled), cap=5)
+    assert rows.n_feedback_train == 0 and len(rows.x) == len(rows.w) == 3
+    np.testing.assert_array_equal(rows.heldout_x, [as_row(p) for p in labelled])
+    assert rows.heldout_y.tolist() == [p.label for p in labelled]
+
+
+def test_no_labels_yet_gives_the_base_rows_alone():
+    base = tiny_base(n_train=4)
+    rows = retrain_rows(base, iter([]), 0, cap=5)
+    np.testing.assert_array_equal(rows.x, base.train_x)
+    assert rows.w.tolist() == [1.0] * 4
+    assert rows.n_feedback_train == 0 and rows.heldout_x.shape == (0, FEATURE_DIM)
+
+
+def test_one_user_with_200_photos_weighs_as_much_as_the_cap():
+    eve = photos(list(range(1, 201)), user_id=EVE)
+    alice = photos([201, 202, 203], user_id=ALICE, seed=2)
+    rows = retrain_rows(tiny_base(n_train=3), eve + alice, 203, cap=5)
+    assert rows.n_feedback_train == 160 + 3
+    eve_weights, alice_weights = rows.w[3 : 3 + 160], rows.w[3 + 160 :]
+    assert eve_weights.sum() == pytest.approx(5)
+    np.testing.assert_allclose(eve_weights, 5 / 160)
+    assert alice_weights.tolist() == [1.0, 1.0, 1.0]
+    assert rows.w[:3].tolist() == [1.0, 1.0, 1.0]  # the base rows are never down-weighted
+    assert len(rows.heldout_y) == 40  # held-out photos are not weighted: they never train
+
+
 def test_user_weights_cap_each_users_total():
     weights = user_weights(np.array([1] * 200 + [2, 2, 3]), cap=10)
+    assert weights.dtype == np.float32
     assert weights[:200].sum() == pytest.approx(10)
     assert weights[200:].tolist() == [1, 1, 1]
+    mixed = user_weights(np.array([7, 8, 7, 8, 7, 7]), cap=2)  # interleaved users
+    assert mixed.tolist() == [0.5, 1, 0.5, 1, 0.5, 0.5]
+    assert user_weights(np.array([], np.int64), cap=5).shape == (0,)
 
 
-def test_stored_features_become_the_feedback_training_rows(tmp_path):
+# -- statistics ----------------------------------------------------------------------------------
+
+
+def right(n_right: int, n: int) -> np.ndarray:
+    return np.arange(n) < n_right
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "interval"),
+    [(0, 10, (0.0, 0.2775)), (10, 10, (0.7225, 1.0)), (5, 10, (0.2366, 0.7634))],
+)
+def test_wilson_interval_matches_reference_values(k, n, interval):
+    low, high = wilson(right(k, n))
+    assert (low, high) == pytest.approx(interval, abs=1e-4)
+
+
+def test_wilson_interval_agrees_with_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for k, n in ((3, 17), (41, 50), (900, 1224)):
+        reference = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert wilson(right(k, n)) == pytest.approx([reference.low, reference.high], abs=1e-4)
+    assert wilson(np.zeros(0, bool)) == [0.0, 1.0]  # nothing measured: anything is possible
+
+
+def paired(gained: int, lost: int, both: int = 0, neither: int = 0) -> tuple[np.ndarray, ...]:
+    before = np.array([False] * gained + [True] * lost + [True] * both + [False] * neither, bool)
+    after = np.array([True] * gained + [False] * lost + [True] * both + [False] * neither, bool)
+    return before, after
+
+
+def test_mcnemar_on_hand_computed_cases():
+    ten_gained = mcnemar(*paired(10, 0, both=30))
+    assert ten_gained["p_value"] == pytest.approx(1 / 1024)
+    assert (ten_gained["gained"], ten_gained["lost"]) == (10, 0)
+    assert ten_gained["difference"] == pytest.approx(10 / 40)
+    low, high = ten_gained["difference_ci"]
+    assert low < 10 / 40 < high
+
+    assert mcnemar(*paired(0, 0, both=5, neither=5))["p_value"] == 1.0  # nothing changed
+    assert mcnemar(*paired(0, 0))["p_value"] == 1.0  # nothing at all
+    assert mcnemar(*paired(2, 1))["p_value"] == pytest.approx(4 / 8)  # P(X >= 2), X ~ B(3, 1/2)
+    symmetric = mcnemar(*paired(5, 5, both=20))
+    assert symmetric["p_value"] == pytest.approx(638 / 1024) and symmetric["p_value"] >= 0.5
+    assert symmetric["difference"] == 0.0
+    assert mcnemar(*paired(0, 10))["p_value"] == 1.0  # one-sided: worse is never significant
+
+
+def test_mcnemar_agrees_with_scipys_exact_binomial_test():
+    stats = pytest.importorskip("scipy.stats")
+    for gained, lost in ((7, 1), (12, 9), (30, 14), (3, 0)):
+        reference = stats.binomtest(gained, gained + lost, 0.5, alternative="greater").pvalue
+        assert mcnemar(*paired(gained, lost, both=50))["p_value"] == pytest.approx(reference)
+
+
+# -- the gate ------------------------------------------------------------------------------------
+
+
+def scores(base: np.ndarray, feedback: np.ndarray) -> Scores:
+    return Scores(base_right=base, feedback_right=feedback)
+
+
+def test_gate_needs_enough_held_out_feedback():
+    before, after = paired(MIN_HELDOUT - 1, 0)  # every single one gained, still too few
+    promote, details = gate(scores(right(90, 100), before), scores(right(90, 100), after))
+    assert not promote
+    assert details["reason"] == f"only {MIN_HELDOUT - 1} held-out feedback photos (needs 50)"
+
+
+def test_gate_promotes_a_significant_gain_that_keeps_the_base_set():
+    before, after = paired(10, 0, both=30, neither=20)  # 60 held out, p = 1/1024
+    promote, details = gate(scores(right(90, 100), before), scores(right(90, 100), after))
+    assert promote, details
+    assert details["reason"] == "promoted"
+    assert details["base_drop"] == 0.0 and details["p_value"] == pytest.approx(1 / 1024)
+    assert (details["gained"], details["lost"]) == (10, 0)
+
+
+def test_gate_rejects_a_gain_that_costs_two_points_of_the_base_set():
+    before, after = paired(10, 0, both=30, neither=20)
+    promote, details = gate(scores(right(90, 100), before), scores(right(88, 100), after))
+    assert not promote
+    assert details["base_drop"] == pytest.approx(0.02)
+    assert details["reason"] == "base held-out top-1 fell by 2.0 points"
+
+
+def test_gate_allows_a_base_drop_of_exactly_one_point():
+    """'loses at most one point of top-1 on the base held-out set' (MAX_BASE_DROP = 0.01)."""
+    before, after = paired(10, 0, both=30, neither=20)
+    promote, details = gate(scores(right(90, 100), before), scores(right(89, 100), after))
+    assert promote, details
+
+
+def test_gate_rejects_gains_that_could_be_chance_and_losses():
+    not_significant = paired(3, 0, both=50)  # p = 1/8
+    promote, details = gate(
+        scores(right(9, 10), not_significant[0]), scores(right(9, 10), not_significant[1])
+    )
+    assert not promote and details["reason"] == "held-out feedback not better (McNemar p = 0.125)"
+    worse = paired(0, 10, both=50)
+    promote, details = gate(scores(right(9, 10), worse[0]), scores(right(9, 10), worse[1]))
+    assert not promote and details["reason"].startswith("held-out feedback not better")
+
+
+def test_changed_species_lists_the_largest_changes_first():
+    names = ["a", "b", "c", "d"]
+    labels = np.array([0, 0, 1, 1, 2, 3, 3])  # base held-out (5) then held-out feedback (2)
+    before = scores(np.array([1, 1, 0, 0, 1], bool), np.array([1, 0], bool))
+    after = scores(np.array([1, 1, 1, 0, 0], bool), np.array([1, 1], bool))
+    rows = changed_species(before, after, labels, names)
+    assert [r["species"] for r in rows] == ["c", "b", "d"]  # a did not change
+    assert rows[0] == {"species": "c", "before": 1.0, "after": 0.0, "photos": 1}
+    assert rows[1] == {"species": "b", "before": 0.0, "after": 0.5, "photos": 2}
+
+
+# -- fitting and scoring -------------------------------------------------------------------------
+
+
+def separable(n_classes: int = 3, per_class: int = 20, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Rows around far-apart class centres, in float16 as retraining keeps them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (n_classes, FEATURE_DIM))
+    y = np.repeat(np.arange(n_classes), per_class)
+    x = centres[y] + rng.normal(0, 0.1, (len(y), FEATURE_DIM))
+    return x.astype(np.float16), y
+
+
+def test_fit_rows_learns_a_separable_problem():
+    x, y = separable()
+    head, history = fit_rows(3, (x, y, None), RowRecipe(), epochs=10, seed=0)
+    assert len(history["loss"]) == 10
+    predicted = head.predict(x.astype(np.float32), verbose=0).argmax(axis=1)
+    assert (predicted == y).mean() == 1.0
+
+
+def test_fit_rows_ignores_rows_of_weight_zero():
+    x, y = separable()
+    poisoned = (y + 1) % 3  # every row again, with the wrong label, weighing nothing
+    rows = np.concatenate([x, x]), np.concatenate([y, poisoned])
+    weights = np.concatenate([np.ones(len(y)), np.zeros(len(y))]).astype(np.float32)
+    head, _ = fit_rows(3, (*rows, weights), RowRecipe(), epochs=10, seed=0)
+    assert (head.predict(x.astype(np.float32), verbose=0).argmax(axis=1) == y).mean() == 1.0
+
+
+def tiny_model() -> tuple[ModelArtifact, BaseRows, np.ndarray]:
+    """A serving model fitted on separable base rows, and its base held-out set: 3 species."""
+    x, y = separable(per_class=30)
+    rng = np.random.default_rng(1)
+    held = x[::5, None, :].astype(np.float32) + rng.normal(0, 0.05, (len(x[::5]), VIEWS, 1))
+    base = BaseRows(x, y, held.astype(np.float16), y[::5])
+    recipe = RowRecipe()
+    head, _ = fit_rows(3, (x, y, None), recipe, epochs=5)
+    metadata = Metadata(
+        version="tiny-v1",
+        classes=3,
+        scaling=recipe.scaling,
+        serve_views=list(recipe.serve_views),
+        data_fingerprint="tiny",
+        recipe={**recipe.as_dict(), "seed": 0, "epochs": 5},
+    )
+    centroids = np.eye(3, FEATURE_DIM, dtype=np.float32)
+    return ModelArtifact(head, ["a", "b", "c"], metadata, centroids, base), base, x
+
+
+def test_scores_are_per_photo_on_both_held_out_sets():
+    serving, base, x = tiny_model()
+    labelled = [
+        LabelledPhoto(i, ALICE, np.repeat(x[i % len(x)][None], VIEWS, 0).astype(np.float32), 0)
+        for i in range(1, 21)
+    ]
+    rows = retrain_rows(base, labelled, len(labelled), cap=5)
+    measured = score(serving.head, base, rows)
+    assert measured.base_right.shape == base.heldout_y.shape and measured.base_right.all()
+    assert measured.feedback_right.shape == (4,)  # photos 5, 10, 15 and 20
+    summary = measured.summary()
+    assert summary["base_heldout_top1"] == 1.0 and summary["feedback_holdout"] == 4
+
+
+def test_scores_without_held_out_feedback():
+    """Fewer than five labelled photos (or none) hold none out: the gate then says "only 0
+    held-out feedback photos", rather than the scoring failing."""
+    serving, base, _ = tiny_model()
+    rows = retrain_rows(base, photos([1, 2, 3]), 3, cap=5)
+    measured = score(serving.head, base, rows)
+    assert measured.feedback_right.shape == (0,)
+    promote, details = gate(measured, measured)
+    assert not promote and details["reason"].startswith("only 0 held-out feedback photos")
+
+
+def test_retrain_fits_a_candidate_and_keeps_what_the_folder_needs(tmp_path):
+    serving, base, x = tiny_model()
+    rng = np.random.default_rng(3)
+    labelled = [
+        LabelledPhoto(i, ALICE + i % 2, (x[i % 90] + rng.normal(0, 0.05, (VIEWS, 1))), i % 90 // 30)
+        for i in range(1, 31)
+    ]
+    rows = retrain_rows(base, labelled, len(labelled), cap=10)
+    result = retrain(serving, base, rows, "tiny-r1")
+    assert not result.promote  # 6 held-out photos are far too few to judge
+    assert result.gate["reason"] == "only 6 held-out feedback photos (needs 50)"
+    assert result.after["feedback_train"] == 24 and result.after["feedback_holdout"] == 6
+    assert result.after["base_heldout_top1"] == 1.0
+    assert set(result.before) == {
+        "base_heldout_top1",
+        "base_heldout_ci",
+        "feedback_top1",
+        "feedback_ci",
+        "feedback_holdout",
+    }
+    meta = result.candidate.metadata
+    assert meta.version == "tiny-r1" and meta.recipe["retrained_from"] == "tiny-v1"
+    assert meta.data_fingerprint == "tiny+feedback:24"
+    folder = result.candidate.save(tmp_path / "tiny-r1")
+    kept = load_base_rows(folder)  # the next retraining starts from the same base rows
+    np.testing.assert_array_equal(kept.train_x, base.train_x)
+    np.testing.assert_array_equal(kept.heldout_y, base.heldout_y)
+
+
+def test_a_folder_without_base_rows_says_so(tmp_path):
+    with pytest.raises(ModelFolderError, match="no base features in the model folder"):
+        load_base_rows(tmp_path)
+
+
+# -- from the database ---------------------------------------------------------------------------
+
+
+def labelled_db(tmp_path: Path, photo_features: dict[int, list[np.ndarray]]) -> Database:
+    """Each user's photos, each labelled by its sender with species (n % 3)."""
     db = Database(f"sqlite:///{tmp_path / 'labels.sqlite'}")
     db.upgrade()
+    n = 0
+    with db.session() as session:
+        for user_id, features in photo_features.items():
+            ensure_user(session, user_id)
+            for photo_features in features:
+                n += 1
+                photo = add_photo(
+                    session, user_id, user_id, n, f"{n:064x}", b"jpeg", photo_features, (640, 480)
+                )
+                guess = [{"species": "a", "index": 0, "confidence": 1.0}]
+                prediction = add_prediction(session, photo.id, "v1", guess, 5.0)
+                record_feedback(session, photo.id, prediction.id, user_id, n % 3, f"s{n % 3}")
+    return db
+
+
+def test_stored_features_come_back_as_labelled_photos(tmp_path):
     rng = np.random.default_rng(0)
-    features = rng.random((HOLDOUT_EVERY + 1, 4, FEATURE_DIM)).astype(np.float32)
+    features = list(rng.random((HOLDOUT_EVERY + 2, VIEWS, FEATURE_DIM), dtype=np.float32))
+    db = labelled_db(tmp_path, {ALICE: features})
     with db.session() as session:
-        ensure_user(session, 7)
-        for n, photo_features in enumerate(features):
-            photo = add_photo(session, 7, 7, n, f"{n:064x}", b"jpeg", photo_features, (640, 480))
-            prediction = add_prediction(
-                session, photo.id, "v1", [{"species": "a", "index": 0, "confidence": 1.0}], 5.0
-            )
-            record_feedback(session, photo.id, prediction.id, 7, n % 3, f"species {n % 3}")
-    with db.session() as session:
-        arrays = feedback_arrays(labelled_examples(session))
+        assert count_labelled_examples(session) == len(features)
+        labelled = list(feedback_photos(iter_labelled_examples(session)))
     db.dispose()
-    photo_ids = np.arange(1, len(features) + 1)  # SQLite's ids, in insertion order
-    np.testing.assert_array_equal(arrays["photo_ids"], photo_ids)
-    np.testing.assert_array_equal(arrays["labels"], np.arange(len(features)) % 3)
-    np.testing.assert_array_equal(arrays["user_ids"], [7] * len(features))
-    assert arrays["features"].dtype == np.float32
-    np.testing.assert_array_equal(arrays["features"], features)
-
-    feedback = FeedbackData(**arrays)
-    held = feedback.holdout()
-    assert held.tolist() == [i % HOLDOUT_EVERY == 0 for i in photo_ids]
-    base_x = rng.random((2, 3, FEATURE_DIM)).astype(np.float32)
-    empty = np.empty((0, 4, FEATURE_DIM), np.float32)
-    base = BaseData(base_x, np.array([5, 6]), empty, np.empty(0), empty, np.empty(0))
-    x, y, w = _training_rows(base, feedback, cap=100)
-    trained = features[~held]
-    assert x.shape == (2 * 3 + trained.shape[0] * 4, FEATURE_DIM)
-    np.testing.assert_array_equal(x[:6], base_x.reshape(-1, FEATURE_DIM))
-    np.testing.assert_array_equal(x[6:], trained.reshape(-1, FEATURE_DIM))
-    assert y.tolist() == [5, 5, 5, 6, 6, 6, *np.repeat(arrays["labels"][~held], 4).tolist()]
-    # Every photo weighs the same, whatever its number of views; the mean row weighs one.
-    photo_weights = [w[:3].sum(), w[3:6].sum(), *w[6:].reshape(-1, 4).sum(axis=1)]
-    np.testing.assert_allclose(photo_weights, photo_weights[0], rtol=1e-6)
-    assert w.mean() == pytest.approx(1.0)
+    assert all(isinstance(p, LabelledPhoto) for p in labelled)
+    assert [p.photo_id for p in labelled] == list(range(1, len(features) + 1))  # SQLite's ids
+    assert [p.user_id for p in labelled] == [ALICE] * len(features)
+    assert [p.label for p in labelled] == [n % 3 for n in range(1, len(features) + 1)]
+    for photo, stored in zip(labelled, features, strict=True):
+        assert photo.features.dtype == np.float32
+        np.testing.assert_array_equal(photo.features, stored)
 
 
-def test_no_labels_yet_gives_empty_arrays():
-    arrays = feedback_arrays([])
-    assert arrays["features"].shape == (0, 0, FEATURE_DIM)
-    assert all(len(arrays[k]) == 0 for k in ("labels", "user_ids", "photo_ids"))
+def build_rows(db: Database, base: BaseRows, cap: int) -> RetrainRows:
+    """The training rows as the retraining child builds them from the database."""
+    with db.session() as session:
+        n_photos = count_labelled_examples(session)
+        return retrain_rows(base, feedback_photos(iter_labelled_examples(session)), n_photos, cap)
+
+
+def test_an_excluded_users_labels_never_reach_the_training_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    alice = list(rng.random((8, VIEWS, FEATURE_DIM), dtype=np.float32))
+    eve = list(rng.random((12, VIEWS, FEATURE_DIM), dtype=np.float32))
+    db = labelled_db(tmp_path, {ALICE: alice, EVE: eve})  # Alice: photos 1-8, Eve: 9-20
+    base = tiny_base(n_train=3)
+    eve_rows = {as_row(LabelledPhoto(0, EVE, f, 0)).tobytes() for f in eve}
+
+    everyone = build_rows(db, base, cap=100)
+    assert everyone.n_feedback_train == 16 and len(everyone.heldout_y) == 4
+    trained = {row.tobytes() for row in everyone.x[3:]}
+    assert len(trained & eve_rows) == 9  # her photos 10, 15 and 20 are held out
+
+    with db.session() as session:
+        assert set_excluded(session, EVE, True)
+    excluded = build_rows(db, base, cap=100)
+    db.dispose()
+    alice_trains = [f for n, f in enumerate(alice, start=1) if n % HOLDOUT_EVERY]
+    assert excluded.n_feedback_train == len(alice_trains) == 7
+    np.testing.assert_array_equal(excluded.x[:3], base.train_x)
+    np.testing.assert_array_equal(
+        excluded.x[3:], [as_row(LabelledPhoto(0, ALICE, f, 0)) for f in alice_trains]
+    )
+    assert not {row.tobytes() for row in excluded.x} & eve_rows
+    assert not {row.tobytes() for row in excluded.heldout_x} & eve_rows
+    np.testing.assert_array_equal(
+        excluded.heldout_x, [as_row(LabelledPhoto(0, ALICE, alice[4], 0))]
+    )
+    assert len(excluded.w) == 3 + 7

@@ -30,9 +30,11 @@ from storage import (
     User,
     add_photo,
     add_prediction,
+    count_labelled_examples,
     delete_older_than,
     ensure_user,
     forget_user,
+    iter_labelled_examples,
     labelled_examples,
     last_photo,
     photo_by_message,
@@ -572,3 +574,49 @@ def test_labelled_examples_honour_exclusion(db: Database) -> None:
         set_excluded(session, BOB, False)
     with db.session() as session:
         assert len(labelled_examples(session)) == 4
+
+
+def test_labelled_examples_are_counted_and_streamed(db: Database) -> None:
+    """iter_labelled_examples reads in chunks of 1000 (yield_per): more labels than that come
+    back as labelled_examples lists them, and count_labelled_examples counts the same rows."""
+    carol = 30_000_000_003
+    n = 1_050
+    with db.session() as session:
+        assert count_labelled_examples(session) == 0
+        assert list(iter_labelled_examples(session)) == []
+        for user_id in (ALICE, BOB, carol):
+            ensure_user(session, user_id)
+        for k in range(n):
+            user_id = (ALICE, BOB, carol)[k % 3]
+            small = np.full((2, 3), k, np.float32)  # small features keep 1,050 photos quick
+            stored = add_photo(session, user_id, user_id, k, f"{k:064x}", b"", small)
+            prediction = predicted(session, stored, 1)
+            index = None if k % 7 == 0 else k % 5  # every 7th answer names no species
+            answer(session, prediction, user_id, index)
+        ids = session.scalars(select(Photo.id).order_by(Photo.id)).all()
+    named = [k for k in range(n) if k % 7]
+    with db.session() as session:
+        streamed = iter_labelled_examples(session)
+        assert isinstance(streamed, Iterator) and not isinstance(streamed, list)
+        streamed = list(streamed)
+        listed = labelled_examples(session)
+        assert count_labelled_examples(session) == len(streamed) == len(listed) == len(named)
+        assert [(e.photo_id, e.user_id, e.species_index) for e in streamed] == [
+            (e.photo_id, e.user_id, e.species_index) for e in listed
+        ]
+        assert [e.photo_id for e in streamed] == [ids[k] for k in named]  # oldest first
+        assert [e.species_index for e in streamed] == [k % 5 for k in named]
+        for example, k in zip(streamed, named, strict=True):
+            np.testing.assert_array_equal(example.features, np.full((2, 3), k, np.float32))
+        later = ids[n // 2]
+        assert count_labelled_examples(session, since_id=later) == len(
+            list(iter_labelled_examples(session, since_id=later))
+        )
+        assert count_labelled_examples(session, since_id=later) == sum(
+            1 for k in named if ids[k] > later
+        )
+        assert set_excluded(session, BOB, True)
+    with db.session() as session:
+        kept = [k for k in named if (ALICE, BOB, carol)[k % 3] != BOB]
+        assert count_labelled_examples(session) == len(kept)
+        assert [e.photo_id for e in iter_labelled_examples(session)] == [ids[k] for k in kept]

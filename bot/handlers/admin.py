@@ -14,7 +14,7 @@ from bot.handlers import services
 from bot.retraining import RetrainFailed, retrain_now
 from bot.services import Services
 from bot.serving import serve
-from storage import ModelStatus, list_versions, promote, set_excluded, stats
+from storage import list_versions, promote, set_excluded, stats
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,4 @@ async def retrain_and_describe(svc: Services) -> str:
         return replies.RETRAIN_FAILED.format(reason=err)
     if report is None:
         return replies.RETRAIN_BUSY
-    promoted = report.status == ModelStatus.SERVING
-    return replies.retrain_report(
-        report.version, promoted, report.before, report.after, report.seconds
-    )
+    return replies.retrain_report(report)
