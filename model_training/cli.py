@@ -71,7 +71,11 @@ def parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     )
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
-    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument(
+        "--split",
+        default="heldout",
+        help="heldout (the base held-out set, which no product model trains on), train, val, test",
+    )
     evaluate.add_argument("--out", type=Path, default=Path("runs/report"))
     evaluate.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     evaluate.set_defaults(command=_evaluate)

@@ -80,7 +80,11 @@ def train_on_dataset(
 def evaluate_on_split(
     artifact: ModelArtifact, data_root: str | Path, split: str, cache_dir: str | Path
 ) -> dict[str, object]:
-    photos = read_split(data_root, split, artifact.class_names)
+    """Metrics on a split; "heldout" is the base held-out set (within test)."""
+    if split == HELDOUT_SPLIT:
+        photos = heldout_photos(read_split(data_root, "test", artifact.class_names))
+    else:
+        photos = read_split(data_root, split, artifact.class_names)
     if not photos.labelled():
         raise ValueError(f"{data_root}/{split} has unlabelled photos: nothing to score against")
     views = tuple(artifact.metadata.serve_views)
@@ -94,8 +98,21 @@ def evaluate_on_split(
     }
 
 
+def heldout_photos(test: PhotoSet) -> PhotoSet:
+    keep = np.isin(test.ids, list(heldout_ids()))
+    return PhotoSet(
+        [data for data, k in zip(test.encoded, keep, strict=True) if k],
+        test.labels[keep],
+        [i for i, k in zip(test.ids, keep, strict=True) if k],
+        test.class_names,
+    )
+
+
 def _fingerprint(train: PhotoSet, val: PhotoSet, both: bool) -> str:
     return f"train:{train.fingerprint[:16]}" + (f"+val:{val.fingerprint[:16]}" if both else "")
+
+
+HELDOUT_SPLIT = "heldout"
 
 
 def mean_rows(features: np.ndarray) -> np.ndarray:
