@@ -1,7 +1,7 @@
 """Does the bot learn from its users? The learning experiment, end to end through the Bot API.
 
     python bench/learning.py [--data ../shared/data/flower_photos] [--users 40] [--seed 0]
-                             [--fraction 0.5] [--poison 200] [--concurrency 8]
+                             [--fraction 0.5] [--poison 200] [--concurrency 8] [--model DIR]
 
 The 700 flower_photos photos of the four species the model knows (daisy, dandelion, roses,
 sunflowers; tulips are left out) are split in two halves, stratified by species, with a fixed
@@ -362,14 +362,17 @@ class RetrainRun:
 
 
 async def labelled_and_retrained(
-    dealt: dict[int, list[Item]], label_as: str | None = None, concurrency: int = 8
+    dealt: dict[int, list[Item]],
+    label_as: str | None = None,
+    concurrency: int = 8,
+    model_dir: Path = SHIPPED_MODEL_DIR,
 ) -> RetrainRun:
-    """Start the bot in the working directory (a fresh database there), let the users label,
-    then /retrain. The working directory must be an empty folder of the caller's."""
+    """Start the bot in the working directory (a fresh database there) on `model_dir`, let the
+    users label, then /retrain. The working directory must be an empty folder of the caller's."""
     if any(Path.cwd().iterdir()):
         raise SimulationError(f"run in an empty folder, not {Path.cwd()}")
     with FakeTelegram(token=TOKEN) as tg:
-        settings = bot_settings(tg)
+        settings = bot_settings(tg, model_dir=model_dir)
         async with running_bot(settings) as app:
             shipped = serving_now(app)
             stats = await label_all(tg, dealt, label_as, concurrency)
@@ -430,12 +433,16 @@ def main() -> int:
     parser.add_argument("--fraction", type=float, default=0.5, help="labelled share")
     parser.add_argument("--poison", type=int, default=200, help="0 skips the poisoning case")
     parser.add_argument("--concurrency", type=int, default=8, help="photos in flight")
+    parser.add_argument(
+        "--model", type=Path, default=SHIPPED_MODEL_DIR, help="the model folder the bot starts on"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     data = args.data.resolve()
     items = load_items(data)
-    class_names = check_names(items)
+    model = args.model.resolve()
+    class_names = check_names(items, model)
     labelling, probe = split_halves(items, args.fraction, args.seed)
     dealt = shares(labelling, args.users, args.seed)
     truth = labels_of(probe)
@@ -450,12 +457,12 @@ def main() -> int:
             f"{root}; ../shared there: {(root.parent / 'shared').exists()}.\n"
         )
         t = time.perf_counter()
-        before = probe_top1(SHIPPED_MODEL_DIR, probe)
+        before = probe_top1(model, probe)
         wall.append(("probe, shipped model", time.perf_counter() - t))
 
         t = time.perf_counter()
         with working_directory(root / "learning"):
-            run = asyncio.run(labelled_and_retrained(dealt, concurrency=args.concurrency))
+            run = asyncio.run(labelled_and_retrained(dealt, None, args.concurrency, model))
             wall.append((f"bot: {run.labelling.photos} photos labelled", run.labelling.seconds))
             wall.append(("bot: /retrain to report", run.retrain_seconds))
             wall.append(("bot session in all", time.perf_counter() - t))
@@ -470,7 +477,7 @@ def main() -> int:
             poison_dealt = poison_share(labelling, args.poison)
             with working_directory(root / "poisoning"):
                 poisoned = asyncio.run(
-                    labelled_and_retrained(poison_dealt, POISON_LABEL, args.concurrency)
+                    labelled_and_retrained(poison_dealt, POISON_LABEL, args.concurrency, model)
                 )
                 wall.append(
                     (f"poisoning: {poisoned.labelling.photos} photos", poisoned.labelling.seconds)

@@ -151,8 +151,9 @@ class RowRecipe:
     """
 
     name: str = "rows"
+    # Chosen on val (README): batch 32 beat 16 and 64, Adam 1e-3 beat 3e-4 and 5e-4.
     learning_rate: float = 1e-3
-    batch_size: int = 64
+    batch_size: int = 32
     max_epochs: int = 100
     patience: int = 8
     l2: float = 0.0
@@ -182,7 +183,10 @@ def row_batches(
         tf.TensorSpec((None,), tf.int64),
         tf.TensorSpec((None,), tf.float32),
     )
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+    n_batches = -(-len(y) // batch_size)
+    data = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # A known length lets Keras count steps per epoch instead of probing for the end.
+    return data.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
 
 
 def fit_rows(

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.asyncio
 TOKEN = "123456:" + "A" * 35
 ADMIN, ALICE, BOB = 1001, 42, 43
 GROUP = -500
-SHIPPED_VERSION = "oxford102-v1"
+SHIPPED_VERSION = json.loads((SHIPPED_MODEL / "metadata.json").read_text())["version"]
 T = TypeVar("T")
 
 

@@ -21,7 +21,18 @@ from conftest import SHIPPED_MODEL
 from fake_telegram import FakeTelegram
 from sqlalchemy import select
 from telegram.ext import Application
-from test_bot import ADMIN, ALICE, BOB, TOKEN, reply_to, running, species_buttons, stopped, tap
+from test_bot import (
+    ADMIN,
+    ALICE,
+    BOB,
+    SHIPPED_VERSION,
+    TOKEN,
+    reply_to,
+    running,
+    species_buttons,
+    stopped,
+    tap,
+)
 
 from bot.config import Settings
 from bot.services import Services
@@ -46,8 +57,8 @@ from storage import (
 # Each retraining fits the product recipe on the base rows again: about a minute on two cores.
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
-SHIPPED_VERSION = "oxford102-v1"
 RETRAIN_TIMEOUT = 900
+EARLIER = "oxford102-earlier"
 PERCENT_WITH_INTERVAL = r"\d+\.\d% \(\d+\.\d% to \d+\.\d%\)"
 
 
@@ -319,23 +330,23 @@ async def test_models_lists_versions_and_rollback_swaps_the_served_one(
     earlier = tmp_path / "earlier"
     shutil.copytree(SHIPPED_MODEL, earlier)
     metadata = (earlier / "metadata.json").read_text()
-    (earlier / "metadata.json").write_text(metadata.replace(SHIPPED_VERSION, "oxford102-v0", 1))
+    (earlier / "metadata.json").write_text(metadata.replace(SHIPPED_VERSION, EARLIER, 1))
     with database(bot).session() as session:
-        add_version(session, "oxford102-v0", str(earlier), ModelStatus.RETIRED, {"top1": 0.9})
+        add_version(session, EARLIER, str(earlier), ModelStatus.RETIRED, {"top1": 0.9})
 
     listing = (await command(tg, ADMIN, "models"))[0].splitlines()
     assert listing[0].startswith(f"{SHIPPED_VERSION} serving, base held-out ")
-    assert listing[1].startswith("oxford102-v0 retired, test top-1 90.0%, ")
+    assert listing[1].startswith(f"{EARLIER} retired, test top-1 90.0%, ")
 
-    assert (await command(tg, ADMIN, "rollback", "oxford102-v0"))[0] == "Now serving oxford102-v0."
-    assert serving_now(bot) == "oxford102-v0"
+    assert (await command(tg, ADMIN, "rollback", EARLIER))[0] == f"Now serving {EARLIER}."
+    assert serving_now(bot) == EARLIER
     await ask(tg, ALICE, sample_photos[0][0].read_bytes())
     with database(bot).session() as session:
         latest = session.scalars(select(Prediction).order_by(Prediction.id.desc())).first()
-        assert latest.model_version == "oxford102-v0"
+        assert latest.model_version == EARLIER
     listing = (await command(tg, ADMIN, "models"))[0].splitlines()
     assert listing[0].startswith(f"{SHIPPED_VERSION} retired")
-    assert listing[1].startswith("oxford102-v0 serving")
+    assert listing[1].startswith(f"{EARLIER} serving")
 
     assert (await command(tg, ADMIN, "rollback", SHIPPED_VERSION))[0] == (
         f"Now serving {SHIPPED_VERSION}."
