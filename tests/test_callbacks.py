@@ -10,7 +10,6 @@ from bot.callbacks import NONE_OF_THESE, NOT_A_FLOWER, PATTERN, Source, Tap, enc
 
 # Telegram refuses callback data longer than 64 bytes.
 TELEGRAM_LIMIT = 64
-LOOSE = "bot/callbacks.py PATTERN: `$` and `\\d` (want `\\Z` and `[0-9]`)"
 
 
 @pytest.mark.parametrize("source", list(Source))
@@ -53,11 +52,10 @@ def test_the_two_sources_are_told_apart() -> None:
         "fb:one:5",
         " fb:1:5",
         "fb:1:5 ",
-        # "$" also matches before a final newline, so this parses with choice "5\n", which
-        # names no species: the tap would be recorded as "not a flower".
-        pytest.param("fb:1:5\n", marks=pytest.mark.xfail(reason=LOOSE, strict=True)),
-        # \d matches any Unicode digit; int() then reads this as 3.
-        pytest.param("fb:1:٣", marks=pytest.mark.xfail(reason=LOOSE, strict=True)),
+        # "$" would also match before a final newline (choice "5\n" names no species).
+        "fb:1:5\n",
+        # \d would match any Unicode digit; int() then reads this as 3.
+        "fb:1:٣",
     ],
 )
 def test_junk_is_refused(data: str) -> None:

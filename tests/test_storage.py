@@ -228,18 +228,7 @@ def test_rows_stored_before_0003_survive_it_without_verdict_or_size(url: str) ->
     database.dispose()
 
 
-def test_downgrading_0003_drops_its_columns_and_keeps_every_row(
-    url: str, request: pytest.FixtureRequest
-) -> None:
-    if url.startswith("sqlite"):
-        # Batch mode recreates `photos`; dropping the old table with foreign keys enforced
-        # cascades to every prediction and feedback row. recreate="never" (SQLite >= 3.35 drops
-        # the columns in place) would keep them.
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="0003's downgrade deletes predictions and feedback on SQLite", strict=True
-            )
-        )
+def test_downgrading_0003_drops_its_columns_and_keeps_every_row(url: str) -> None:
     database = Database(url)
     store_rows_at_0002(database, embedding(7))
     database.upgrade()

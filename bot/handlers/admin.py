@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 
 from telegram import Update
@@ -87,7 +88,7 @@ async def retrain_and_describe(svc: Services) -> str:
         report = await retrain_now(svc)
     except RetrainFailed as err:
         log.warning("retraining failed: %s", err)
-        return replies.RETRAIN_FAILED.format(reason=err)
+        return replies.RETRAIN_FAILED.format(reason=escape(str(err)))
     if report is None:
         return replies.RETRAIN_BUSY
     return replies.retrain_report(report)
