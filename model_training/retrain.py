@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -68,10 +69,16 @@ def retrain_rows(
     held_x = np.empty((n_photos // HOLDOUT_EVERY + 1, FEATURE_DIM), np.float16)
     held_y = np.empty(len(held_x), np.int64)
     n_train = n_held = 0
+    held_per_user: Counter[int] = Counter()
     # At most n_photos: labels that arrived after they were counted wait for the next run.
     for photo in itertools.islice(photos, n_photos):
         row = photo.features.mean(axis=0)
         if photo.photo_id % HOLDOUT_EVERY == 0:
+            # The gate's evidence is capped per user like training: one user's 200 labels must
+            # not add up to a "significant" improvement on that user's own held-out photos.
+            if held_per_user[photo.user_id] >= cap:
+                continue
+            held_per_user[photo.user_id] += 1
             if n_held == len(held_x):  # more held-out photos than a fifth: grow (rare)
                 held_x = np.resize(held_x, (2 * len(held_x), FEATURE_DIM))
                 held_y = np.resize(held_y, 2 * len(held_y))

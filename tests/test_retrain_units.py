@@ -130,7 +130,8 @@ def test_held_out_photos_are_those_with_ids_divisible_by_five():
 
 
 def test_more_held_out_photos_than_a_fifth_still_fit():
-    labelled = photos([5 * k for k in range(1, 13)])  # every one of them held out
+    # Every one held out, each from another user (one user's held-out photos stop at the cap).
+    labelled = [p for k in range(1, 13) for p in photos([5 * k], user_id=100 + k, seed=k)]
     rows = retrain_rows(tiny_base(n_train=3), labelled, len(labelled), cap=5)
     assert rows.n_feedback_train == 0 and len(rows.x) == len(rows.w) == 3
     np.testing.assert_array_equal(rows.heldout_x, [as_row(p) for p in labelled])
@@ -155,7 +156,8 @@ def test_one_user_with_200_photos_weighs_as_much_as_the_cap():
     np.testing.assert_allclose(eve_weights, 5 / 160)
     assert alice_weights.tolist() == [1.0, 1.0, 1.0]
     assert rows.w[:3].tolist() == [1.0, 1.0, 1.0]  # the base rows are never down-weighted
-    assert len(rows.heldout_y) == 40  # held-out photos are not weighted: they never train
+    # Eve's 40 held-out photos count as 5 for the gate: one user cannot carry a promotion.
+    assert len(rows.heldout_y) == 5
 
 
 def test_user_weights_cap_each_users_total():
