@@ -40,7 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -259,13 +259,10 @@ class LabellingStats:
 
 
 async def label_all(
-    tg: FakeTelegram,
-    dealt: dict[int, list[Item]],
-    label_as: str | None = None,
-    concurrency: int = 8,
+    tg: FakeTelegram, dealt: dict[int, list[Item]], concurrency: int = 8
 ) -> LabellingStats:
-    """Every user labels their photos, one after the other; users run concurrently, with at
-    most `concurrency` photos in flight. `label_as` overrides the true species (poisoning)."""
+    """Every user labels their photos (as `item.name`), one after the other; users run
+    concurrently, with at most `concurrency` photos in flight."""
     stats = LabellingStats(users=sum(1 for items in dealt.values() if items))
     in_flight = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
@@ -274,7 +271,7 @@ async def label_all(
         for item in items:
             data = item.path.read_bytes()
             async with in_flight:
-                done = await label_photo(tg, user, data, label_as or item.name)
+                done = await label_photo(tg, user, data, item.name)
             stats.photos += 1
             stats.by_button += done.offered
             stats.by_typed_name += not done.offered
@@ -362,10 +359,7 @@ class RetrainRun:
 
 
 async def labelled_and_retrained(
-    dealt: dict[int, list[Item]],
-    label_as: str | None = None,
-    concurrency: int = 8,
-    model_dir: Path = SHIPPED_MODEL_DIR,
+    dealt: dict[int, list[Item]], concurrency: int = 8, model_dir: Path = SHIPPED_MODEL_DIR
 ) -> RetrainRun:
     """Start the bot in the working directory (a fresh database there) on `model_dir`, let the
     users label, then /retrain. The working directory must be an empty folder of the caller's."""
@@ -375,7 +369,7 @@ async def labelled_and_retrained(
         settings = bot_settings(tg, model_dir=model_dir)
         async with running_bot(settings) as app:
             shipped = serving_now(app)
-            stats = await label_all(tg, dealt, label_as, concurrency)
+            stats = await label_all(tg, dealt, concurrency)
             started = time.perf_counter()
             report = await admin_retrain(tg)
             retrain_seconds = time.perf_counter() - started
@@ -387,9 +381,14 @@ async def labelled_and_retrained(
 
 
 def poison_share(labelling: Sequence[Item], n: int) -> dict[int, list[Item]]:
-    """`n` sunflower photos of the labelling half (repeated as needed), all from one user."""
+    """`n` sunflower photos of the labelling half (repeated as needed), all from one user, who
+    labels each one "rose"."""
     sunflowers = [item for item in labelling if item.folder == POISON_SPECIES]
-    return {POISONER: [sunflowers[i % len(sunflowers)] for i in range(n)]}
+    rose = next(item for item in labelling if item.name == POISON_LABEL)
+    poison = [
+        replace(sunflowers[i % len(sunflowers)], label=rose.label, name=rose.name) for i in range(n)
+    ]
+    return {POISONER: poison}
 
 
 @contextmanager
@@ -462,7 +461,7 @@ def main() -> int:
 
         t = time.perf_counter()
         with working_directory(root / "learning"):
-            run = asyncio.run(labelled_and_retrained(dealt, None, args.concurrency, model))
+            run = asyncio.run(labelled_and_retrained(dealt, args.concurrency, model))
             wall.append((f"bot: {run.labelling.photos} photos labelled", run.labelling.seconds))
             wall.append(("bot: /retrain to report", run.retrain_seconds))
             wall.append(("bot session in all", time.perf_counter() - t))
@@ -477,7 +476,7 @@ def main() -> int:
             poison_dealt = poison_share(labelling, args.poison)
             with working_directory(root / "poisoning"):
                 poisoned = asyncio.run(
-                    labelled_and_retrained(poison_dealt, POISON_LABEL, args.concurrency, model)
+                    labelled_and_retrained(poison_dealt, args.concurrency, model)
                 )
                 wall.append(
                     (f"poisoning: {poisoned.labelling.photos} photos", poisoned.labelling.seconds)
@@ -558,7 +557,9 @@ def main() -> int:
     ]
     if run.candidate is not None:
         drop = run.metric("before", "base_heldout_top1") - run.metric("after", "base_heldout_top1")
-        goals.append(("base held-out top-1 drops by <= 1.0 point", points(-drop), drop <= 0.01))
+        goals.append(
+            ("base held-out top-1 drops by <= 1.0 point", points(-drop), drop <= 0.01 + 1e-9)
+        )
     if poisoned is not None:
         goals.append(
             (
