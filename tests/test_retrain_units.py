@@ -35,7 +35,7 @@ from model_training.retrain import (
     user_weights,
     wilson,
 )
-from model_training.train import RowRecipe, fit_rows
+from model_training.train import MAX_STEPS_PER_EPOCH, RowRecipe, batch_size_for, fit_rows
 from storage import (
     Database,
     add_photo,
@@ -311,6 +311,15 @@ def test_fit_rows_ignores_rows_of_weight_zero():
     weights = np.concatenate([np.ones(len(y)), np.zeros(len(y))]).astype(np.float32)
     head, _ = fit_rows(3, (*rows, weights), RowRecipe(), epochs=10, seed=0)
     assert (head.predict(x.astype(np.float32), verbose=0).argmax(axis=1) == y).mean() == 1.0
+
+
+@pytest.mark.parametrize("rows", [1, 7_000, 32_000, 32_001, 108_000, 1_008_000])
+def test_batch_grows_only_when_an_epoch_would_pass_the_step_limit(rows: int):
+    batch = batch_size_for(rows, 32)
+    assert -(-rows // batch) <= MAX_STEPS_PER_EPOCH
+    # The smallest power-of-two multiple of 32 that does it: half of it would not.
+    assert batch == 32 or -(-rows // (batch // 2)) > MAX_STEPS_PER_EPOCH
+    assert batch % 32 == 0 and (batch // 32) & (batch // 32 - 1) == 0
 
 
 def tiny_model() -> tuple[ModelArtifact, BaseRows, np.ndarray]:
