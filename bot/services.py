@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
 import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session
+from telegram import User
 
 from bot.config import Settings
 from bot.inference import BatchingIdentifier
-from storage import Database
+from storage import Database, ensure_user, take_photo_slot
 
 T = TypeVar("T")
 
@@ -27,25 +27,24 @@ class Services:
     settings: Settings
     identifier: BatchingIdentifier
     database: Database
-    # Photo times per user for the sliding-window limit. PTB's AIORateLimiter only throttles what
-    # the bot sends (Telegram's flood limits); nothing in PTB limits what one user sends in.
     # The retraining child process while one runs (bot/retraining.py).
     retrain_process: BaseProcess | None = None
-    _recent: defaultdict[int, deque[float]] = field(default_factory=lambda: defaultdict(deque))
 
     @property
     def species(self) -> list[str]:
         return self.identifier.classifier.class_names
 
-    def allow_photo(self, user_id: int, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        recent = self._recent[user_id]
-        while recent and now - recent[0] > 60:
-            recent.popleft()
-        if len(recent) >= self.settings.photos_per_minute:
-            return False
-        recent.append(now)
-        return True
+    async def allow_photo(self, user: User) -> bool:
+        """The per-user limit on photos a minute, counted in the database so that it holds
+        across bot processes. PTB's AIORateLimiter only throttles what the bot sends (Telegram's
+        flood limits); nothing in PTB limits what one user sends in."""
+
+        def take_slot(session: Session) -> bool:
+            ensure_user(session, user.id, user.username, user.first_name)
+            now = datetime.now(UTC)
+            return take_photo_slot(session, user.id, now, self.settings.photos_per_minute)
+
+        return await self.db(take_slot)
 
     async def db(self, work: Callable[[Session], T]) -> T:
         """Run a unit of database work in a thread and commit it before returning."""

@@ -30,6 +30,13 @@ from storage.repository import (
     prediction_by_id,
     record_feedback,
 )
+from storage.state import (
+    ask,
+    close_question,
+    instance_setting,
+    pending_question,
+    take_photo_slot,
+)
 from storage.training import (
     LabelledExample,
     count_labelled_examples,
@@ -53,11 +60,14 @@ __all__ = [
     "add_photo",
     "add_prediction",
     "add_version",
+    "ask",
+    "close_question",
     "count_labelled_examples",
     "delete_older_than",
     "ensure_user",
     "forget_user",
     "get_version",
+    "instance_setting",
     "iter_labelled_examples",
     "labelled_examples",
     "last_photo",
@@ -65,6 +75,7 @@ __all__ = [
     "lock_holder",
     "new_labels_since_last_run",
     "newest_label_id",
+    "pending_question",
     "photo_by_message",
     "prediction_by_id",
     "promote",
@@ -74,4 +85,5 @@ __all__ = [
     "set_excluded",
     "stats",
     "take_lock",
+    "take_photo_slot",
 ]

@@ -210,3 +210,37 @@ class RetrainLock(Base):
     owner: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime | None]
     last_feedback_id: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PendingQuestion(Base):
+    """A question the bot asked a user and is waiting to hear back on ("type the name" after
+    "None of these"): in the database, so a restart or another bot process still knows it."""
+
+    __tablename__ = "pending_questions"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    kind: Mapped[str] = mapped_column(String(32))  # what is asked, e.g. "species_name"
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime]
+
+
+class PhotoRequest(Base):
+    """When a user sent a photo: the per-user rate limit counts these, across bot processes."""
+
+    __tablename__ = "photo_requests"
+    __table_args__ = (Index("ix_photo_requests_user_id_at", "user_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    at: Mapped[datetime]
+
+
+class InstanceSetting(Base):
+    """Values one deployment makes for itself and all its processes share (the webhook secret)."""
+
+    __tablename__ = "instance_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(1024))

@@ -530,6 +530,27 @@ async def test_unknown_typed_name_asks_to_check_spelling(tg, bot, sample_photos,
     assert feedback_rows(db) == []
 
 
+async def test_the_name_question_survives_a_restart(tg, db, handled, sample_photos):
+    """Asked for the name by one bot process, typed to the next one: still recorded."""
+    path, label, _ = sample_photos[2]
+    first = await running(settings_for(tg, db), handled)
+    reply = await answer_to_photo(tg, ALICE, path.read_bytes())
+    mark = tg.mark()
+    tg.press_button(reply, "None of these")
+    assert "Type its name" in (await reply_to(tg, ALICE, mark))["text"]
+    await stopped(first)
+    second = await running(settings_for(tg, db), handled)
+    try:
+        mark = tg.mark()
+        tg.user_text(ALICE, "rose")
+        confirm = await reply_to(tg, ALICE, mark)
+        assert tg.keyboard(confirm)[0][0]["text"] == "Rose"
+        await tap(tg, confirm, "Rose")
+    finally:
+        await stopped(second)
+    assert feedback_rows(db) == [(ALICE, prediction_under(tg, reply), label, "rose", False)]
+
+
 async def test_text_without_a_photo_gets_a_hint(tg, bot):
     assert "Send me a photo of a flower" in await text_reply(tg, ALICE, "hello")
 

@@ -145,6 +145,9 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
         "feedback",
         "model_versions",
         "retrain_lock",
+        "pending_questions",
+        "photo_requests",
+        "instance_settings",
     }
     assert differences == []
     with db.engine.connect() as connection:

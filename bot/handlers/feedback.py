@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -21,11 +22,22 @@ from bot.handlers import services
 from bot.species import match_species
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
-from storage import ensure_user, prediction_by_id, record_feedback
+from storage import (
+    ask,
+    close_question,
+    ensure_user,
+    pending_question,
+    prediction_by_id,
+    record_feedback,
+)
 
 log = logging.getLogger(__name__)
-# A user's pending "type the name" after "None of these": the prediction it is for.
-NAMING = "naming_prediction"
+# "Type the name" after "None of these" is a question stored in the database (storage/state.py),
+# not PTB's user_data or a ConversationHandler: PTB's persistence loads a process's conversations
+# once at start and flushes them later, so a second bot process behind the same webhook would
+# neither see nor keep the other's questions. An hour is long enough to find a name.
+NAME_QUESTION = "species_name"
+QUESTION_EXPIRES = timedelta(hours=1)
 
 
 def feedback_keyboard(prediction_id: int, top5: list[SpeciesScore]) -> InlineKeyboardMarkup:
@@ -67,7 +79,14 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     query = update.callback_query
     tap = callbacks.parse(query.data)
     if tap.choice == NONE_OF_THESE:
-        context.user_data[NAMING] = tap.prediction_id
+        user = update.effective_user
+
+        def ask_name(session: Session) -> None:
+            ensure_user(session, user.id, user.username, user.first_name)
+            expires = datetime.now(UTC) + QUESTION_EXPIRES
+            ask(session, user.id, NAME_QUESTION, tap.prediction_id, expires)
+
+        await services(context).db(ask_name)
         await query.answer()
         await query.message.reply_text(replies.ASK_NAME)
         return
@@ -93,17 +112,20 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
 async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """After "none of these": match the typed name and confirm it with buttons."""
-    prediction_id = context.user_data.get(NAMING)
+    svc = services(context)
+    user_id = update.effective_user.id
     message = update.effective_message
-    if prediction_id is None:
+    question = await svc.db(lambda s: pending_question(s, user_id, datetime.now(UTC)))
+    if question is None or question.kind != NAME_QUESTION:
         await message.reply_text("Send me a photo of a flower and I will identify it. /help")
         return
-    names = services(context).species
+    prediction_id = question.prediction_id
+    names = svc.species
     matches = match_species(message.text, names)
     if not matches:
         await message.reply_text(replies.NO_MATCH.format(typed=message.text[:60]))
         return
-    del context.user_data[NAMING]
+    await svc.db(lambda s: close_question(s, user_id))
     buttons = [
         [
             InlineKeyboardButton(

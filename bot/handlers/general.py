@@ -27,7 +27,6 @@ async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     user_id = update.effective_user.id
     counts = await services(context).db(lambda s: forget_user(s, user_id))
-    context.user_data.clear()
     await update.effective_message.reply_text(replies.FORGOTTEN.format(**counts))
 
 

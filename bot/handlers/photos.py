@@ -69,7 +69,7 @@ async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEF
     """Download, identify, store and answer one photo message."""
     svc = services(context)
     user = update.effective_user
-    if not svc.allow_photo(user.id):
+    if not await svc.allow_photo(user):
         await update.effective_message.reply_text(replies.RATE_LIMITED)
         return
     file_ref = photo_file(photo)
