@@ -5,17 +5,23 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 
 from model_training import defaults
+from storage import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FLOWERBOT_SHARED", ROOT.parent / "shared"))
 OXFORD = SHARED / "data" / "oxford102-224"
 SAMPLES = SHARED / "samples" / "photos"
 SHIPPED_MODEL = defaults.SHIPPED_MODEL_DIR
+# A PostgreSQL server the storage tests may create databases on (.ci/postgres.sh starts one).
+POSTGRES_URL = os.environ.get("FLOWERBOT_TEST_POSTGRES_URL")
 WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 os.environ.setdefault("KERAS_HOME", str(ROOT / ".cache" / "keras"))
@@ -40,3 +46,35 @@ def classifier():
     from model_training.classifier import FlowerClassifier
 
     return FlowerClassifier.from_folder(SHIPPED_MODEL)
+
+
+# -- databases: every storage check runs on a SQLite file and on PostgreSQL -----------------
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    if POSTGRES_URL is None:
+        pytest.skip("FLOWERBOT_TEST_POSTGRES_URL is not set (see .ci/postgres.sh)")
+    name = f"flowerbot_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'flowerbot.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def db(url: str) -> Iterator[Database]:
+    database = Database(url)
+    database.upgrade()
+    yield database
+    database.dispose()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from test_storage import ALICE, BOB, NOW, db, photo, postgres_url, predicted, url  # noqa: F401
+from test_storage import ALICE, BOB, NOW, photo, predicted
 
 from storage import (
     Database,

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, delete, func, inspect, make_url, select, text
+from sqlalchemy import delete, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from storage import (
@@ -46,39 +44,9 @@ from storage import (
 from storage.db import MIGRATIONS
 from storage.models import Base, decode_features, encode_features
 
-POSTGRES_URL = os.environ.get("FLOWERBOT_TEST_POSTGRES_URL")
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SHAPE = (4, 1280)
 ALICE, BOB = 10_000_000_001, 20_000_000_002  # beyond 32 bits, like real Telegram ids
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    if POSTGRES_URL is None:
-        pytest.skip("FLOWERBOT_TEST_POSTGRES_URL is not set (see .ci/postgres.sh)")
-    name = f"flowerbot_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'flowerbot.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def db(url: str) -> Iterator[Database]:
-    database = Database(url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def embedding(seed: int) -> np.ndarray:
