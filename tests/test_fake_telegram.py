@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import json
+import socket
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 
 import pytest
 import pytest_asyncio
-from fake_telegram import DOWNLOAD, FakeTelegram
+from fake_telegram import DOWNLOAD, JSON, WEBHOOK, FakeTelegram
 from PIL import Image
 from telegram import (
     Bot,
@@ -383,3 +392,339 @@ async def test_files_uploads_and_failing_downloads(tg: FakeTelegram) -> None:
 
         with pytest.raises(AssertionError, match="no matching sendMessage call"):
             await tg.wait_for("sendMessage", timeout=0.1)
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class _Received:
+    path: str
+    headers: Message
+    update: JSON
+
+
+class _Receiver:
+    """A tiny webhook receiver: records each POST and answers the scripted statuses, then 200."""
+
+    def __init__(self, statuses: Sequence[int] = ()) -> None:
+        self.statuses = deque(statuses)
+        self.received: list[_Received] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(_Received(self.path, self.headers, json.loads(body)))
+                status = receiver.statuses.popleft() if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def update_ids(self) -> list[int]:
+        return [request.update["update_id"] for request in self.received]
+
+    def __enter__(self) -> _Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+@contextlib.asynccontextmanager
+async def _webhook_bot(
+    tg: FakeTelegram, name: str = "bot", *, webhook_url: str | None = None
+) -> AsyncIterator[tuple[Application, str]]:
+    """A PTB Application fed by its own webhook server; yields it with its base URL."""
+
+    async def answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.message is not None
+        await update.message.reply_text(f"{name}: {' '.join(context.args or [])}")
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    application = (
+        Application.builder()
+        .token(tg.token)
+        .base_url(tg.base_url)
+        .base_file_url(tg.base_file_url)
+        .build()
+    )
+    application.add_handler(TypeHandler(Update, _remember), group=-1)
+    application.add_handler(CommandHandler("echo", answer))
+    async with application:
+        await application.start()
+        assert application.updater is not None
+        await application.updater.start_webhook(
+            listen="127.0.0.1",
+            port=port,
+            url_path="hook",
+            webhook_url=webhook_url or f"{base}/hook",
+            secret_token="s3cret",
+        )
+        yield application, base
+        if application.updater.running:
+            await application.updater.stop()
+        await application.stop()
+    assert tg.unknown_methods == []
+
+
+async def test_webhook_delivers_updates_to_a_ptb_application(tg: FakeTelegram) -> None:
+    async with _webhook_bot(tg) as (app, base):
+        info = await app.bot.get_webhook_info()
+        assert (info.url, info.pending_update_count, info.max_connections) == (
+            f"{base}/hook",
+            0,
+            40,
+        )
+        assert info.last_error_message is None
+        assert tg.webhook is not None and tg.webhook["secret_token"] == "s3cret"
+
+        command = tg.user_command(42, "echo", "via webhook")
+        reply = await tg.wait_for("sendMessage", chat_id=42)
+        assert reply.params["text"] == "bot: via webhook"
+        delivery = await tg.wait_for(WEBHOOK)
+        assert delivery.params["url"] == f"{base}/hook"
+        assert delivery.params["status"] == 200
+        assert delivery.result["message"]["message_id"] == command["message_id"]
+        assert [update.update_id for update in app.bot_data["updates"]] == [
+            delivery.params["update_id"]
+        ]
+        assert tg.calls("getUpdates") == []  # it came by webhook, not by polling
+        assert (await app.bot.get_webhook_info()).pending_update_count == 0
+        with pytest.raises(Conflict):
+            await app.bot.get_updates(timeout=0)
+
+
+async def test_wrong_secret_is_refused_and_recorded(tg: FakeTelegram) -> None:
+    async with _webhook_bot(tg) as (app, base):
+        await app.bot.set_webhook(f"{base}/hook", secret_token="wrong")
+        tg.user_command(42, "echo", "let me in")
+        refused = await tg.wait_for(WEBHOOK, include_failed=True)
+        assert (refused.status, refused.result) == (403, None)  # PTB's server says 403
+
+        info = await app.bot.get_webhook_info()
+        assert info.last_error_message == "Wrong response from the webhook: 403 Forbidden"
+        assert info.last_error_date is not None
+        assert abs(info.last_error_date.timestamp() - time.time()) < 60
+        assert info.pending_update_count == 1
+        assert tg.calls("sendMessage") == []
+
+        # The update was kept: with the right secret it arrives, and the error is cleared.
+        await app.bot.set_webhook(f"{base}/hook", secret_token="s3cret")
+        reply = await tg.wait_for("sendMessage", chat_id=42)
+        assert reply.params["text"] == "bot: let me in"
+        accepted = await tg.wait_for(WEBHOOK)
+        assert accepted.params["update_id"] == refused.params["update_id"]
+        info = await app.bot.get_webhook_info()
+        assert (info.pending_update_count, info.last_error_message) == (0, None)
+
+
+async def test_refused_deliveries_are_retried_in_order() -> None:
+    with (
+        FakeTelegram(webhook_retry_delay=0.2) as tg,
+        _Receiver(statuses=[500, 403, 302]) as receiver,
+    ):
+        async with Bot(tg.token, base_url=tg.base_url) as bot:
+            assert await bot.set_webhook(f"{receiver.url}/hook?bot=1", secret_token="abc_DEF-12")
+            first = tg.user_text(42, "one")
+            tg.user_text(42, "two")
+            await tg.wait_for(WEBHOOK, lambda call: call.result["message"]["text"] == "two")
+            info = await bot.get_webhook_info()
+
+        deliveries = tg.calls(WEBHOOK)
+        assert [call.status for call in deliveries] == [500, 403, 302, 200, 200]
+        ids = [call.params["update_id"] for call in deliveries]
+        assert ids[:4] == [ids[0]] * 4 and ids[4] > ids[0]  # the second waited for the first
+        assert receiver.update_ids() == ids
+        assert receiver.received[0].update["message"]["message_id"] == first["message_id"]
+        assert receiver.received[4].update["message"]["text"] == "two"
+        for request in receiver.received:
+            assert request.path == "/hook?bot=1"
+            assert request.headers["X-Telegram-Bot-Api-Secret-Token"] == "abc_DEF-12"
+            assert request.headers["Content-Type"] == "application/json"
+        # The wait doubles after each consecutive failure: 0.2 s, 0.4 s, 0.8 s.
+        gaps = [later.time - earlier.time for earlier, later in pairwise(deliveries)]
+        assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8
+        assert gaps[3] < 0.2  # no wait after a success
+        assert info.pending_update_count == 0
+        # Telegram keeps showing the last error after later successes.
+        assert info.last_error_message == "Wrong response from the webhook: 302 Found"
+
+
+async def test_load_balancer_alternates_between_two_ptb_applications(tg: FakeTelegram) -> None:
+    public = "https://bot.example.org/hook"  # what both bot processes register
+    async with (
+        _webhook_bot(tg, "A", webhook_url=public) as (a, base_a),
+        _webhook_bot(tg, "B", webhook_url=public) as (b, base_b),
+    ):
+        tg.balance_webhook([base_a, base_b])
+        for number in range(4):
+            mark = tg.mark()
+            tg.user_command(42, "echo", f"n{number}")
+            # One at a time, so the two bots cannot answer out of order.
+            await tg.wait_for("sendMessage", chat_id=42, after=mark)
+
+        assert [call.params["text"] for call in tg.calls("sendMessage")] == [
+            "A: n0",
+            "B: n1",
+            "A: n2",
+            "B: n3",
+        ]
+        assert [call.params["url"] for call in tg.calls(WEBHOOK)] == [
+            f"{base_a}/hook",
+            f"{base_b}/hook",
+        ] * 2
+        assert len(a.bot_data["updates"]) == len(b.bot_data["updates"]) == 2
+
+
+async def test_load_balancer_retries_on_the_next_backend() -> None:
+    dead = f"http://127.0.0.1:{_free_port()}"  # nobody listens there
+    with (
+        FakeTelegram(webhook_retry_delay=0.05) as tg,
+        _Receiver() as one,
+        _Receiver() as two,
+    ):
+        async with Bot(tg.token, base_url=tg.base_url) as bot:
+            await bot.set_webhook("https://bot.example.org/hook?x=1")
+            tg.balance_webhook([dead, one.url, two.url])
+            for text in ("a", "b", "c"):
+                tg.user_text(42, text)
+            await tg.wait_for(WEBHOOK, lambda call: call.result["message"]["text"] == "c")
+            info = await bot.get_webhook_info()
+
+        deliveries = [
+            (call.params["url"], call.status, call.params["update_id"])
+            for call in tg.calls(WEBHOOK)
+        ]
+        ids = one.update_ids() + two.update_ids()
+        u1, u2, u3 = sorted(ids)
+        assert deliveries == [
+            (f"{dead}/hook?x=1", 0, u1),
+            (f"{one.url}/hook?x=1", 200, u1),
+            (f"{two.url}/hook?x=1", 200, u2),
+            (f"{dead}/hook?x=1", 0, u3),
+            (f"{one.url}/hook?x=1", 200, u3),
+        ]
+        assert [r.update["message"]["text"] for r in one.received] == ["a", "c"]
+        assert [r.update["message"]["text"] for r in two.received] == ["b"]
+        assert [r.path for r in one.received + two.received] == ["/hook?x=1"] * 3
+        assert tg.calls(WEBHOOK)[0].description == "Connection refused"
+        assert info.last_error_message == "Connection refused"
+        assert info.pending_update_count == 0
+
+
+async def test_delete_webhook_returns_to_polling() -> None:
+    with FakeTelegram(webhook_retry_delay=0.05) as tg, _Receiver(statuses=[500] * 1000) as down:
+        async with Bot(tg.token, base_url=tg.base_url) as bot:
+            await bot.set_webhook(f"{down.url}/hook")
+            tg.user_text(42, "one")
+            tg.user_text(42, "two")
+            await tg.wait_for(WEBHOOK, lambda call: call.status == 500, include_failed=True)
+            assert await bot.delete_webhook()
+            attempts = len(tg.calls(WEBHOOK))
+            assert (await bot.get_webhook_info()).url == ""
+            updates = await bot.get_updates(timeout=0)  # kept for polling
+            assert [u.message.text for u in updates if u.message] == ["one", "two"]
+            await asyncio.sleep(0.3)
+            assert len(tg.calls(WEBHOOK)) == attempts  # delivery stopped
+
+            await bot.set_webhook(f"{down.url}/hook")
+            tg.user_text(42, "three")
+            await bot.delete_webhook(drop_pending_updates=True)
+            assert await bot.get_updates(timeout=0) == ()
+
+            tg.user_text(42, "four")
+            await bot.set_webhook(f"{down.url}/hook", drop_pending_updates=True)
+            assert (await bot.get_webhook_info()).pending_update_count == 0
+            await bot.set_webhook("")  # an empty URL removes the webhook too
+            tg.user_text(42, "five")
+            [update] = await bot.get_updates(timeout=0)
+            assert update.message is not None and update.message.text == "five"
+
+
+async def test_ptb_switches_from_webhook_to_polling(tg: FakeTelegram) -> None:
+    async with _webhook_bot(tg) as (app, _):
+        assert app.updater is not None
+        await app.updater.stop()
+        await app.updater.start_polling(poll_interval=0, timeout=1)  # calls deleteWebhook
+        tg.user_command(42, "echo", "polled")
+        reply = await tg.wait_for("sendMessage", chat_id=42)
+        assert reply.params["text"] == "bot: polled"
+        assert tg.calls("deleteWebhook")[-1].ok
+        assert tg.calls(WEBHOOK) == []
+        assert tg.webhook is None
+        await app.updater.stop()
+
+
+async def test_webhook_refusals(tg: FakeTelegram) -> None:
+    async with Bot(tg.token, base_url=tg.base_url) as bot:
+        for secret in ("has space", "x" * 257, "ünïcode", "semi;colon"):
+            with pytest.raises(BadRequest, match="Secret token contains unallowed characters"):
+                await bot.set_webhook("https://bot.example.org/hook", secret_token=secret)
+        with pytest.raises(BadRequest, match=r"(?i)an https url must be provided"):
+            await bot.set_webhook("ftp://bot.example.org/hook")
+        assert tg.webhook is None  # nothing was registered
+
+        longest = "aZ0_-" * 51 + "x"
+        assert await bot.set_webhook(
+            "https://bot.example.org/hook",
+            secret_token=longest,
+            allowed_updates=["message"],
+            max_connections=3,
+        )
+        assert tg.webhook == {
+            "url": "https://bot.example.org/hook",
+            "secret_token": longest,
+            "allowed_updates": ["message"],
+            "drop_pending_updates": False,
+            "max_connections": 3,
+        }
+        info = await bot.get_webhook_info()
+        assert (info.max_connections, info.allowed_updates) == (3, ("message",))
+    with pytest.raises(ValueError, match="http"):
+        tg.balance_webhook(["127.0.0.1:8001"])
+
+
+async def test_allowed_updates_filter_webhook_deliveries() -> None:
+    with FakeTelegram() as tg, _Receiver() as receiver:
+        async with Bot(tg.token, base_url=tg.base_url) as bot:
+            await bot.set_webhook(f"{receiver.url}/hook", allowed_updates=["callback_query"])
+            tg.user_text(42, "hi")  # dropped: only callback queries are wanted
+            sent = await bot.send_message(42, "pick")
+            query = tg.user_callback(sent.to_dict(), "x")
+            delivery = await tg.wait_for(WEBHOOK)
+            assert (await bot.get_webhook_info()).pending_update_count == 0
+        assert delivery.result["callback_query"]["id"] == query["id"]
+        assert [r.update.keys() - {"update_id"} for r in receiver.received] == [{"callback_query"}]
+
+
+async def test_host_sets_the_listening_address() -> None:
+    # All of 127/8 is loopback on Linux, so another address shows the host is really used.
+    with FakeTelegram(host="127.0.0.2") as tg:
+        assert tg.url.startswith("http://127.0.0.2:")
+        assert tg.base_url == f"{tg.url}/bot"
+        async with Bot(tg.token, base_url=tg.base_url) as bot:
+            assert (await bot.get_me()).username == "flowerbot_test_bot"

@@ -1,10 +1,12 @@
 """A fake Telegram Bot API server for end-to-end tests with the real python-telegram-bot client.
 
-The server listens on 127.0.0.1 (a free port) in a background thread, answers the Bot API methods
-a bot uses, lets a test act as Telegram users (messages, photos, button presses) and records every
-call the bot makes so the test can wait for and inspect them. It is a package under ``tests/``
-that ``pip install -e .`` installs, so tests and benchmarks import it as
-``from fake_telegram import FakeTelegram`` without touching ``sys.path``::
+The server listens on ``host`` (127.0.0.1 unless given, e.g. the Docker bridge address 172.17.0.1
+so a container can reach it; ``url`` and ``base_url`` then use it) on a free port in a background
+thread, answers the Bot API methods a bot uses, lets a test act as Telegram users (messages,
+photos, button presses) and records every call the bot makes so the test can wait for and inspect
+them. It is a package under ``tests/`` that ``pip install -e .`` installs, so tests and
+benchmarks import it as ``from fake_telegram import FakeTelegram`` without touching
+``sys.path``::
 
     with FakeTelegram() as tg:
         app = (
@@ -41,6 +43,35 @@ Behaviour worth knowing:
   awaited and made to fail like API methods.
 * ``getUpdates`` blocks for at most ``max_poll_wait`` seconds and wakes at once for a new update
   or :meth:`FakeTelegram.stop`, so polling bots react fast and shut down fast.
+
+Webhooks work as in Telegram, e.g. with PTB's ``updater.start_webhook(listen="127.0.0.1",
+port=port, url_path="hook", webhook_url=f"http://127.0.0.1:{port}/hook", secret_token="s3cret")``:
+
+* ``setWebhook`` stores url, secret_token, allowed_updates, drop_pending_updates and
+  max_connections (see :attr:`FakeTelegram.webhook`). Unlike Telegram it accepts ``http://``
+  URLs besides ``https://`` (tests run without TLS); other schemes get Telegram's 400. A secret
+  token must be 1-256 characters of ``A-Z a-z 0-9 _ -`` (else 400 "secret token contains
+  unallowed characters"); an empty one means none. An empty URL removes the webhook.
+* While a webhook is set, ``getUpdates`` answers 409 and one delivery thread POSTs the queued
+  updates to it one at a time, oldest first (whatever ``max_connections`` says: a later update
+  waits until the earlier one is accepted), as JSON with ``X-Telegram-Bot-Api-Secret-Token``
+  when a secret was set. Updates of types outside a non-empty ``allowed_updates`` are dropped.
+* A 2xx answer confirms an update. Anything else (redirects included) or a connection error
+  keeps it and retries it after ``webhook_retry_delay`` seconds (0.2 by default), doubling for
+  consecutive failures up to 8 times that; ``getWebhookInfo`` then shows Telegram's
+  ``last_error_date`` and ``last_error_message`` ("Wrong response from the webhook: 403
+  Forbidden", "Connection refused", ...) next to ``pending_update_count``. A new ``setWebhook``
+  or ``deleteWebhook`` clears the error and retries at once. The reply body is ignored (no
+  method calls in the webhook answer).
+* ``deleteWebhook`` stops delivery: pending updates wait for ``getUpdates`` unless
+  ``drop_pending_updates`` is set (which ``setWebhook`` honours too).
+* :meth:`FakeTelegram.balance_webhook` puts a round-robin load balancer in front of several bot
+  processes: each delivery attempt goes to the next backend base URL plus the registered URL's
+  path and query, so a failed delivery is retried on the next backend.
+* Every delivery attempt is recorded as a call of the pseudo-method :data:`WEBHOOK` with params
+  ``{"url", "status", "update_id"}`` (status 0 when no HTTP answer came) and the delivered update
+  as ``result`` when it was accepted; await them with ``wait_for(WEBHOOK, ...)``
+  (``include_failed=True`` for refused ones).
 """
 
 from fake_telegram.server import (
@@ -48,6 +79,7 @@ from fake_telegram.server import (
     JSON,
     MAX_DOWNLOAD_SIZE,
     SUPERGROUP_ID_LIMIT,
+    WEBHOOK,
     ApiCall,
     FakeTelegram,
     StoredFile,
@@ -58,6 +90,7 @@ __all__ = [
     "JSON",
     "MAX_DOWNLOAD_SIZE",
     "SUPERGROUP_ID_LIMIT",
+    "WEBHOOK",
     "ApiCall",
     "FakeTelegram",
     "StoredFile",

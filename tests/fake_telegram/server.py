@@ -10,14 +10,18 @@ import contextlib
 import copy
 import hashlib
 import html
+import http.client
 import io
 import itertools
 import json
 import re
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -25,7 +29,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from PIL import Image
 
@@ -33,6 +37,9 @@ JSON = dict[str, Any]
 
 #: Pseudo-method under which file downloads are recorded (and can be made to fail).
 DOWNLOAD = "download"
+#: Pseudo-method under which webhook delivery attempts are recorded, with params
+#: ``{"url", "status", "update_id"}``; ``status`` is 0 when no HTTP answer came.
+WEBHOOK = "<webhook>"
 #: Telegram lets bots download files up to this size only.
 MAX_DOWNLOAD_SIZE = 20 * 1024 * 1024
 SUPERGROUP_ID_LIMIT = -(10**12)
@@ -63,6 +70,10 @@ _HTML_TAGS = frozenset(
     | {"tg-emoji", "code", "pre", "blockquote"}
 )
 _THUMBNAIL_SIDES = (90, 320, 800)
+# Telegram's rule for setWebhook's secret_token.
+_SECRET_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# Consecutive failed deliveries double the retry delay up to this many times.
+_MAX_BACKOFF_DOUBLINGS = 3
 _NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -83,7 +94,8 @@ class ApiCall:
 
     @property
     def ok(self) -> bool:
-        return self.status == 200
+        # API calls answer 200; a webhook receiver may confirm an update with any 2xx.
+        return 200 <= self.status < 300
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,27 @@ class StoredFile:
     file_path: str
     data: bytes
     file_size: int  # may exceed len(data) to simulate big files
+
+
+@dataclass(frozen=True)
+class _Webhook:
+    """What setWebhook registered."""
+
+    url: str
+    secret_token: str | None
+    allowed_updates: tuple[str, ...]  # empty: every type the fake produces
+    drop_pending_updates: bool
+    max_connections: int
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # Telegram does not follow redirects from a webhook: a 3xx is a wrong response.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+# No proxies from the environment: deliveries go straight to the receiver, as in tests it is local.
+_WEBHOOK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
 
 
 class _ApiError(Exception):
@@ -112,17 +145,25 @@ class _ApiError(Exception):
 
 
 class FakeTelegram:
-    """A Bot API server on 127.0.0.1; use it as a context manager or call start() and stop()."""
+    """A Bot API server on ``host`` (a free port); a context manager, or call start() and stop().
+
+    ``webhook_retry_delay`` is the wait before retrying a failed webhook delivery (it doubles
+    for consecutive failures, up to 8 times); ``webhook_timeout`` bounds one delivery.
+    """
 
     def __init__(
         self,
         token: str = "123456:TEST-TOKEN",
         *,
+        host: str = "127.0.0.1",
         bot_username: str = "flowerbot_test_bot",
         bot_name: str = "FlowerBot",
         max_poll_wait: float = 1.0,
+        webhook_retry_delay: float = 0.2,
+        webhook_timeout: float = 5.0,
     ) -> None:
         self.token = token
+        self.host = host
         self.bot_user: JSON = {
             "id": int(token.split(":")[0]),
             "is_bot": True,
@@ -133,6 +174,8 @@ class FakeTelegram:
             "supports_inline_queries": False,
         }
         self.max_poll_wait = max_poll_wait
+        self.webhook_retry_delay = webhook_retry_delay
+        self.webhook_timeout = webhook_timeout
         # One re-entrant lock guards all state: handler threads and the test both touch it.
         self._cond = threading.Condition()
         self._calls: list[ApiCall] = []
@@ -146,7 +189,12 @@ class FakeTelegram:
         self._open_callbacks: set[str] = set()
         self._failures: dict[str, deque[tuple[int, int | None]]] = defaultdict(deque)
         self._ids = itertools.count(1)  # update, file, callback and album ids
-        self._webhook = ""
+        self._webhook: _Webhook | None = None
+        self._backends: list[str] = []  # balance_webhook's targets; empty: the webhook URL
+        self._backend_turn = 0
+        self._webhook_failures = 0  # consecutive failed deliveries, for the backoff
+        self._retry_at = 0.0  # time.monotonic() before which no delivery is tried
+        self._last_error: tuple[int, str] | None = None  # (unix time, message)
         self._stopping = False
         self._methods: dict[str, tuple[str, Callable[[JSON, dict[str, bytes]], Any]]] = {
             name.lower(): (name, handler)
@@ -172,6 +220,7 @@ class FakeTelegram:
         }
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._delivery: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -182,12 +231,17 @@ class FakeTelegram:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.start()
+        # Idle until a webhook is set and an update is queued.
+        self._delivery = threading.Thread(target=self._deliver_forever, daemon=True)
+        self._delivery.start()
         return self
 
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
-            self._cond.notify_all()  # releases long polls
+            self._cond.notify_all()  # releases long polls and the delivery thread
+        if self._delivery is not None:
+            self._delivery.join()  # at most webhook_timeout when a delivery is under way
         if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -215,6 +269,37 @@ class FakeTelegram:
     def base_file_url(self) -> str:
         """For ``ApplicationBuilder.base_file_url``: PTB appends the token and ``/<file_path>``."""
         return f"{self.url}/file/bot"
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    @property
+    def webhook(self) -> JSON | None:
+        """What setWebhook registered (url, secret_token, ...), or None while polling."""
+        with self._cond:
+            if self._webhook is None:
+                return None
+            return {
+                "url": self._webhook.url,
+                "secret_token": self._webhook.secret_token,
+                "allowed_updates": list(self._webhook.allowed_updates),
+                "drop_pending_updates": self._webhook.drop_pending_updates,
+                "max_connections": self._webhook.max_connections,
+            }
+
+    def balance_webhook(self, backends: Sequence[str] | None) -> None:
+        """Puts a load balancer in front of the webhook: deliveries go round-robin to these.
+
+        Each backend is a base URL such as ``http://127.0.0.1:8001``; the registered webhook's
+        path and query are appended to it. Every attempt takes the next backend, so a failed
+        delivery is retried on the next one. ``None`` or ``[]`` delivers to the webhook URL again.
+        """
+        for backend in backends or []:
+            if urlsplit(backend).scheme not in ("http", "https"):
+                raise ValueError(f"a backend must be an http(s) base URL, not {backend!r}")
+        with self._cond:
+            self._backends = list(backends or [])
+            self._backend_turn = 0
+            self._cond.notify_all()
 
     # -- simulated users --------------------------------------------------------------------
 
@@ -453,7 +538,8 @@ class FakeTelegram:
             return [
                 call.method
                 for call in self._calls
-                if call.method.lower() not in self._methods and call.method != DOWNLOAD
+                if call.method.lower() not in self._methods
+                and call.method not in (DOWNLOAD, WEBHOOK)
             ]
 
     def message(self, chat_id: int, message_id: int) -> JSON:
@@ -656,6 +742,67 @@ class FakeTelegram:
         seen = [(call.status, call.params) for call in self.calls(method)]
         return f"no matching {method} call within {timeout}s; {method} calls: {seen}"
 
+    # -- internals: webhook delivery (its own thread) -----------------------------------------
+
+    def _deliver_forever(self) -> None:
+        """Delivers queued updates to the webhook one at a time, oldest first, until stop()."""
+        while True:
+            with self._cond:
+                job = None
+                while not self._stopping and (job := self._next_delivery()) is None:
+                    self._cond.wait(self._delivery_wait())
+                if job is None:  # stopping
+                    return
+            webhook, url, update = job
+            # Without the lock: the receiving bot calls back into this server meanwhile.
+            status, error = _post_update(url, webhook.secret_token, update, self.webhook_timeout)
+            with self._cond:
+                self._delivered(webhook, url, update, status, error)
+
+    def _next_delivery(self) -> tuple[_Webhook, str, JSON] | None:
+        if self._webhook is None or time.monotonic() < self._retry_at:
+            return None
+        allowed = self._webhook.allowed_updates
+        # Updates of types the webhook did not ask for are dropped, never sent.
+        while self._updates and allowed and _update_type(self._updates[0]) not in allowed:
+            self._updates.pop(0)
+        if not self._updates:
+            return None
+        url = self._webhook.url
+        if self._backends:
+            backend = self._backends[self._backend_turn % len(self._backends)]
+            self._backend_turn += 1
+            base, hook = urlsplit(backend), urlsplit(url)
+            path = base.path.rstrip("/") + hook.path
+            url = urlunsplit((base.scheme, base.netloc, path, hook.query, ""))
+        return self._webhook, url, copy.deepcopy(self._updates[0])
+
+    def _delivery_wait(self) -> float | None:
+        # Sleep until the retry is due; otherwise until a notify (new update, webhook, stop).
+        if self._webhook is not None and self._updates and self._retry_at > time.monotonic():
+            return self._retry_at - time.monotonic()
+        return None
+
+    def _delivered(
+        self, webhook: _Webhook, url: str, update: JSON, status: int, error: str | None
+    ) -> None:
+        update_id = update["update_id"]
+        params: JSON = {"url": url, "status": status, "update_id": update_id}
+        if error is None:
+            self._updates = [u for u in self._updates if u["update_id"] != update_id]
+            self._webhook_failures = 0
+            self._retry_at = 0.0
+            self._record(WEBHOOK, params, {}, status, update, None)
+            return
+        # A setWebhook or deleteWebhook meanwhile has reset the error record and the backoff.
+        if webhook is self._webhook:
+            # Kept for a retry, like Telegram, which keeps trying for a day.
+            self._last_error = (int(time.time()), error)
+            doublings = min(self._webhook_failures, _MAX_BACKOFF_DOUBLINGS)
+            self._retry_at = time.monotonic() + self.webhook_retry_delay * 2**doublings
+            self._webhook_failures += 1
+        self._record(WEBHOOK, params, {}, status, None, error)
+
     # -- internals: HTTP entry points (run in server threads) ---------------------------------
 
     def _api_call(
@@ -723,24 +870,60 @@ class FakeTelegram:
         return copy.deepcopy(self.bot_user)
 
     def _delete_webhook(self, params: JSON, files: dict[str, bytes]) -> bool:
-        self._webhook = ""
-        if params.get("drop_pending_updates"):
-            self._updates.clear()
+        self._reset_webhook(None, bool(params.get("drop_pending_updates")))
         return True
 
     def _set_webhook(self, params: JSON, files: dict[str, bytes]) -> bool:
-        self._webhook = params["url"]
+        url = str(params.get("url") or "")
+        secret = params.get("secret_token") or None  # an empty token means none, as in Telegram
+        if secret is not None and not _SECRET_TOKEN_RE.fullmatch(secret):
+            raise _ApiError(400, "Bad Request: secret token contains unallowed characters")
+        drop = bool(params.get("drop_pending_updates"))
+        if not url:  # Telegram: an empty URL removes the webhook
+            self._reset_webhook(None, drop)
+            return True
+        # Telegram insists on https; plain http is let through since tests run without TLS.
+        split = urlsplit(url)
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise _ApiError(
+                400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+            )
+        webhook = _Webhook(
+            url=url,
+            secret_token=secret,
+            allowed_updates=tuple(params.get("allowed_updates") or ()),
+            drop_pending_updates=drop,
+            max_connections=int(params.get("max_connections") or 40),
+        )
+        self._reset_webhook(webhook, drop)
         return True
 
+    def _reset_webhook(self, webhook: _Webhook | None, drop_pending_updates: bool) -> None:
+        self._webhook = webhook
+        if drop_pending_updates:
+            self._updates.clear()
+        # A new registration is tried at once and starts with a clean error record.
+        self._webhook_failures = 0
+        self._retry_at = 0.0
+        self._last_error = None
+        self._cond.notify_all()
+
     def _get_webhook_info(self, params: JSON, files: dict[str, bytes]) -> JSON:
-        return {
-            "url": self._webhook,
+        info: JSON = {
+            "url": self._webhook.url if self._webhook else "",
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
         }
+        if self._webhook is not None:
+            info["max_connections"] = self._webhook.max_connections
+            if self._webhook.allowed_updates:
+                info["allowed_updates"] = list(self._webhook.allowed_updates)
+        if self._last_error is not None:
+            info["last_error_date"], info["last_error_message"] = self._last_error
+        return info
 
     def _get_updates(self, params: JSON, files: dict[str, bytes]) -> list[JSON]:
-        if self._webhook:
+        if self._webhook is not None:
             raise _ApiError(
                 409,
                 "Conflict: can't use getUpdates method while webhook is active; "
@@ -877,7 +1060,7 @@ class FakeTelegram:
 
 class _Server(ThreadingHTTPServer):
     def __init__(self, fake: FakeTelegram) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__((fake.host, 0), _Handler)
         self.fake = fake
 
 
@@ -917,6 +1100,54 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         # After stop() a still-polling bot must reconnect (and fail) rather than spin here.
         self.close_connection = self.close_connection or fake._stopping
+
+
+def _post_update(
+    url: str, secret: str | None, update: JSON, timeout: float
+) -> tuple[int, str | None]:
+    """POSTs one update as Telegram does: the HTTP status (0 without one) and Telegram's error."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(update).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    if secret is not None:
+        request.add_header("X-Telegram-Bot-Api-Secret-Token", secret)
+    try:
+        with _WEBHOOK_OPENER.open(request, timeout=timeout) as response:
+            response.read()
+            return response.status, None
+    except urllib.error.HTTPError as error:  # any answer outside 2xx
+        return error.code, f"Wrong response from the webhook: {error.code} {_phrase(error.code)}"
+    # HTTPException: a garbled answer; caught so the delivery thread survives it.
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        reason = error.reason if isinstance(error, urllib.error.URLError) else error
+        return 0, _connection_error(reason)
+
+
+def _connection_error(reason: object) -> str:
+    """The last_error_message Telegram shows when no HTTP answer came."""
+    if isinstance(reason, ConnectionRefusedError):
+        return "Connection refused"
+    if isinstance(reason, TimeoutError):  # socket.timeout is the same class
+        return "Read timeout expired"
+    if isinstance(reason, socket.gaierror):
+        return f"Failed to resolve host: {reason.strerror}"
+    if isinstance(reason, ConnectionResetError):
+        return "Connection reset by peer"
+    return str(reason) or type(reason).__name__
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _update_type(update: JSON) -> str:
+    return next(key for key in update if key != "update_id")
 
 
 def _parse_request(content_type: str, body: bytes, query: str) -> tuple[JSON, dict[str, bytes]]:
