@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from bot.app import build_application
 from bot.config import Settings
+from model_training.defaults import SHIPPED_MODEL_DIR
 from storage import Database, Prediction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,11 +41,12 @@ async def one_run(batch_size: int, users: int, per_user: int, photos: list[bytes
         settings = Settings(
             telegram_bot_token=TOKEN,
             database_url=f"sqlite:///{tmp}/bench.sqlite",
-            model_dir=ROOT / "models" / "oxford102",
+            model_dir=SHIPPED_MODEL_DIR,
             telegram_api_base_url=tg.base_url,
             telegram_file_base_url=tg.base_file_url,
             photos_per_minute=per_user + 1,
             batch_size=batch_size,
+            health_port=0,
         )
         app = build_application(settings)
         await app.initialize()

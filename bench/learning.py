@@ -168,6 +168,7 @@ def bot_settings(tg: FakeTelegram, **overrides: Any) -> Settings:
         "telegram_api_base_url": tg.base_url,
         "telegram_file_base_url": tg.base_file_url,
         "photos_per_minute": 100_000,
+        "health_port": 0,  # several bots may run at once here; none needs a health check
     }
     return Settings(**{**values, **overrides})
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import UTC, timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 from telegram import BotCommand, Update
@@ -18,11 +21,12 @@ from telegram.ext import (
 from bot import callbacks
 from bot.config import Settings
 from bot.handlers import admin, feedback, general, jobs, photos
+from bot.health import start_health_server
 from bot.inference import BatchingIdentifier
 from bot.network import RetryingRateLimiter
 from bot.services import Services
 from bot.serving import serving_classifier
-from storage import Database
+from storage import Database, instance_setting
 
 log = logging.getLogger(__name__)
 COMMANDS = [
@@ -38,12 +42,18 @@ def build_application(settings: Settings) -> Application:
     database.upgrade()  # Alembic migrations, applied at every start (a no-op when current)
     classifier = serving_classifier(database, settings.model_dir)
     identifier = BatchingIdentifier(classifier, settings.batch_size)
+    services = Services(settings, identifier, database)
+    health = []
 
     async def post_init(app: Application) -> None:
         await identifier.start()
+        if settings.health_port:
+            health.append(start_health_server(services))
         await app.bot.set_my_commands(COMMANDS)
 
     async def post_shutdown(app: Application) -> None:
+        for server in health:
+            server.stop()
         await identifier.stop()
         database.dispose()
 
@@ -58,7 +68,7 @@ def build_application(settings: Settings) -> Application:
         .post_shutdown(post_shutdown)
         .build()
     )
-    app.bot_data["services"] = Services(settings, identifier, database)
+    app.bot_data["services"] = services
     register_handlers(app)
     app.job_queue.run_repeating(
         jobs.enforce_retention, interval=timedelta(hours=6), first=timedelta(seconds=30)
@@ -73,6 +83,12 @@ def build_application(settings: Settings) -> Application:
             "misfire_grace_time": None,
         },
         name="retrain",
+    )
+    # Another process may promote (retraining) or roll back: follow the registry.
+    app.job_queue.run_repeating(
+        jobs.follow_registry,
+        interval=settings.registry_poll_seconds,
+        first=settings.registry_poll_seconds,
     )
     return app
 
@@ -112,14 +128,36 @@ def register_handlers(app: Application) -> None:
     app.add_error_handler(general.on_error)
 
 
+def webhook_secret(settings: Settings, database: Database) -> str:
+    """WEBHOOK_SECRET, or the deployment's own, generated once and kept in the database."""
+    if settings.webhook_secret is not None:
+        return settings.webhook_secret.get_secret_value()
+    with database.session() as session:
+        # token_urlsafe: A-Z, a-z, 0-9, "_" and "-", the characters Telegram allows.
+        return instance_setting(session, "webhook_secret", lambda: secrets.token_urlsafe(32))
+
+
+def webhook_options(settings: Settings, database: Database) -> dict[str, Any]:
+    """Where PTB's webhook server listens, the URL Telegram is given, and the secret token that
+    the server checks on every update (403 without it)."""
+    assert settings.webhook_url is not None
+    return {
+        "listen": settings.webhook_listen,
+        "port": settings.webhook_port,
+        # The path a reverse proxy forwards: what Telegram POSTs to, e.g. /hook.
+        "url_path": urlsplit(settings.webhook_url).path.lstrip("/"),
+        "webhook_url": settings.webhook_url,
+        "secret_token": webhook_secret(settings, database),
+        "allowed_updates": Update.ALL_TYPES,
+    }
+
+
 def run(settings: Settings) -> None:
+    """Polling, or PTB's webhook server. SIGINT and SIGTERM stop either gracefully: updates
+    already received are answered first (Application.stop), unfetched ones stay with Telegram."""
     app = build_application(settings)
     if settings.webhook_url:
-        app.run_webhook(
-            listen=settings.webhook_listen,
-            port=settings.webhook_port,
-            webhook_url=settings.webhook_url,
-            allowed_updates=Update.ALL_TYPES,
-        )
+        app.run_webhook(**webhook_options(settings, app.bot_data["services"].database))
     else:
+        # Polling takes over from a webhook left registered by an earlier run (deleteWebhook).
         app.run_polling(allowed_updates=Update.ALL_TYPES)

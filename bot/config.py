@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, field_validator
@@ -14,6 +15,8 @@ from model_training import defaults
 
 # "<bot id>:<35 characters>", as BotFather hands it out.
 TOKEN_PATTERN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
+# What Telegram accepts as a webhook's secret_token.
+SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 class Settings(BaseSettings):
@@ -29,9 +32,18 @@ class Settings(BaseSettings):
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     telegram_file_base_url: str = "https://api.telegram.org/file/bot"
     # Set WEBHOOK_URL to receive updates through PTB's webhook server instead of long polling.
+    # It listens on WEBHOOK_LISTEN:WEBHOOK_PORT at the URL's path and refuses (403) any update
+    # without the secret token: WEBHOOK_SECRET, or one generated at first start and kept in the
+    # database (so every process on that database shares it).
     webhook_url: str | None = None
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
+    webhook_secret: SecretStr | None = None
+    # GET /healthz (model version, database reachable) for health checks; 0 turns it off.
+    health_listen: str = "127.0.0.1"
+    health_port: int = Field(8080, ge=0, le=65535)
+    # How often a process looks for a version promoted or rolled back by another process.
+    registry_poll_seconds: float = Field(30, gt=0)
     # Concurrent photos are batched through the model: at most this many per call.
     batch_size: int = Field(16, ge=1)
     # Retraining from users' labels (model_training/retrain.py): where versions are kept, when
@@ -50,6 +62,20 @@ class Settings(BaseSettings):
         if not TOKEN_PATTERN.match(token.get_secret_value()):
             raise ValueError("TELEGRAM_BOT_TOKEN does not look like a bot token (digits:letters)")
         return token
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and not SECRET_PATTERN.match(secret.get_secret_value()):
+            raise ValueError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return secret
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_url(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("https", "http"):
+            raise ValueError("WEBHOOK_URL must be an https:// URL (what Telegram will POST to)")
+        return url
 
     @field_validator("retrain_cron")
     @classmethod

@@ -10,12 +10,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, make_url
+from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # How long a SQLite writer waits for another one to finish before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any fixed number: the PostgreSQL advisory lock that lets one process at a time migrate.
+MIGRATION_LOCK = 4_146_500_102
 
 
 def _sqlite_pragmas(connection: SQLiteConnection, _record: Any) -> None:
@@ -45,6 +47,12 @@ class Database:
         # ConfigParser would read a "%" in the path as interpolation.
         config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
         with self.engine.begin() as connection:
+            if self.url.get_backend_name() == "postgresql":
+                # Two bot processes starting together must not both create the tables; the
+                # lock goes with the transaction. (SQLite serialises writers by itself.)
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
 

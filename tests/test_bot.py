@@ -94,7 +94,7 @@ def settings_for(tg: FakeTelegram, db_path: Path, **overrides: object) -> Settin
         admin_ids=str(ADMIN),
         telegram_api_base_url=tg.base_url,
         telegram_file_base_url=tg.base_file_url,
-        **overrides,
+        **{"health_port": 0, **overrides},
     )
 
 

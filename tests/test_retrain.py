@@ -78,6 +78,7 @@ def retrain_settings(tg: FakeTelegram, tmp_path: Path, **overrides: object) -> S
         "telegram_file_base_url": tg.base_file_url,
         "photos_per_minute": 100,
         "model_registry_dir": tmp_path / "registry",
+        "health_port": 0,
     }
     return Settings(**{**values, **overrides})
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from telegram.ext import ContextTypes
 
 from bot.handlers import services
 from bot.handlers.admin import retrain_and_describe
-from storage import delete_older_than, new_labels_since_last_run
+from bot.serving import serve
+from storage import delete_older_than, new_labels_since_last_run, serving_version
 
 log = logging.getLogger(__name__)
 
@@ -30,3 +32,12 @@ async def scheduled_retrain(context: ContextTypes.DEFAULT_TYPE) -> None:
         log.info("retraining skipped: %d new labels", new_labels)
         return
     log.info("scheduled retraining: %s", await retrain_and_describe(svc))
+
+
+async def follow_registry(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Serve the registry's serving version when another process promoted or rolled back."""
+    svc = services(context)
+    row = await svc.db(serving_version)
+    if row is not None and row.version != svc.identifier.classifier.version:
+        log.info("the registry serves %s now; switching", row.version)
+        await serve(svc, Path(row.path))

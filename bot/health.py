@@ -1,0 +1,41 @@
+"""GET /healthz: which model serves and whether the database answers, for health checks
+(docker-compose, a load balancer). Served by tornado, which PTB's webhook server already runs
+on, on a port of its own so that it works in polling mode too."""
+
+from __future__ import annotations
+
+import logging
+
+import tornado.httpserver
+import tornado.web
+from sqlalchemy import text
+
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    def initialize(self, svc: Services) -> None:
+        self.svc = svc
+
+    async def get(self) -> None:
+        try:
+            await self.svc.db(lambda session: session.execute(text("SELECT 1")))
+            database = "ok"
+        except Exception as err:  # any failure to answer is "unhealthy", with the reason logged
+            log.warning("health check: database unreachable: %s", err)
+            database = "unreachable"
+        self.set_status(200 if database == "ok" else 503)
+        self.write({"model_version": self.svc.identifier.classifier.version, "database": database})
+
+
+def start_health_server(svc: Services) -> tornado.httpserver.HTTPServer:
+    """Listen on HEALTH_LISTEN:HEALTH_PORT in the running event loop."""
+    app = tornado.web.Application([("/healthz", HealthHandler, {"svc": svc})])
+    server = tornado.httpserver.HTTPServer(app)
+    server.listen(svc.settings.health_port, svc.settings.health_listen)
+    log.info(
+        "health check on http://%s:%d/healthz", svc.settings.health_listen, svc.settings.health_port
+    )
+    return server
