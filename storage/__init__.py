@@ -4,7 +4,7 @@ Plain Python values in and out; nothing here knows Keras or Telegram.
 """
 
 from storage.db import Database
-from storage.models import Feedback, ModelVersion, Photo, Prediction, User
+from storage.models import Feedback, InstanceSetting, ModelVersion, Photo, Prediction, User
 from storage.registry import (
     ModelStatus,
     add_version,
@@ -49,6 +49,7 @@ __all__ = [
     "Confusion",
     "Database",
     "Feedback",
+    "InstanceSetting",
     "LabelledExample",
     "ModelAccuracy",
     "ModelStatus",
