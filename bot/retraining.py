@@ -17,7 +17,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
@@ -122,14 +122,19 @@ def _report(session: Session, version: str, seconds: float) -> RetrainReport:
     )
 
 
-async def retrain_now(svc: Services) -> RetrainReport | None:
-    """One retraining, start to finish. None: another one (any process) holds the lock."""
+async def retrain_now(
+    svc: Services, started: Callable[[], Awaitable[object]] | None = None
+) -> RetrainReport | None:
+    """One retraining, start to finish; `started` is awaited once the lock is taken. None:
+    another one (any process) holds the lock."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
     ttl = timedelta(minutes=svc.settings.retrain_lock_minutes)
     if not await svc.db(lambda s: take_lock(s, owner, datetime.now(UTC), ttl)):
         return None
     seen = None
     try:
+        if started is not None:
+            await started()
         labels_through = await svc.db(newest_label_id)
         version = f"r{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
         spawn = multiprocessing.get_context("spawn")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bot.services import Services
 from model_training.classifier import FlowerClassifier
-from storage import Database, ModelStatus, add_version, promote, serving_version
+from storage import Database, register_first_version, serving_version
 
 log = logging.getLogger(__name__)
 
@@ -17,13 +17,13 @@ def serving_classifier(database: Database, model_dir: Path) -> FlowerClassifier:
     """The registry's serving version; on first start MODEL_DIR, registered as serving."""
     with database.session() as session:
         row = serving_version(session)
-        if row is not None:
-            return FlowerClassifier.from_folder(row.path)
-        classifier = FlowerClassifier.from_folder(model_dir)
-        metrics = classifier.artifact.metadata.metrics
-        add_version(session, classifier.version, str(model_dir), ModelStatus.SERVING, metrics)
-        promote(session, classifier.version)
-        return classifier
+        if row is None:
+            classifier = FlowerClassifier.from_folder(model_dir)
+            metrics = classifier.artifact.metadata.metrics
+            row = register_first_version(session, classifier.version, str(model_dir), metrics)
+            if row.version == classifier.version:
+                return classifier
+    return FlowerClassifier.from_folder(row.path)
 
 
 async def serve(svc: Services, folder: Path) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Feedback, ModelVersion, RetrainLock, utcnow
+from storage.repository import _insert
 
 LOCK_ID = 1
 
@@ -28,6 +29,21 @@ def add_version(
     session.add(row)
     session.flush()
     return row
+
+
+def register_first_version(
+    session: Session, version: str, path: str, metrics: dict[str, Any]
+) -> ModelVersion:
+    """On a registry with no serving model, record `version` and serve it. Two processes doing
+    this at once on PostgreSQL: the second waits on the unique version, inserts nothing, and
+    finds the first one's serving row."""
+    statement = _insert(session, ModelVersion).values(
+        version=version, path=path, status=ModelStatus.CANDIDATE, metrics=metrics
+    )
+    session.execute(statement.on_conflict_do_nothing(index_elements=["version"]))
+    serving = serving_version(session) or promote(session, version)
+    assert serving is not None  # inserted above, or already there
+    return serving
 
 
 def get_version(session: Session, version: str) -> ModelVersion | None:

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from conftest import SHIPPED_MODEL
 from fake_telegram import WEBHOOK, FakeTelegram
+from sqlalchemy import func, select
 from telegram.ext import Application
 from test_bot import (
     ADMIN,
@@ -35,9 +41,19 @@ from test_bot import (
     tap,
 )
 
+from bot import replies
 from bot.app import build_application, webhook_options
 from bot.config import Settings
-from storage import Database, InstanceSetting, ModelStatus, add_version, promote
+from storage import (
+    Database,
+    Feedback,
+    InstanceSetting,
+    ModelStatus,
+    ModelVersion,
+    Photo,
+    add_version,
+    promote,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -129,6 +145,7 @@ async def test_a_version_promoted_elsewhere_is_served_within_the_poll_interval(t
 
 
 # -- the webhook --------------------------------------------------------------------------------
+ADMIN_2 = ADMIN + 1  # a second admin
 HOOK_URL = "https://bot.example.org/hook"  # what Telegram is given; a reverse proxy forwards it
 
 
@@ -213,3 +230,168 @@ async def test_the_generated_secret_is_kept_and_polling_deletes_the_webhook(tg, 
     app = await running(settings_for(tg, db))
     await stopped(app)
     assert tg.webhook is None
+
+
+# -- bot processes, as an operator runs them (slow) ------------------------------------------------
+FLOWERBOT = Path(sys.executable).with_name("flowerbot")
+
+
+class BotProcess:
+    """`flowerbot bot` in its own process and working folder, configured by environment only."""
+
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port, self.health_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            **env,
+            "WEBHOOK_LISTEN": "127.0.0.1",
+            "WEBHOOK_PORT": str(self.port),
+            "HEALTH_PORT": str(self.health_port),
+        }
+        self.log = folder / "bot.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [FLOWERBOT, "bot"], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def health(self) -> dict | None:
+        try:
+            return get_json(f"http://127.0.0.1:{self.health_port}/healthz")[1]
+        except OSError:
+            return None
+
+    async def until_healthy(self, version: str, timeout: float = 240) -> None:
+        for _ in range(int(timeout / 0.5)):
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            health = await asyncio.to_thread(self.health)
+            if health is not None and health["model_version"] == version:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"not serving {version}: {health}\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=120)
+
+
+def bot_env(tg: FakeTelegram, database_url: str, registry: Path, **extra: str) -> dict[str, str]:
+    return {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_BASE_URL": tg.base_url,
+        "TELEGRAM_FILE_BASE_URL": tg.base_file_url,
+        "DATABASE_URL": database_url,
+        "MODEL_REGISTRY_DIR": str(registry),
+        "ADMIN_IDS": f"{ADMIN},{ADMIN_2}",
+        "WEBHOOK_URL": HOOK_URL,
+        **extra,
+    }
+
+
+def answers_per_photo(tg: FakeTelegram, photos: list[dict]) -> list[int]:
+    """How many replies the bot sent to each photo message."""
+    replied = Counter(
+        (c.params["chat_id"], c.params.get("reply_parameters", {}).get("message_id"))
+        for c in tg.calls("sendMessage")
+        if c.ok
+    )
+    return [replied[(p["chat"]["id"], p["message_id"])] for p in photos]
+
+
+def rows(database: Database, model: type) -> int:
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    for _ in range(int(timeout / 0.2)):
+        if check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+async def test_two_processes_share_one_postgresql_behind_one_webhook(
+    tg, postgres_url, tmp_path, sample_photos
+):
+    database = Database(postgres_url)
+    database.upgrade()
+    folder = model_copy(tmp_path, "v2-swap")
+    with database.session() as session:
+        add_version(session, "v2-swap", str(folder), ModelStatus.CANDIDATE, {})
+    env = bot_env(
+        tg, postgres_url, tmp_path / "registry", PHOTOS_PER_MINUTE="3", REGISTRY_POLL_SECONDS="1"
+    )
+    bots = [BotProcess(tmp_path / name, env) for name in ("a", "b")]
+    try:
+        for bot in bots:
+            await bot.until_healthy(SHIPPED_VERSION)
+        tg.balance_webhook([bot.base_url for bot in bots])  # alternating, like a load balancer
+
+        # Four users send three photos each, and one of them a fourth: over the limit of 3.
+        users = [ALICE, ALICE + 1, ALICE + 2, ALICE + 3]
+        photos = [
+            tg.user_photo(user, sample_photos[i % len(sample_photos)][0].read_bytes())
+            for i in range(3)
+            for user in users
+        ]
+        extra = tg.user_photo(ALICE, sample_photos[0][0].read_bytes())
+
+        def limited() -> list[int]:
+            texts = [c for c in tg.calls("sendMessage") if c.params["text"] == replies.RATE_LIMITED]
+            return [c.params["chat_id"] for c in texts]
+
+        sent = [*photos, extra]
+        await until(lambda: sum(answers_per_photo(tg, sent)) == 12 and limited(), 180, "answers")
+        await asyncio.sleep(1)  # room for a duplicate to show up
+        assert max(answers_per_photo(tg, sent)) == 1  # no photo answered twice
+        assert limited() == [ALICE]  # the limit held across the two processes
+
+        # Every answer gets a tap; each is recorded once.
+        answers = [c.result for c in tg.calls("sendMessage") if "reply_markup" in c.params]
+        assert len(answers) == 12
+        for answer in answers:
+            top1 = species_buttons(tg, answer)[0]
+            tg.press_button(answer, top1, user_id=answer["chat"]["id"])
+        await until(lambda: rows(database, Feedback) == 12, 60, "feedback")
+        await asyncio.sleep(1)
+        assert (rows(database, Feedback), rows(database, Photo)) == (12, 12)
+
+        # Two admins ask for a retraining at once, each reaching another process: one runs.
+        mark = tg.mark()
+        tg.user_command(ADMIN, "retrain")
+        tg.user_command(ADMIN_2, "retrain")
+        busy = await tg.wait_for(
+            "sendMessage", lambda c: c.params["text"] == replies.RETRAIN_BUSY, after=mark
+        )
+        started = [c for c in tg.calls()[mark:] if c.params.get("text") == replies.RETRAIN_STARTED]
+        assert len(started) == 1 and started[0].params["chat_id"] != busy.params["chat_id"]
+        await tg.wait_for(
+            "sendMessage",
+            lambda c: (
+                c.params["chat_id"] == started[0].params["chat_id"]
+                and c.params["text"] != replies.RETRAIN_STARTED
+            ),
+            after=mark,
+            timeout=600,
+        )
+        with database.session() as session:
+            retrained = session.scalars(
+                select(ModelVersion).where(ModelVersion.version.like("r%"))
+            ).all()
+        assert len(retrained) == 1
+
+        # A swap on one process (/rollback) reaches the other through the registry.
+        assert await command(tg, ADMIN, "rollback", "v2-swap") == "Now serving v2-swap."
+        for bot in bots:
+            await bot.until_healthy("v2-swap", timeout=30)
+    finally:
+        codes = [bot.stop() for bot in bots]
+        database.dispose()
+    assert codes == [0, 0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -39,8 +40,11 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not await is_admin(update, context):
         return
     message = update.effective_message
-    await message.reply_text(replies.RETRAIN_STARTED)
-    await message.reply_html(await retrain_and_describe(services(context)))
+    # "Started" only once this process holds the lock: otherwise the answer is "busy" alone.
+    report = await retrain_and_describe(
+        services(context), started=lambda: message.reply_text(replies.RETRAIN_STARTED)
+    )
+    await message.reply_html(report)
 
 
 async def models_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -82,10 +86,12 @@ async def exclude(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await message.reply_text(text.format(user_id=user_id))
 
 
-async def retrain_and_describe(svc: Services) -> str:
+async def retrain_and_describe(
+    svc: Services, started: Callable[[], Awaitable[object]] | None = None
+) -> str:
     """One retraining (admin or schedule), as the text that reports it."""
     try:
-        report = await retrain_now(svc)
+        report = await retrain_now(svc, started)
     except RetrainFailed as err:
         log.warning("retraining failed: %s", err)
         return replies.RETRAIN_FAILED.format(reason=escape(str(err)))
