@@ -82,13 +82,20 @@ def image() -> str:
             for name in PROXY_VARIABLES
             if os.environ.get(name)
         ]
+        previous = image_id()
         started = time.monotonic()
         build = run(DOCKER, "build", "-t", IMAGE, *proxies, context, timeout=BUILD_TIMEOUT)
         say(f"docker build: {time.monotonic() - started:.0f} s")
         assert build.returncode == 0, (build.stdout + build.stderr)[-5000:]
+    if previous and previous != image_id():  # the last run's image, now untagged: only disk
+        run(DOCKER, "rmi", previous)
     size = run(DOCKER, "image", "inspect", "-f", "{{.Size}}", IMAGE).stdout.strip()
     say(f"image {IMAGE}: {int(size) / 1e9:.2f} GB")
     return IMAGE
+
+
+def image_id() -> str:
+    return run(DOCKER, "image", "inspect", "-f", "{{.Id}}", IMAGE).stdout.strip()
 
 
 def build_context(context: Path) -> None:
