@@ -51,6 +51,7 @@ from storage import (
     ModelStatus,
     ModelVersion,
     Photo,
+    Prediction,
     add_version,
     promote,
 )
@@ -274,9 +275,13 @@ class BotProcess:
             await asyncio.sleep(0.5)
         raise AssertionError(f"not serving {version}: {health}\n{self.log.read_text()[-3000:]}")
 
-    def stop(self) -> int:
+    def terminate(self) -> None:
+        """SIGTERM, as docker stop or systemd send it (once: a second one cuts the shutdown)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> int:
+        self.terminate()
         return self.process.wait(timeout=120)
 
 
@@ -395,3 +400,49 @@ async def test_two_processes_share_one_postgresql_behind_one_webhook(
         codes = [bot.stop() for bot in bots]
         database.dispose()
     assert codes == [0, 0]
+
+
+@pytest.mark.slow
+async def test_sigterm_during_a_burst_answers_or_leaves_every_photo(
+    tg, db, tmp_path, sample_photos
+):
+    """SIGTERM while photos pour in: each photo the bot accepted is answered before it exits, the
+    rest stay with Telegram and are answered after a restart; none is stored half or twice."""
+    env = bot_env(tg, f"sqlite:///{db}", tmp_path / "registry", PHOTOS_PER_MINUTE="100")
+    first = BotProcess(tmp_path / "first", env)
+    await first.until_healthy(SHIPPED_VERSION)
+    tg.balance_webhook([first.base_url])
+
+    def send(users: range) -> list[dict]:
+        return [
+            tg.user_photo(ALICE + i, sample_photos[i % len(sample_photos)][0].read_bytes())
+            for i in users
+        ]
+
+    photos = send(range(12))
+    await until(lambda: sum(answers_per_photo(tg, photos)) >= 1, 120, "a first answer")
+    first.terminate()
+    photos += send(range(12, 20))  # the burst goes on while the bot shuts down
+    assert first.process.wait(timeout=120) == 0  # a clean exit
+    answered = answers_per_photo(tg, photos)
+    accepted = {c.params["update_id"] for c in tg.calls(WEBHOOK) if c.ok}  # 2xx deliveries
+    assert sum(answered) == len(accepted)  # every accepted photo answered, before the exit
+    assert max(answered) == 1
+    info = get_json(f"{tg.base_url}{tg.token}/getWebhookInfo")[1]["result"]
+    assert info["pending_update_count"] == len(photos) - len(accepted) > 0
+    in_database = in_db(db, lambda s: s.scalar(select(func.count()).select_from(Photo)))
+    with_prediction = in_db(
+        db, lambda s: s.scalar(select(func.count(func.distinct(Prediction.photo_id))))
+    )
+    assert in_database == with_prediction == sum(answered)
+
+    # Telegram redelivers the rest to the restarted bot: every photo answered exactly once.
+    second = BotProcess(tmp_path / "second", env)
+    try:
+        await second.until_healthy(SHIPPED_VERSION)
+        tg.balance_webhook([second.base_url])
+        await until(lambda: min(answers_per_photo(tg, photos)) >= 1, 120, "the other answers")
+        assert answers_per_photo(tg, photos) == [1] * len(photos)
+    finally:
+        assert second.stop() == 0
+    assert in_db(db, lambda s: s.scalar(select(func.count()).select_from(Photo))) == len(photos)
