@@ -10,7 +10,7 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Feedback, ModelVersion, RetrainLock, utcnow
-from storage.repository import _insert
+from storage.repository import upsert_insert
 
 LOCK_ID = 1
 
@@ -37,7 +37,7 @@ def register_first_version(
     """On a registry with no serving model, record `version` and serve it. Two processes doing
     this at once on PostgreSQL: the second waits on the unique version, inserts nothing, and
     finds the first one's serving row."""
-    statement = _insert(session, ModelVersion).values(
+    statement = upsert_insert(session, ModelVersion).values(
         version=version, path=path, status=ModelStatus.CANDIDATE, metrics=metrics
     )
     session.execute(statement.on_conflict_do_nothing(index_elements=["version"]))

@@ -26,7 +26,8 @@ from storage.models import (
 _UPSERT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def _insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+def upsert_insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that takes ON CONFLICT DO UPDATE / DO NOTHING on the session's database."""
     dialect = session.get_bind().dialect.name
     if dialect not in _UPSERT_INSERTS:
         raise NotImplementedError(f"upserts are written for SQLite and PostgreSQL, not {dialect}")
@@ -51,7 +52,7 @@ def ensure_user(
 ) -> User:
     """The user, created on first sight; username and first name follow Telegram's latest."""
     names = {"username": username, "first_name": first_name}
-    statement = _insert(session, User).values(id=user_id, **names)
+    statement = upsert_insert(session, User).values(id=user_id, **names)
     statement = statement.on_conflict_do_update(index_elements=[User.id], set_=names)
     return _upserted(session, User, statement)
 
@@ -144,7 +145,7 @@ def record_feedback(
         "updated_at": now,
     }
     # One atomic statement: a double-tapped button must not fail on the unique constraint.
-    statement = _insert(session, Feedback).values(
+    statement = upsert_insert(session, Feedback).values(
         photo_id=photo_id, user_id=user_id, created_at=now, **answer
     )
     statement = statement.on_conflict_do_update(

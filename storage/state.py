@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from storage.models import InstanceSetting, PendingQuestion, PhotoRequest, User
-from storage.repository import _insert
+from storage.repository import upsert_insert
 
 RATE_WINDOW = timedelta(minutes=1)
 
@@ -22,7 +22,7 @@ def ask(
     """Remember that `user_id` was asked `kind` about a prediction (replacing any earlier
     question: only the latest one can be answered)."""
     values = {"kind": kind, "prediction_id": prediction_id, "expires_at": expires_at}
-    statement = _insert(session, PendingQuestion).values(user_id=user_id, **values)
+    statement = upsert_insert(session, PendingQuestion).values(user_id=user_id, **values)
     session.execute(statement.on_conflict_do_update(index_elements=["user_id"], set_=values))
 
 
@@ -60,6 +60,6 @@ def take_photo_slot(session: Session, user_id: int, now: datetime, per_minute: i
 def instance_setting(session: Session, key: str, make: Callable[[], str]) -> str:
     """The deployment's value for `key`, made by `make()` the first time. Two processes starting
     together both get the one that was stored first."""
-    statement = _insert(session, InstanceSetting).values(key=key, value=make())
+    statement = upsert_insert(session, InstanceSetting).values(key=key, value=make())
     session.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
     return session.scalars(select(InstanceSetting.value).where(InstanceSetting.key == key)).one()
