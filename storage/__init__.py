@@ -4,7 +4,26 @@ Plain Python values in and out; nothing here knows Keras or Telegram.
 """
 
 from storage.db import Database
-from storage.models import Feedback, InstanceSetting, ModelVersion, Photo, Prediction, User
+from storage.models import (
+    Feedback,
+    InstanceSetting,
+    ModelVersion,
+    NewSpecies,
+    Photo,
+    Prediction,
+    User,
+)
+from storage.new_species import (
+    NewSpeciesStatus,
+    SpeciesCount,
+    add_new_species,
+    approve,
+    approve_when_enough,
+    merge,
+    new_species_by_key,
+    new_species_counts,
+    open_new_species,
+)
 from storage.registry import (
     ModelStatus,
     add_version,
@@ -55,13 +74,19 @@ __all__ = [
     "ModelAccuracy",
     "ModelStatus",
     "ModelVersion",
+    "NewSpecies",
+    "NewSpeciesStatus",
     "Photo",
     "Prediction",
+    "SpeciesCount",
     "Stats",
     "User",
+    "add_new_species",
     "add_photo",
     "add_prediction",
     "add_version",
+    "approve",
+    "approve_when_enough",
     "ask",
     "close_question",
     "count_labelled_examples",
@@ -75,8 +100,12 @@ __all__ = [
     "last_photo",
     "list_versions",
     "lock_holder",
+    "merge",
     "new_labels_since_last_run",
+    "new_species_by_key",
+    "new_species_counts",
     "newest_label_id",
+    "open_new_species",
     "pending_question",
     "photo_by_message",
     "prediction_by_id",

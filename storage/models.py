@@ -173,6 +173,8 @@ class Feedback(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     species_index: Mapped[int | None]
     species: Mapped[str | None] = mapped_column(String(256))
+    # A species the model does not know yet, named by users (species holds its name then).
+    new_species_id: Mapped[int | None] = mapped_column(ForeignKey("new_species.id"), index=True)
     not_a_flower: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -244,3 +246,19 @@ class InstanceSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(1024))
+
+
+class NewSpecies(Base):
+    """A species users named after "None of these" that the model does not know: a candidate
+    until an admin (or enough users) approves it, or merged into another spelling."""
+
+    __tablename__ = "new_species"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # what the buttons carry
+    key: Mapped[str] = mapped_column(String(128), unique=True)  # species.normalise(name)
+    name: Mapped[str] = mapped_column(String(128))  # as first typed, tidied
+    status: Mapped[str] = mapped_column(String(16), default="candidate")  # NewSpeciesStatus
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("new_species.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approved_at: Mapped[datetime | None]

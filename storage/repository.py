@@ -127,20 +127,24 @@ def record_feedback(
     species_index: int | None = None,
     species: str | None = None,
     not_a_flower: bool = False,
+    new_species_id: int | None = None,
 ) -> Feedback:
     """The user's answer about a photo, replacing any earlier one of theirs on it.
 
-    A species is named by index and name together; "not a flower" names none; neither at all
-    means "wrong, but I don't know what it is"."""
-    if (species_index is None) != (species is None):
-        raise ValueError("give species_index and species together")
-    if not_a_flower and species_index is not None:
+    A known species is named by index and name together, a new one (storage.new_species) by its
+    id and name; "not a flower" names none; nothing at all means "wrong, but I don't know
+    what it is"."""
+    named = species_index is not None or new_species_id is not None
+    if named != (species is not None) or (species_index is not None and new_species_id):
+        raise ValueError("give the name with either species_index or new_species_id")
+    if not_a_flower and named:
         raise ValueError("not_a_flower contradicts a named species")
     now = utcnow()
     answer = {
         "prediction_id": prediction_id,
         "species_index": species_index,
         "species": species,
+        "new_species_id": new_species_id,
         "not_a_flower": not_a_flower,
         "updated_at": now,
     }

@@ -116,6 +116,7 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
         "pending_questions",
         "photo_requests",
         "instance_settings",
+        "new_species",
     }
     assert differences == []
     with db.engine.connect() as connection:
