@@ -136,7 +136,7 @@ def record_feedback(
     what it is"."""
     named = species_index is not None or new_species_id is not None
     if named != (species is not None) or (species_index is not None and new_species_id):
-        raise ValueError("give the name with either species_index or new_species_id")
+        raise ValueError("give the name together with either species_index or new_species_id")
     if not_a_flower and named:
         raise ValueError("not_a_flower contradicts a named species")
     now = utcnow()
