@@ -117,6 +117,8 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("models", admin.models_command))
     app.add_handler(CommandHandler("rollback", admin.rollback))
     app.add_handler(CommandHandler("exclude", admin.exclude))
+    app.add_handler(CommandHandler("species", admin.species_command))
+    app.add_handler(CommandHandler("addspecies", admin.add_species))
     app.add_handler(MessageHandler(private & image, photos.private_photo))
     app.add_handler(MessageHandler(groups & image, photos.group_photo))
     app.add_handler(

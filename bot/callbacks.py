@@ -1,8 +1,10 @@
 """Feedback buttons' callback data: written and read only here.
 
 "fb:<prediction id>:<choice>" sits under an answer, "nm:<prediction id>:<species index>" under the
-confirmation of a typed name. The prediction id names the very answer the user saw (and so the
-model version that made it); at most ~20 of Telegram's 64 bytes.
+confirmation of a typed name, "ns:<prediction id>:<new species id>" under the offer to record a
+name the model does not know (names stay in the database: a typed name could pass Telegram's 64
+bytes). The prediction id names the very answer the user saw (and so the model version that made
+it); at most ~20 bytes.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from enum import StrEnum
 class Source(StrEnum):
     ANSWER = "fb"  # a button under the top-5 answer
     TYPED_NAME = "nm"  # a button confirming a name typed after "None of these"
+    NEW_SPECIES = "ns"  # a button recording a typed name as a new species
 
 
 NONE_OF_THESE, NOT_A_FLOWER = "none", "nf"
 # [0-9] and \Z: no other digits, no trailing newline ("$" would accept one).
 _CHOICE = rf"([0-9]+|{NONE_OF_THESE}|{NOT_A_FLOWER})"
-PATTERN = rf"^({Source.ANSWER}|{Source.TYPED_NAME}):[0-9]+:{_CHOICE}\Z"
+PATTERN = rf"^({Source.ANSWER}|{Source.TYPED_NAME}|{Source.NEW_SPECIES}):[0-9]+:{_CHOICE}\Z"
 _PARSER = re.compile(PATTERN)
 
 
@@ -32,8 +35,14 @@ class Tap:
 
     @property
     def species_index(self) -> int | None:
-        """The chosen species; None for "not a flower" and "none of these"."""
-        return int(self.choice) if self.choice.isdigit() else None
+        """The chosen known species; None for "not a flower", "none of these" and new species."""
+        if self.source == Source.NEW_SPECIES or not self.choice.isdigit():
+            return None
+        return int(self.choice)
+
+    @property
+    def new_species_id(self) -> int | None:
+        return int(self.choice) if self.source == Source.NEW_SPECIES else None
 
 
 def encode(source: Source, prediction_id: int, choice: int | str) -> str:
@@ -44,4 +53,6 @@ def parse(data: str) -> Tap:
     if not _PARSER.match(data):
         raise ValueError(f"not feedback callback data: {data!r}")
     source, prediction_id, choice = data.split(":")
+    if source == Source.NEW_SPECIES and not choice.isdigit():
+        raise ValueError(f"a new species button names one by id: {data!r}")
     return Tap(Source(source), int(prediction_id), choice)

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     retrain_max_photos_per_user: int = Field(5, ge=1)
     # A crashed run's lock frees itself after this long; a healthy run takes minutes.
     retrain_lock_minutes: int = Field(60, ge=1)
+    # A new species named by users is approved by itself once this many photos from this many
+    # distinct users name it (0 turns automatic approval off: /addspecies only).
+    species_min_photos: int = Field(20, ge=0)
+    species_min_users: int = Field(3, ge=0)
 
     @field_validator("telegram_bot_token")
     @classmethod

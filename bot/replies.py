@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
-from storage import ModelStatus, ModelVersion, Stats
+from storage import ModelStatus, ModelVersion, SpeciesCount, Stats
 
 if TYPE_CHECKING:
     from bot.retraining import RetrainReport
@@ -39,8 +39,24 @@ NO_LAST_PHOTO = "You have not sent me a photo yet. Send one, or reply /top5 to a
 FORGOTTEN = "Done: I deleted {photos} photo(s), {feedback} answer(s) and everything else of yours."
 NOT_ADMIN = "Sorry, that command is only for the bot's administrators."
 ASK_NAME = "Which flower is it? Type its name (in English) and I will find it in my list."
-NO_MATCH = "I do not know a species called “{typed}”. Please check the spelling and try again."
 CONFIRM_NAME = "Did you mean one of these?"
+NEW_SPECIES_OFFER = (
+    "I do not know a species called “{typed}”. If the spelling is right, I can record it as a "
+    "new species, “{name}”, and learn it once enough people have sent it. Or type the name again."
+)
+NEW_SPECIES_BUTTON = "Record “{name}” as a new species"
+NEW_SPECIES_THANKS = "Thanks! Recorded as a new species: {name}."
+NAME_UNUSABLE = "Please type a flower's name (up to {limit} letters)."
+NEW_SPECIES_LIST_EMPTY = "No new species have been named yet."
+NEW_SPECIES_USAGE = (
+    "Usage: /addspecies NAME approves a new species; /addspecies NAME = OTHER merges NAME into "
+    "OTHER."
+)
+NO_SUCH_NEW_SPECIES = "No new species is called “{name}” (see /species)."
+NEW_SPECIES_APPROVED = (
+    "Approved: {name}. The next retraining adds it if its photos are learnt well enough."
+)
+NEW_SPECIES_MERGED = "Merged: “{merged}” is now counted as {name}."
 THANKS = "Thanks! Recorded: {what}."
 RECORDED_MARK = "✅"
 RETRAIN_STARTED = "Retraining started: I will report here when it is done."
@@ -70,6 +86,9 @@ VERDICT_LINES = {
     ),
     Verdict.NOT_A_FLOWER: (
         "🌿 This does not look like a flower to me. If it is one, my best guesses:"
+    ),
+    Verdict.UNKNOWN_SPECIES: (
+        "🌱 I am not sure: it may be a species I do not know yet. My best guesses:"
     ),
     Verdict.NOT_SURE: "🤔 I am not sure about this one. My best guesses:",
 }
@@ -162,3 +181,17 @@ def models_list(versions: list[ModelVersion]) -> str:
         parts.append(f"{row.created_at:%Y-%m-%d %H:%M} UTC")
         lines.append(", ".join(parts))
     return "\n".join(lines) or "No model versions yet."
+
+
+def new_species_list(counts: list[SpeciesCount]) -> str:
+    """/species: one line per new species, most photos first."""
+    if not counts:
+        return NEW_SPECIES_LIST_EMPTY
+    lines = ["<b>New species named by users</b>"]
+    for count in counts:
+        lines.append(
+            f"{escape(count.species.name)}: {count.photos} photo(s) from {count.users} user(s)"
+            f" ({count.species.status})"
+        )
+    lines.append("/addspecies NAME approves one; /addspecies NAME = OTHER merges two.")
+    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Match a species name typed by a user to the model's known species, tolerantly."""
+"""Match a species name typed by a user to the model's known species, tolerantly; and tidy a
+name the model does not know into a new species' key and name."""
 
 from __future__ import annotations
 
@@ -36,3 +37,26 @@ def match_species(typed: str, species: list[str], limit: int = 3) -> list[int]:
     # A typed word that is a whole word of a longer name ("orchid") also counts.
     partial = [name for name in names if wanted in name.split() and name not in close]
     return [names.index(name) for name in [*close, *partial][:limit]]
+
+
+# A new species' name: letters and spaces, short enough to read on a button and in /species.
+MAX_NEW_NAME = 60
+SAME_NEW_SPECIES = 0.8  # "tulp" and "tulip" are one species; "tulip" and "lupin" are two
+
+
+def new_species_key(typed: str) -> str | None:
+    """The key a new species is stored under ("Tulips!" -> "tulip"); None for no usable name."""
+    key = normalise(typed)
+    if not any(c.isalpha() for c in key) or len(key) > MAX_NEW_NAME:
+        return None
+    return key
+
+
+def display_new_name(key: str) -> str:
+    return key[:1].upper() + key[1:]
+
+
+def closest_key(key: str, keys: list[str]) -> str | None:
+    """The existing new species' key that `key` is a near-identical spelling of, if any."""
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=SAME_NEW_SPECIES)
+    return close[0] if close else None

@@ -520,14 +520,71 @@ async def test_none_of_these_then_typed_name_is_confirmed(tg, bot, sample_photos
     assert feedback_rows(db) == [(ALICE, prediction_under(tg, reply), label, "rose", False)]
 
 
-async def test_unknown_typed_name_asks_to_check_spelling(tg, bot, sample_photos, db):
+async def test_a_name_not_in_the_list_is_offered_as_a_new_species(tg, bot, sample_photos, db):
     reply = await answer_to_photo(tg, ALICE, sample_photos[2][0].read_bytes())
     mark = tg.mark()
     tg.press_button(reply, "None of these")
     await reply_to(tg, ALICE, mark)
-    answer = await text_reply(tg, ALICE, "Qwertyuiop")
-    assert "I do not know a species called “Qwertyuiop”" in answer
+    mark = tg.mark()
+    tg.user_text(ALICE, "Tulips")
+    offer = await reply_to(tg, ALICE, mark)
+    # "siam tulip" (a Curcuma) is offered, and below it the new species.
+    assert offer["text"] == "Did you mean one of these?"
+    assert [row[0]["text"] for row in tg.keyboard(offer)] == [
+        "Siam tulip",
+        "Record “Tulip” as a new species",
+    ]
+    button = tg.keyboard(offer)[-1][0]
+    assert feedback_rows(db) == []  # nothing recorded before the tap
+    edited = await tap(tg, offer, button["text"])
+    assert edited["text"] == "Thanks! Recorded as a new species: Tulip."
+    assert feedback_rows(db) == [(ALICE, prediction_under(tg, reply), None, "Tulip", False)]
+    # Bob misspells it: offered the same species, not a new one.
+    other = await answer_to_photo(tg, BOB, sample_photos[3][0].read_bytes())
+    mark = tg.mark()
+    tg.press_button(other, "None of these", user_id=BOB)
+    await reply_to(tg, BOB, mark)
+    mark = tg.mark()
+    tg.user_text(BOB, "tulp")
+    offer = await reply_to(tg, BOB, mark)
+    assert tg.keyboard(offer)[-1][0]["text"] == "Record “Tulip” as a new species"
+    await tap(tg, offer, "Record “Tulip” as a new species", user=BOB)
+    species = await command(tg, ADMIN, "species")
+    assert "Tulip: 2 photo(s) from 2 user(s) (candidate)" in species
+
+
+async def test_a_name_matching_nothing_is_offered_only_as_new(tg, bot, sample_photos, db):
+    reply = await answer_to_photo(tg, ALICE, sample_photos[2][0].read_bytes())
+    mark = tg.mark()
+    tg.press_button(reply, "None of these")
+    await reply_to(tg, ALICE, mark)
+    offer_text = await text_reply(tg, ALICE, "Qwertyuiop")
+    assert offer_text.startswith("I do not know a species called “Qwertyuiop”")
+    assert await text_reply(tg, ALICE, "123") == "Please type a flower's name (up to 60 letters)."
     assert feedback_rows(db) == []
+
+
+async def test_admin_approves_and_merges_new_species(tg, bot, sample_photos, db):
+    for user, typed, photo in ((ALICE, "tulip", 2), (BOB, "freesia", 3)):
+        reply = await answer_to_photo(tg, user, sample_photos[photo][0].read_bytes())
+        mark = tg.mark()
+        tg.press_button(reply, "None of these", user_id=user)
+        await reply_to(tg, user, mark)
+        mark = tg.mark()
+        tg.user_text(user, typed)
+        offer = await reply_to(tg, user, mark)
+        await tap(tg, offer, tg.keyboard(offer)[-1][0]["text"], user=user)
+    assert "No new species is called “Lily”" in await command(tg, ADMIN, "addspecies", "Lily")
+    assert "Usage: /addspecies" in await command(tg, ADMIN, "addspecies", "")
+    assert "Sorry" in await command(tg, ALICE, "addspecies", "Tulip")  # not an admin
+    merged = await command(tg, ADMIN, "addspecies", "Freesia = Tulip")
+    assert merged == "Merged: “Freesia” is now counted as Tulip."
+    assert await command(tg, ADMIN, "addspecies", "tulips") == (
+        "Approved: Tulip. The next retraining adds it if its photos are learnt well enough."
+    )
+    species = await command(tg, ADMIN, "species")
+    assert "Tulip: 2 photo(s) from 2 user(s) (approved)" in species
+    assert "Freesia" not in species
 
 
 async def test_the_name_question_survives_a_restart(tg, db, handled, sample_photos):

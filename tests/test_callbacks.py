@@ -12,7 +12,7 @@ from bot.callbacks import NONE_OF_THESE, NOT_A_FLOWER, PATTERN, Source, Tap, enc
 TELEGRAM_LIMIT = 64
 
 
-@pytest.mark.parametrize("source", list(Source))
+@pytest.mark.parametrize("source", [Source.ANSWER, Source.TYPED_NAME])
 @pytest.mark.parametrize(
     ("choice", "species_index"),
     [(0, 0), (73, 73), ("101", 101), (NONE_OF_THESE, None), (NOT_A_FLOWER, None)],
@@ -26,6 +26,14 @@ def test_encoded_data_parses_back_to_the_same_tap(
     tap = parse(data)
     assert tap == Tap(source, 4217, str(choice))
     assert tap.species_index == species_index
+
+
+def test_a_new_species_button_carries_its_id_not_a_species_index() -> None:
+    tap = parse(encode(Source.NEW_SPECIES, 4217, 12))
+    assert (tap.source, tap.new_species_id, tap.species_index) == (Source.NEW_SPECIES, 12, None)
+    assert parse(encode(Source.ANSWER, 4217, 12)).new_species_id is None
+    with pytest.raises(ValueError):
+        parse(encode(Source.NEW_SPECIES, 4217, NONE_OF_THESE))
 
 
 def test_the_two_sources_are_told_apart() -> None:
@@ -67,7 +75,8 @@ def test_junk_is_refused(data: str) -> None:
 def test_data_fits_telegrams_limit_for_a_huge_prediction_id() -> None:
     huge = 2**63 - 1  # the largest id PostgreSQL's BIGINT holds
     for source in Source:
-        for choice in (101, NONE_OF_THESE, NOT_A_FLOWER):
+        choices = (huge,) if source == Source.NEW_SPECIES else (101, NONE_OF_THESE, NOT_A_FLOWER)
+        for choice in choices:
             data = encode(source, huge, choice)
             assert len(data.encode("utf-8")) <= TELEGRAM_LIMIT, data
             assert parse(data).prediction_id == huge

@@ -1,4 +1,5 @@
-"""Admin commands (ADMIN_IDS): /stats, /retrain, /models, /rollback, /exclude."""
+"""Admin commands (ADMIN_IDS): /stats, /retrain, /models, /rollback, /exclude, /species,
+/addspecies."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
+from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import ContextTypes
 
@@ -16,7 +18,17 @@ from bot.handlers import services
 from bot.retraining import RetrainFailed, retrain_now
 from bot.services import Services
 from bot.serving import serve
-from storage import list_versions, promote, set_excluded, stats
+from bot.species import new_species_key
+from storage import (
+    approve,
+    list_versions,
+    merge,
+    new_species_by_key,
+    new_species_counts,
+    promote,
+    set_excluded,
+    stats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +96,42 @@ async def exclude(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     found = await services(context).db(lambda s: set_excluded(s, user_id, True))
     text = replies.EXCLUDED if found else replies.NO_SUCH_USER
     await message.reply_text(text.format(user_id=user_id))
+
+
+async def species_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/species: the new species users named, with their photos and distinct users."""
+    if not await is_admin(update, context):
+        return
+    counts = await services(context).db(new_species_counts)
+    await update.effective_message.reply_html(replies.new_species_list(counts))
+
+
+async def add_species(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/addspecies NAME approves a new species; /addspecies NAME = OTHER merges NAME into OTHER."""
+    if not await is_admin(update, context):
+        return
+    message = update.effective_message
+    names = [part.strip() for part in " ".join(context.args).split("=")]
+    keys = [new_species_key(name) for name in names]
+    if not 1 <= len(keys) <= 2 or None in keys:
+        await message.reply_text(replies.NEW_SPECIES_USAGE)
+        return
+
+    def work(session: Session) -> str:
+        found = [new_species_by_key(session, key) for key in keys]
+        for name, species in zip(names, found, strict=True):
+            if species is None:
+                return replies.NO_SUCH_NEW_SPECIES.format(name=name)
+        if len(found) == 1:
+            approve(session, found[0], datetime.now(UTC))
+            return replies.NEW_SPECIES_APPROVED.format(name=found[0].name)
+        merged, into = found
+        if merged.id == into.id:
+            return replies.NEW_SPECIES_MERGED.format(merged=names[0], name=into.name)
+        merge(session, merged, into)
+        return replies.NEW_SPECIES_MERGED.format(merged=merged.name, name=into.name)
+
+    await message.reply_text(await services(context).db(work))
 
 
 async def retrain_and_describe(

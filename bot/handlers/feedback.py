@@ -19,13 +19,25 @@ from telegram.ext import ContextTypes
 from bot import callbacks, replies
 from bot.callbacks import NONE_OF_THESE, NOT_A_FLOWER, Source
 from bot.handlers import services
-from bot.species import match_species
+from bot.species import (
+    MAX_NEW_NAME,
+    closest_key,
+    display_new_name,
+    match_species,
+    new_species_key,
+    normalise,
+)
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
 from storage import (
+    NewSpecies,
+    add_new_species,
+    approve_when_enough,
     ask,
     close_question,
     ensure_user,
+    new_species_by_key,
+    open_new_species,
     pending_question,
     prediction_by_id,
     record_feedback,
@@ -90,6 +102,9 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         await query.answer()
         await query.message.reply_text(replies.ASK_NAME)
         return
+    if tap.source == Source.NEW_SPECIES:
+        await _record_new_species(update, context, tap.prediction_id, tap.new_species_id)
+        return
     recorded = await _record(update, context, tap.prediction_id, tap.species_index)
     if recorded is None:
         await query.answer("That answer is no longer stored.", show_alert=True)
@@ -111,7 +126,9 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
 
 async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """After "none of these": match the typed name and confirm it with buttons."""
+    """After "none of these": match the typed name and confirm it with buttons. A name that is
+    not exactly a known species can also be recorded as a new species (typing "tulip" finds
+    "siam tulip", which is no tulip)."""
     svc = services(context)
     user_id = update.effective_user.id
     message = update.effective_message
@@ -122,11 +139,8 @@ async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     prediction_id = question.prediction_id
     names = svc.species
     matches = match_species(message.text, names)
-    if not matches:
-        await message.reply_text(replies.NO_MATCH.format(typed=message.text[:60]))
-        return
-    await svc.db(lambda s: close_question(s, user_id))
-    buttons = [
+    exact = len(matches) == 1 and normalise(names[matches[0]]) == normalise(message.text)
+    rows = [
         [
             InlineKeyboardButton(
                 replies.display_name(names[i]),
@@ -135,7 +149,74 @@ async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         ]
         for i in matches
     ]
-    await message.reply_text(replies.CONFIRM_NAME, reply_markup=InlineKeyboardMarkup(buttons))
+    key = new_species_key(message.text)
+    if exact:
+        await svc.db(lambda s: close_question(s, user_id))
+    elif key is None:
+        await message.reply_text(replies.NAME_UNUSABLE.format(limit=MAX_NEW_NAME))
+        return
+    else:
+        # The question stays open: the user may type the name again instead.
+        species_id, name = await svc.db(lambda s: new_species_for(s, key))
+        callback_data = callbacks.encode(Source.NEW_SPECIES, prediction_id, species_id)
+        new = InlineKeyboardButton(
+            replies.NEW_SPECIES_BUTTON.format(name=name), callback_data=callback_data
+        )
+        rows.append([new])
+        if not matches:
+            text = replies.NEW_SPECIES_OFFER.format(typed=message.text[:MAX_NEW_NAME], name=name)
+            await message.reply_text(text, reply_markup=InlineKeyboardMarkup(rows))
+            return
+    await message.reply_text(replies.CONFIRM_NAME, reply_markup=InlineKeyboardMarkup(rows))
+
+
+def new_species_for(session: Session, key: str) -> tuple[int, str]:
+    """The new species under `key`, or under a near-identical spelling others used ("Tulips",
+    "tulp" -> "Tulip"), or a new candidate: (id, name)."""
+    species = new_species_by_key(session, key)
+    if species is None:
+        known = closest_key(key, [s.key for s in open_new_species(session)])
+        species = new_species_by_key(session, known) if known else None
+    if species is None:
+        species = add_new_species(session, key, display_new_name(key))
+    return species.id, species.name
+
+
+async def _record_new_species(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, prediction_id: int, species_id: int
+) -> None:
+    """Feedback naming a new species; approved automatically once enough users name it."""
+    query = update.callback_query
+    user = update.effective_user
+    settings = services(context).settings
+
+    def work(session: Session) -> str | None:
+        prediction = prediction_by_id(session, prediction_id)
+        species = session.get(NewSpecies, species_id)
+        if prediction is None or species is None:
+            return None
+        species = new_species_by_key(session, species.key)  # merged meanwhile: the one it joined
+        ensure_user(session, user.id, user.username, user.first_name)
+        record_feedback(
+            session,
+            photo_id=prediction.photo_id,
+            prediction_id=prediction.id,
+            user_id=user.id,
+            species=species.name,
+            new_species_id=species.id,
+        )
+        close_question(session, user.id)
+        minimum = (settings.species_min_photos, settings.species_min_users)
+        if all(minimum) and approve_when_enough(session, species, *minimum, datetime.now(UTC)):
+            log.info("new species approved by its users: %s", species.name)
+        return species.name
+
+    name = await services(context).db(work)
+    if name is None:
+        await query.answer("That answer is no longer stored.", show_alert=True)
+        return
+    await query.answer("Thanks!")
+    await query.edit_message_text(replies.NEW_SPECIES_THANKS.format(name=name))
 
 
 async def _record(
