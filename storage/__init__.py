@@ -23,6 +23,7 @@ from storage.new_species import (
     new_species_by_key,
     new_species_counts,
     open_new_species,
+    species_to_learn,
 )
 from storage.registry import (
     ModelStatus,
@@ -115,6 +116,7 @@ __all__ = [
     "release_lock",
     "serving_version",
     "set_excluded",
+    "species_to_learn",
     "stats",
     "take_lock",
     "take_photo_slot",

@@ -100,3 +100,11 @@ def merge(session: Session, merged: NewSpecies, into: NewSpecies) -> None:
     )
     merged.status = NewSpeciesStatus.MERGED
     merged.merged_into_id = into.id
+
+
+def species_to_learn(session: Session, min_users: int) -> list[NewSpecies]:
+    """Approved species named by at least `min_users` distinct users (one user alone never adds
+    a species to the model, even one an admin approved), oldest approval first."""
+    enough = {c.species.id for c in new_species_counts(session) if c.users >= min_users}
+    approved = [s for s in open_new_species(session) if s.status == NewSpeciesStatus.APPROVED]
+    return sorted((s for s in approved if s.id in enough), key=lambda s: (s.approved_at, s.id))

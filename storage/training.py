@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple, cast
 
 import numpy as np
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import Feedback, Photo, User, decode_features
@@ -28,8 +28,13 @@ class LabelledExample(NamedTuple):
     species_index: int
 
 
-def _labelled_query(since_id: int) -> Select[tuple[int, int, bytes, str, int | None]]:
+def _labelled_query(
+    since_id: int, new_species: Mapping[int, int]
+) -> Select[tuple[int, int, bytes, str, int | None, int | None]]:
     owner, author = aliased(User), aliased(User)
+    named = Feedback.species_index.is_not(None)
+    if new_species:
+        named = or_(named, Feedback.new_species_id.in_(list(new_species)))
     return (
         select(
             Photo.id,
@@ -37,35 +42,43 @@ def _labelled_query(since_id: int) -> Select[tuple[int, int, bytes, str, int | N
             Photo.embedding,
             Photo.embedding_shape,
             Feedback.species_index,
+            Feedback.new_species_id,
         )
         .join(Feedback, Feedback.photo_id == Photo.id)
         .join(owner, owner.id == Photo.user_id)
         .join(author, author.id == Feedback.user_id)
         .where(
             Photo.id > since_id,
-            Feedback.species_index.is_not(None),
+            named,
             owner.excluded_from_training.is_(False),
             author.excluded_from_training.is_(False),
         )
     )
 
 
-def count_labelled_examples(session: Session, since_id: int = 0) -> int:
-    subquery = _labelled_query(since_id).subquery()
+def count_labelled_examples(
+    session: Session, since_id: int = 0, new_species: Mapping[int, int] | None = None
+) -> int:
+    subquery = _labelled_query(since_id, new_species or {}).subquery()
     return session.scalar(select(func.count()).select_from(subquery)) or 0
 
 
-def iter_labelled_examples(session: Session, since_id: int = 0) -> Iterator[LabelledExample]:
+def iter_labelled_examples(
+    session: Session, since_id: int = 0, new_species: Mapping[int, int] | None = None
+) -> Iterator[LabelledExample]:
     """One example per feedback naming a species, on photos with id > since_id, oldest first,
     read in chunks (a million labelled photos never sit in memory at once). Leaves out the
-    feedback of excluded users and any feedback on excluded users' photos."""
-    statement = _labelled_query(since_id).order_by(Photo.id, Feedback.id)
+    feedback of excluded users and any feedback on excluded users' photos. `new_species` maps
+    the new species to learn (by id) to their class index; feedback naming others is left out."""
+    new_species = new_species or {}
+    statement = _labelled_query(since_id, new_species).order_by(Photo.id, Feedback.id)
     rows = session.execute(statement.execution_options(yield_per=1000))
-    for photo_id, user_id, embedding, shape, index in rows:
-        yield LabelledExample(
-            photo_id, user_id, decode_features(embedding, shape), cast(int, index)
-        )
+    for photo_id, user_id, embedding, shape, index, new_id in rows:
+        label = index if index is not None else new_species[cast(int, new_id)]
+        yield LabelledExample(photo_id, user_id, decode_features(embedding, shape), label)
 
 
-def labelled_examples(session: Session, since_id: int = 0) -> list[LabelledExample]:
-    return list(iter_labelled_examples(session, since_id))
+def labelled_examples(
+    session: Session, since_id: int = 0, new_species: Mapping[int, int] | None = None
+) -> list[LabelledExample]:
+    return list(iter_labelled_examples(session, since_id, new_species))

@@ -15,11 +15,14 @@ from storage import (
     add_new_species,
     approve,
     approve_when_enough,
+    count_labelled_examples,
     ensure_user,
+    labelled_examples,
     merge,
     new_species_by_key,
     new_species_counts,
     record_feedback,
+    species_to_learn,
 )
 
 CAROL = 30_000_000_003
@@ -98,3 +101,28 @@ def test_approval_by_an_admin_is_kept(db: Database) -> None:
         stored = new_species_by_key(session, "bird of paradise")
         assert stored.status == NewSpeciesStatus.APPROVED
         assert stored.approved_at == NOW + timedelta(days=1)
+
+
+def test_approved_species_named_by_enough_users_join_the_training_examples(db: Database) -> None:
+    with db.session() as session:
+        tulip = add_new_species(session, "tulip", "Tulip")
+        lone = add_new_species(session, "freesia", "Freesia")
+        name_it(session, ALICE, 1, tulip)
+        name_it(session, BOB, 2, tulip)
+        for message_id in (3, 4, 5):
+            name_it(session, CAROL, message_id, lone)  # one user only
+        known = predicted(session, photo(session, BOB, 6), 7)
+        record_feedback(session, known.photo_id, known.id, BOB, 7, "species 7")
+        approve(session, tulip, NOW)
+        approve(session, lone, NOW)  # approved, but one user alone cannot add a species
+    with db.session() as session:
+        learn = species_to_learn(session, min_users=2)
+        assert [s.name for s in learn] == ["Tulip"]
+        mapping = {learn[0].id: 102}
+        examples = [(e.photo_id, e.species_index) for e in labelled_examples(session)]
+        assert len(examples) == 1  # without the mapping, only the known species
+        with_new = [
+            (e.user_id, e.species_index) for e in labelled_examples(session, new_species=mapping)
+        ]
+        assert sorted(with_new) == sorted([(ALICE, 102), (BOB, 102), (BOB, 7)])
+        assert count_labelled_examples(session, new_species=mapping) == 3
