@@ -1,0 +1,81 @@
+"""Real-world photos next to the Oxford data: `flower_photos` (Flickr flowers, four known species
+and tulips, which Oxford 102 lacks) and `nonflower` (ordinary photos of anything else).
+
+Both are read from `<data>/flower_photos` and `<data>/nonflower` (each with a labels.csv). Each
+folder is cut once into a fitting half and a measuring half by a seeded draw over the sorted file
+names, per folder, so the flower/non-flower model is fitted on one half and every figure is
+measured on the other; training, the benchmarks and the tests all call `split_half`.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model_training.data import content_hash
+from model_training.features import FeatureCache, cached_features
+
+FLOWER_PHOTOS = "flower_photos"
+NONFLOWER = "nonflower"
+SPLIT_SEED = 13
+NONFLOWER_FOLDER = "nonflower"  # the "folder" of every nonflower photo
+UNKNOWN_CLASS = -1  # tulips: no Oxford species
+
+
+@dataclass(frozen=True)
+class RealWorld:
+    files: list[str]  # relative to the data set's folder
+    folders: np.ndarray  # flower_photos' folder name, or "nonflower"
+    oxford_class: np.ndarray  # Oxford class index, UNKNOWN_CLASS for tulips and non-flowers
+    is_flower: np.ndarray  # bool
+    fitting: np.ndarray  # bool: in the fitting half (else the measuring half)
+    encoded: list[bytes]
+
+    @property
+    def keys(self) -> list[str]:
+        return [content_hash(data) for data in self.encoded]
+
+    def features(self, views: tuple[str, ...], cache: FeatureCache) -> np.ndarray:
+        """(photos, views, 1280), running the backbone only for what the cache lacks."""
+        return cached_features(self.encoded, self.keys, views, cache, desc="real-world features")
+
+
+def split_half(files: list[str], folders: list[str], seed: int = SPLIT_SEED) -> np.ndarray:
+    """True for the fitting half: per folder, half of the sorted names drawn with a fixed seed."""
+    fitting = np.zeros(len(files), dtype=bool)
+    rng = np.random.default_rng(seed)
+    for folder in sorted(set(folders)):
+        members = sorted((f, i) for i, f in enumerate(files) if folders[i] == folder)
+        order = rng.permutation(len(members))
+        for j in order[: len(members) // 2]:
+            fitting[members[j][1]] = True
+    return fitting
+
+
+def read_realworld(data: str | Path) -> RealWorld:
+    """flower_photos and nonflower under `data` (e.g. ../shared/data), in labels.csv order."""
+    data = Path(data)
+    files, folders, classes = [], [], []
+    with (data / FLOWER_PHOTOS / "labels.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            files.append(f"{FLOWER_PHOTOS}/{row['file']}")
+            folders.append(row["folder"])
+            known = row["oxford_class"].strip()
+            classes.append(int(known) if known not in ("", "-1") else UNKNOWN_CLASS)
+    with (data / NONFLOWER / "labels.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            files.append(f"{NONFLOWER}/{row['file']}")
+            folders.append(NONFLOWER_FOLDER)
+            classes.append(UNKNOWN_CLASS)
+    folder_array = np.array(folders)
+    return RealWorld(
+        files=files,
+        folders=folder_array,
+        oxford_class=np.array(classes, dtype=np.int64),
+        is_flower=folder_array != NONFLOWER_FOLDER,
+        fitting=split_half(files, folders),
+        encoded=[(data / name).read_bytes() for name in files],
+    )
