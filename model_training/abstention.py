@@ -6,17 +6,22 @@ Too small: a photo whose short side is below `min_photo_side` pixels has lost th
 tells species apart, and its features drift away from every species' centroid, so it would be
 called "not a flower". Measured by bench/small_photos.py (README, "Small photos").
 
-Not a flower: the photo's backbone features (mean over views) are compared with each species'
-centroid by cosine similarity; a photo far from every species is no flower we know. Unlike the
-softmax confidence this does not depend on the head, whose probabilities must sum to one over
-flowers even for a cat. Measured (bench/thresholds.py): with the cut at the 1% quantile of val
-flowers, 0.9% of test flowers and all 28 non-flower sample photos are rejected.
+Not a flower: the log-odds of a flower/non-flower logistic regression on the backbone features
+(model_training/honesty.py), fitted on Oxford and real-world flowers against real non-flower
+photos. Model folders from before it (no honesty.npz) keep the old score, the cosine similarity to
+the nearest species centroid, cut at the 1% quantile of val flowers.
+
+Unknown species: minus the Mahalanobis distance to the nearest species mean (honesty.py); a
+flower far from every species we know gets "it may be a species I do not know yet" and its best
+guesses instead of a confident name. Measured by bench/realworld.py (species left out of a
+training run, and tulips, which Oxford 102 lacks).
 
 Not sure: the top-1 confidence below which val answers are right less than half the time.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -30,15 +35,18 @@ MIN_PHOTO_SIDE = 160
 class Verdict(StrEnum):
     SURE = "sure"
     NOT_SURE = "not_sure"
+    UNKNOWN_SPECIES = "unknown_species"
     NOT_A_FLOWER = "not_a_flower"
     TOO_SMALL = "too_small"
 
 
 @dataclass(frozen=True)
 class VerdictRules:
-    not_a_flower_below: float  # cosine similarity to the nearest species centroid
+    not_a_flower_below: float  # flower score: log-odds (honesty.npz) or cosine (older folders)
     unsure_below: float  # top-1 confidence
     min_photo_side: int = MIN_PHOTO_SIDE  # pixels, the photo as sent
+    # Minus the Mahalanobis distance to the nearest species; -inf (never) for older folders.
+    unknown_species_below: float = -math.inf
 
     @classmethod
     def from_thresholds(cls, thresholds: dict[str, float]) -> VerdictRules:
@@ -46,6 +54,7 @@ class VerdictRules:
             not_a_flower_below=float(thresholds["not_a_flower_below"]),
             unsure_below=float(thresholds["unsure_below"]),
             min_photo_side=int(thresholds.get("min_photo_side", MIN_PHOTO_SIDE)),
+            unknown_species_below=float(thresholds.get("unknown_species_below", -math.inf)),
         )
 
     def in_order(self) -> list[tuple[Verdict, str, float]]:
@@ -55,11 +64,23 @@ class VerdictRules:
         return [
             (Verdict.TOO_SMALL, "short_side", self.min_photo_side),
             (Verdict.NOT_A_FLOWER, "flower_score", self.not_a_flower_below),
+            (Verdict.UNKNOWN_SPECIES, "species_score", self.unknown_species_below),
             (Verdict.NOT_SURE, "confidence", self.unsure_below),
         ]
 
-    def verdict(self, confidence: float, flower_score: float, short_side: int) -> Verdict:
-        scores = {"confidence": confidence, "flower_score": flower_score, "short_side": short_side}
+    def verdict(
+        self,
+        confidence: float,
+        flower_score: float,
+        short_side: int,
+        species_score: float = math.inf,
+    ) -> Verdict:
+        scores = {
+            "confidence": confidence,
+            "flower_score": flower_score,
+            "short_side": short_side,
+            "species_score": species_score,
+        }
         for verdict, score, below in self.in_order():
             if scores[score] < below:
                 return verdict

@@ -5,6 +5,9 @@
 <dir>/centroids.npy     each species' mean backbone feature: tells flowers from the rest
 <dir>/metadata.json     backbone and its weight fingerprint, input size, scaling, serving views,
                         training data fingerprint, recipe, metrics, creation time
+<dir>/honesty.npz      the flower/non-flower model and the species' whitened means behind the
+                        "not a flower" and "unknown species" verdicts (model_training/honesty.py;
+                        optional: older folders fall back to the centroids)
 <dir>/base.npz          what retraining needs of the base data set (float16 features of the
                         training photos and of the base held-out set): the bot retrains with
                         nothing but the model folder and its database
@@ -21,6 +24,7 @@ import keras
 import numpy as np
 
 from model_training.atomic import atomic_folder
+from model_training.honesty import HONESTY_FILE, HonestyModel, load_honesty
 from model_training.model import BACKBONE_NAME, backbone_fingerprint, build_head, compose
 from model_training.photos import INPUT_SIZE
 
@@ -42,7 +46,8 @@ class Metadata:
     recipe: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
-    # "not_a_flower_below" (cosine to the nearest species centroid), "unsure_below" (top-1)
+    # "not_a_flower_below" (flower log-odds; cosine to the nearest centroid without honesty.npz),
+    # "unknown_species_below" (minus the Mahalanobis distance), "unsure_below" (top-1)
     thresholds: dict = field(default_factory=dict)
     backbone: str = BACKBONE_NAME
     backbone_fingerprint: str = ""
@@ -86,6 +91,7 @@ class ModelArtifact:
     metadata: Metadata
     centroids: np.ndarray  # (n_classes, 1280) unit-length species centroids in feature space
     base: BaseRows | None = None  # written with the folder; load_base_rows reads it on demand
+    honesty: HonestyModel | None = None  # None: a folder from before honesty.npz
 
     def composed(self) -> keras.Model:
         """Backbone and head as one Keras model: uint8-range RGB 224x224 -> probabilities."""
@@ -104,6 +110,8 @@ class ModelArtifact:
             (staging / METADATA_FILE).write_text(json.dumps(asdict(self.metadata), indent=2) + "\n")
             if self.base is not None:
                 self.base.save(staging / BASE_FILE)
+            if self.honesty is not None:
+                self.honesty.save(staging / HONESTY_FILE)
         return folder
 
 
@@ -129,4 +137,4 @@ def load_artifact(folder: str | Path) -> ModelArtifact:
     head = build_head(len(class_names))
     head.load_weights(folder / HEAD_FILE)
     centroids = np.load(folder / CENTROIDS_FILE)
-    return ModelArtifact(head, class_names, metadata, centroids)
+    return ModelArtifact(head, class_names, metadata, centroids, honesty=load_honesty(folder))

@@ -38,7 +38,8 @@ class Answer:
     features: np.ndarray  # (n_views, 1280) backbone features of the serving views
     image: np.ndarray  # the 224x224 square the model saw
     photo_size: tuple[int, int]  # width, height as sent
-    flower_score: float  # cosine similarity to the nearest species centroid
+    flower_score: float  # flower log-odds (model_training/honesty.py)
+    species_score: float = float("inf")  # minus the Mahalanobis distance to the nearest species
 
     def as_json(self) -> dict[str, object]:
         """What a front end shows: the verdict and the top-5 (no pixels, no features)."""
@@ -89,21 +90,32 @@ class FlowerClassifier:
         if not photos:
             return []
         probabilities, features = self.classify(np.stack([p.image for p in photos]))
-        scores = flower_scores(features, self.artifact.centroids)
+        flower, species = self.honesty_scores(features)
         return [
             Answer(
                 top5=self.top_k_of(probs),
-                verdict=self.rules.verdict(float(probs.max()), float(score), photo.short_side),
+                verdict=self.rules.verdict(
+                    float(probs.max()), float(score), photo.short_side, float(known)
+                ),
                 model_version=self.version,
                 features=views,
                 image=photo.image,
                 photo_size=(photo.width, photo.height),
                 flower_score=float(score),
+                species_score=float(known),
             )
-            for photo, probs, views, score in zip(
-                photos, probabilities, features, scores, strict=True
+            for photo, probs, views, score, known in zip(
+                photos, probabilities, features, flower, species, strict=True
             )
         ]
+
+    def honesty_scores(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(photos, views, dim) -> flower scores and species scores, as the rules expect them."""
+        honesty = self.artifact.honesty
+        if honesty is None:  # a folder from before honesty.npz: cosine, no unknown-species rule
+            scores = flower_scores(features, self.artifact.centroids)
+            return scores, np.full(len(scores), np.inf)
+        return honesty.flower_scores(features), honesty.species_scores(features)
 
     def identify(self, data: bytes) -> Answer:
         """Encoded photo bytes -> its answer (PhotoError for unreadable input)."""

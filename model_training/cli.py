@@ -179,6 +179,7 @@ def _identify(args: argparse.Namespace) -> int:
 VERDICT_LINES = {
     Verdict.SURE: "{species}",
     Verdict.NOT_SURE: "not sure; best guesses",
+    Verdict.UNKNOWN_SPECIES: "not sure, maybe a species I do not know yet; best guesses",
     Verdict.NOT_A_FLOWER: "does not look like a flower; best guesses",
     Verdict.TOO_SMALL: "photo too small to be sure (send a larger one); best guesses",
 }

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from model_training.artifact import BaseRows, ModelArtifact
+from model_training.growth import check_new_species, grown_scores, without_classes
 from model_training.model import FEATURE_DIM, head_probabilities
 from model_training.train import RowRecipe, fit_rows
 
@@ -101,14 +102,15 @@ def user_weights(user_ids: np.ndarray, cap: int) -> np.ndarray:
     return np.minimum(1.0, cap / counts)[inverse].astype(np.float32)
 
 
-def fit_candidate(serving: ModelArtifact, rows: RetrainRows, seed: int = 0) -> keras.Model:
+def fit_candidate(
+    serving: ModelArtifact, rows: RetrainRows, n_classes: int, seed: int = 0
+) -> keras.Model:
     """The serving model's own recipe and epoch count, on base + feedback rows."""
     recipe_fields = {
         k: v for k, v in serving.metadata.recipe.items() if k in RowRecipe.__annotations__
     }
     recipe = RowRecipe(**{**recipe_fields, "serve_views": tuple(serving.metadata.serve_views)})
     epochs = int(serving.metadata.recipe["epochs"])
-    n_classes = len(serving.class_names)
     head, _ = fit_rows(n_classes, (rows.x, rows.y, rows.w), recipe, epochs, seed)
     return head
 
@@ -130,10 +132,7 @@ class Scores:
 
 def score(head: keras.Model, base: BaseRows, rows: RetrainRows) -> Scores:
     base_probs = head_probabilities(head, base.heldout_x.astype(np.float32))
-    feedback_right = np.zeros(0, bool)
-    if len(rows.heldout_y):  # Keras cannot predict on nothing
-        feedback = head.predict(rows.heldout_x.astype(np.float32), batch_size=4096, verbose=0)
-        feedback_right = feedback.argmax(axis=1) == rows.heldout_y
+    feedback_right = _top1(head, rows.heldout_x) == rows.heldout_y
     return Scores(base.heldout_y == base_probs.argmax(axis=1), feedback_right)
 
 
@@ -215,28 +214,68 @@ class RetrainResult:
 
 
 def retrain(
-    serving: ModelArtifact, base: BaseRows, rows: RetrainRows, version: str, seed: int = 0
+    serving: ModelArtifact,
+    base: BaseRows,
+    rows: RetrainRows,
+    version: str,
+    seed: int = 0,
+    class_names: list[str] | None = None,
 ) -> RetrainResult:
+    """`class_names`: the serving model's, then any new species users taught (their rows are
+    labelled with the indices after the known ones; model_training/growth.py)."""
     started = time.perf_counter()
-    head = fit_candidate(serving, rows, seed)
+    class_names = list(class_names or serving.class_names)
+    first_new = len(serving.class_names)
+    head = fit_candidate(serving, rows, len(class_names), seed)
+    predicted = _top1(head, rows.heldout_x)
+    checks = check_new_species(predicted, rows.heldout_y, class_names, first_new)
+    refused = [c.label for c in checks if not c.accepted]
+    if refused:  # they stay candidates: fitted again with their rows weighing nothing
+        rows = replace(rows, w=np.where(np.isin(rows.y, refused), 0, rows.w).astype(np.float32))
+        head = fit_candidate(serving, rows, len(class_names), seed)
+    keep = [label for label in range(len(class_names)) if label not in refused]
+    learnt = [label for label in keep if label >= first_new]
+    centroids, honesty = grown_scores(serving.centroids, serving.honesty, rows.x, rows.y, learnt)
+    if refused:
+        head = without_classes(head, keep)
+        new_index = {old: new for new, old in enumerate(keep)}
+        held = ~np.isin(rows.heldout_y, refused)
+        heldout_y = np.array([new_index[int(y)] for y in rows.heldout_y[held]], np.int64)
+        rows = replace(rows, heldout_x=rows.heldout_x[held], heldout_y=heldout_y)
+        class_names = [class_names[label] for label in keep]
     before_scores, after_scores = score(serving.head, base, rows), score(head, base, rows)
     promote, verdict = gate(before_scores, after_scores)
     labels = np.concatenate([base.heldout_y, rows.heldout_y])
-    verdict["changed_species"] = changed_species(
-        before_scores, after_scores, labels, serving.class_names
-    )
+    verdict["changed_species"] = changed_species(before_scores, after_scores, labels, class_names)
+    verdict["new_species"] = [check.as_dict() for check in checks]
     before = before_scores.summary()
     after = {**after_scores.summary(), "feedback_train": rows.n_feedback_train}
     seconds = round(time.perf_counter() - started, 1)
-    # Thresholds, centroids and base rows are kept: the backbone and the species are the same.
+    # Thresholds, centroids, the honesty model and base rows are kept: the backbone and the
+    # species are the same.
     metadata = replace(
         serving.metadata,
         version=version,
+        classes=len(class_names),
         data_fingerprint=f"{serving.metadata.data_fingerprint}+feedback:{rows.n_feedback_train}",
         recipe={**serving.metadata.recipe, "retrained_from": serving.metadata.version},
         metrics={**after, "train_seconds": seconds},
         history={},
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    candidate = ModelArtifact(head, serving.class_names, metadata, serving.centroids, base)
+    candidate = replace(
+        serving,
+        head=head,
+        class_names=class_names,
+        metadata=metadata,
+        centroids=centroids,
+        base=base,
+        honesty=honesty,
+    )
     return RetrainResult(candidate, before, after, verdict, promote, seconds)
+
+
+def _top1(head: keras.Model, rows: np.ndarray) -> np.ndarray:
+    if not len(rows):  # Keras cannot predict on nothing
+        return np.zeros(0, np.int64)
+    return head.predict(rows.astype(np.float32), batch_size=4096, verbose=0).argmax(axis=1)

@@ -19,7 +19,16 @@ from model_training.data import PhotoSet, read_split
 from model_training.evaluate import classification_metrics
 from model_training.features import FeatureCache, split_features
 from model_training.heldout import heldout_ids
+from model_training.honesty import (
+    HonestyModel,
+    fit_flower_model,
+    fit_species_space,
+    species_scores,
+    unknown_species_cut,
+)
+from model_training.honesty import not_a_flower_cut as flower_log_odds_cut
 from model_training.model import head_probabilities
+from model_training.realworld import FLOWER_PHOTOS, NONFLOWER, read_realworld
 from model_training.train import Recipe, RowRecipe, fit_rows, train_head
 from model_training.views import view_positions
 
@@ -127,12 +136,15 @@ def train_product(
     version: str,
     class_names: list[str] | None = None,
     seed: int = 0,
+    realworld: str | Path | None = None,
 ) -> ModelArtifact:
     """The product model: every labelled photo of train, val and test except the base held-out
     set (model_training/heldout.py), one row per photo.
 
     Val still picks the epoch count (early stopping while fitting on the rest) and the honesty
-    thresholds; then the head is fitted again on everything for that many epochs.
+    thresholds; then the head is fitted again on everything for that many epochs. The
+    real-world photos (`realworld`, default: beside the data set, e.g. ../shared/data) calibrate
+    "not a flower"; without them the folder gets the older centroid rule.
     """
     started = time.perf_counter()
     cache = FeatureCache(cache_dir, recipe.scaling)
@@ -157,11 +169,18 @@ def train_product(
     epochs = int(np.argmax(history["val_accuracy"])) + 1
     # Thresholds from what never trained on val: the early-stopped head, centroids without val.
     val_probabilities = head_probabilities(early, val_x)
-    val_flower_scores = flower_scores(val_x, class_centroids(fit_x, fit_y, n_classes))
     all_x, all_y = np.concatenate([fit_x, val_x]), np.concatenate([fit_y, val_y])
     head, _ = fit_rows(n_classes, (mean_rows(all_x), all_y, None), recipe, epochs, seed)
 
     heldout_x, heldout_y = features["test"][held], splits["test"].labels[held]
+    honesty, honesty_thresholds = fit_honesty(
+        (fit_x, fit_y),
+        (val_x, val_y),
+        (all_x, all_y),
+        n_classes,
+        (cache, views),
+        Path(data_root).parent if realworld is None else realworld,
+    )
     report = classification_metrics(head_probabilities(head, heldout_x), heldout_y, names)
     metadata = Metadata(
         version=version,
@@ -179,11 +198,49 @@ def train_product(
         },
         history=history,
         thresholds={
-            "not_a_flower_below": not_a_flower_cut(val_flower_scores),
+            **honesty_thresholds,
             "unsure_below": unsure_cut(val_probabilities, val_y),
             "min_photo_side": MIN_PHOTO_SIDE,
         },
     )
     base = BaseRows(mean_rows(all_x), all_y, heldout_x, heldout_y)
     centroids = class_centroids(all_x, all_y, n_classes)
-    return ModelArtifact(head, names, metadata, centroids, base)
+    return ModelArtifact(head, names, metadata, centroids, base, honesty)
+
+
+def fit_honesty(
+    fit: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    everything: tuple[np.ndarray, np.ndarray],
+    n_classes: int,
+    features: tuple[FeatureCache, tuple[str, ...]],
+    realworld: str | Path,
+) -> tuple[HonestyModel | None, dict[str, float]]:
+    """The honesty model and its cuts; (None, the centroid cut) without real-world photos.
+
+    Each cut comes from scores of photos the scoring model was not fitted on: the species cut
+    from val under means and covariance of the fitting rows, the flower cut from cross-validated
+    log-odds of the real-world fitting half. Served: both refitted on everything.
+    """
+    (fit_x, fit_y), (val_x, _), (all_x, all_y) = fit, val, everything
+    folder = Path(realworld)
+    if not (folder / FLOWER_PHOTOS).is_dir() or not (folder / NONFLOWER).is_dir():
+        val_scores = flower_scores(val_x, class_centroids(fit_x, fit_y, n_classes))
+        return None, {"not_a_flower_below": not_a_flower_cut(val_scores)}
+    photos = read_realworld(folder)
+    chosen = photos.fitting
+    real_x = mean_rows(photos.features(features[1], features[0])[chosen])
+    # Groups weigh the same in total: Oxford flowers, real-world flowers, non-flowers.
+    group = np.concatenate([np.zeros(len(all_x), int), 1 + ~photos.is_flower[chosen]])
+    is_flower = np.concatenate([np.ones(len(all_x), bool), photos.is_flower[chosen]])
+    weights, bias, held_out = fit_flower_model(
+        np.concatenate([mean_rows(all_x), real_x]), is_flower, group
+    )
+    whitening, means = fit_species_space(mean_rows(fit_x), fit_y, n_classes)
+    val_species = species_scores(mean_rows(val_x), whitening, means)
+    whitening, means = fit_species_space(mean_rows(all_x), all_y, n_classes)
+    thresholds = {
+        "not_a_flower_below": flower_log_odds_cut(held_out[group == 1]),
+        "unknown_species_below": unknown_species_cut(val_species),
+    }
+    return HonestyModel(weights.astype(np.float32), bias, whitening, means), thresholds

@@ -16,36 +16,65 @@ from model_training.abstention import MIN_PHOTO_SIDE, Verdict, VerdictRules
 from model_training.classifier import TOP_K, Answer
 from model_training.photos import INPUT_SIZE, decode_photo, read_photo
 
-RULES = VerdictRules(not_a_flower_below=0.7, unsure_below=0.5, min_photo_side=160)
+RULES = VerdictRules(
+    not_a_flower_below=0.7, unsure_below=0.5, min_photo_side=160, unknown_species_below=-20.0
+)
 ASTRONAUT = Path(skimage.data.__file__).parent / "astronaut.png"
 
 
 @pytest.mark.parametrize(
-    ("confidence", "flower_score", "short_side", "expected"),
+    ("confidence", "flower_score", "short_side", "species_score", "expected"),
     [
-        (0.9, 0.9, 500, Verdict.SURE),
-        (0.5, 0.7, 160, Verdict.SURE),  # every bound is inclusive
-        (0.49, 0.9, 500, Verdict.NOT_SURE),
-        (0.9, 0.69, 500, Verdict.NOT_A_FLOWER),
-        (0.1, 0.1, 500, Verdict.NOT_A_FLOWER),  # not a flower wins over not sure
-        (0.9, 0.9, 159, Verdict.TOO_SMALL),
-        (0.1, 0.9, 100, Verdict.TOO_SMALL),  # too small wins over not sure
-        (0.9, 0.1, 100, Verdict.TOO_SMALL),  # ... and over not a flower
-        (0.1, 0.1, 1, Verdict.TOO_SMALL),
+        (0.9, 0.9, 500, -1.0, Verdict.SURE),
+        (0.5, 0.7, 160, -20.0, Verdict.SURE),  # every bound is inclusive
+        (0.49, 0.9, 500, -1.0, Verdict.NOT_SURE),
+        (0.9, 0.9, 500, -20.1, Verdict.UNKNOWN_SPECIES),
+        (0.1, 0.9, 500, -30.0, Verdict.UNKNOWN_SPECIES),  # unknown species wins over not sure
+        (0.9, 0.69, 500, -1.0, Verdict.NOT_A_FLOWER),
+        (0.1, 0.1, 500, -1.0, Verdict.NOT_A_FLOWER),  # not a flower wins over not sure
+        (0.9, 0.1, 500, -30.0, Verdict.NOT_A_FLOWER),  # ... and over unknown species
+        (0.9, 0.9, 159, -1.0, Verdict.TOO_SMALL),
+        (0.1, 0.9, 100, -1.0, Verdict.TOO_SMALL),  # too small wins over not sure
+        (0.9, 0.1, 100, -1.0, Verdict.TOO_SMALL),  # ... and over not a flower
+        (0.9, 0.9, 100, -30.0, Verdict.TOO_SMALL),  # ... and over unknown species
+        (0.1, 0.1, 1, -30.0, Verdict.TOO_SMALL),
     ],
 )
 def test_verdict_rules_in_order(
-    confidence: float, flower_score: float, short_side: int, expected: Verdict
+    confidence: float, flower_score: float, short_side: int, species_score: float, expected: Verdict
 ) -> None:
-    assert RULES.verdict(confidence, flower_score, short_side) is expected
+    assert RULES.verdict(confidence, flower_score, short_side, species_score) is expected
+
+
+def test_the_rules_order_is_size_flower_species_confidence() -> None:
+    assert [(v, score) for v, score, _ in RULES.in_order()] == [
+        (Verdict.TOO_SMALL, "short_side"),
+        (Verdict.NOT_A_FLOWER, "flower_score"),
+        (Verdict.UNKNOWN_SPECIES, "species_score"),
+        (Verdict.NOT_SURE, "confidence"),
+    ]
 
 
 def test_rules_from_the_model_folders_thresholds() -> None:
     rules = VerdictRules.from_thresholds(
-        {"not_a_flower_below": 0.69, "unsure_below": "0.7", "min_photo_side": 200.0}
+        {
+            "not_a_flower_below": 0.69,
+            "unsure_below": "0.7",
+            "min_photo_side": 200.0,
+            "unknown_species_below": "-21.5",
+        }
     )
-    assert rules == VerdictRules(not_a_flower_below=0.69, unsure_below=0.7, min_photo_side=200)
+    assert rules == VerdictRules(
+        not_a_flower_below=0.69, unsure_below=0.7, min_photo_side=200, unknown_species_below=-21.5
+    )
     assert isinstance(rules.min_photo_side, int) and isinstance(rules.unsure_below, float)
+    assert isinstance(rules.unknown_species_below, float)
+
+
+def test_folders_without_the_unknown_species_cut_never_say_unknown_species() -> None:
+    old = VerdictRules.from_thresholds({"not_a_flower_below": 0.69, "unsure_below": 0.7})
+    assert old.verdict(0.9, 0.9, 500, species_score=-1e9) is Verdict.SURE
+    assert old.verdict(0.9, 0.9, 500) is Verdict.SURE
 
 
 def test_models_trained_before_the_size_rule_get_the_default() -> None:
@@ -60,7 +89,12 @@ def test_models_trained_before_the_size_rule_get_the_default() -> None:
 def test_the_shipped_model_carries_its_rules(classifier) -> None:
     thresholds = classifier.artifact.metadata.thresholds
     assert classifier.rules == VerdictRules.from_thresholds(thresholds)
-    assert 0 < classifier.rules.not_a_flower_below < 1 and 0 < classifier.rules.unsure_below < 1
+    assert 0 < classifier.rules.unsure_below < 1
+    # The flower score is a log-odds and the species score minus a distance, both from
+    # honesty.npz, which the shipped folder carries.
+    assert -10 < classifier.rules.not_a_flower_below < 10
+    assert -1e3 < classifier.rules.unknown_species_below < 0
+    assert classifier.artifact.honesty is not None
 
 
 def shrunk(path: Path, short_side: int) -> bytes:

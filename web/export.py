@@ -1,7 +1,8 @@
 """Model artifact -> TensorFlow.js graph model for the web page, with its class names and metadata.
 
 <out>/model.json, group1-shard*.bin   the composed model (backbone, head, serving views) as one
-                                     graph: float32 RGB in 0..255, (N, 224, 224, 3) -> probabilities
+                                     graph: image float32 RGB in 0..255, (N, 224, 224, 3), and
+                                     view int32 (V,) -> probabilities averaged over those views
 <out>/classes.json                   class names, index N = class N
 <out>/metadata.json                  the artifact's metadata and how it was exported
 
@@ -13,6 +14,7 @@ web/README.md). This module only writes a SavedModel and runs the converter's co
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -94,16 +96,57 @@ def export_web(
 
 
 def save_serving_model(artifact: ModelArtifact, folder: str | Path) -> None:
-    """The composed Keras model as a SavedModel whose signature takes float32 pixels.
+    """The artifact's model as a SavedModel: (image, view) -> probabilities averaged over `view`.
 
-    TF.js has no uint8 tensors (browser pixels arrive as int32), so the signature is float32;
-    the model casts its input to float32 first anyway, so the two give the same answers.
+    `image` is float32 RGB in 0..255, (N, 224, 224, 3): TF.js has no uint8 tensors (browser
+    pixels arrive as int32), and the Keras model casts its input to float32 first anyway.
+    `view` is int32 (V,): positions in `metadata.serve_views`. With every position (0..V-1) the
+    graph computes what `artifact.composed()` does (the same crops and flips, backbone, head,
+    probabilities averaged over the views); the page's live camera asks for one view per frame
+    and averages over frames instead (web/README.md).
     """
+    import keras
     import tensorflow as tf
 
+    from model_training.model import SCALINGS, imagenet_backbone
+    from model_training.views import VIEWS
+
     size = artifact.metadata.input_size
-    spec = tf.TensorSpec((None, size, size, 3), tf.float32, name="image")
-    artifact.composed().export(str(folder), input_signature=[spec], verbose=False)
+    views = [VIEWS[name] for name in artifact.metadata.serve_views]
+    # Normalised [y1, x1, y2, x2] crop boxes, as model_training.views.ViewStack builds them.
+    corners = [((1 - v.fraction) * v.top, (1 - v.fraction) * v.left, v.fraction) for v in views]
+    boxes = tf.constant([[y, x, y + side, x + side] for y, x, side in corners], tf.float32)
+    flips = tf.constant([v.flip for v in views])
+    scale, offset = SCALINGS[artifact.metadata.scaling]
+    backbone, head = imagenet_backbone(), artifact.head
+
+    def serve(image: tf.Tensor, view: tf.Tensor) -> tf.Tensor:
+        batch, n_views = tf.shape(image)[0], tf.shape(view)[0]
+        crops = tf.image.crop_and_resize(
+            image,
+            tf.tile(tf.gather(boxes, view), [batch, 1]),
+            tf.repeat(tf.range(batch), n_views),
+            (size, size),
+        )
+        flip = tf.tile(tf.gather(flips, view), [batch])
+        x = tf.where(flip[:, None, None, None], tf.reverse(crops, axis=[2]), crops)
+        x = x * scale + offset
+        features = tf.reduce_mean(backbone(x, training=False), axis=[1, 2])
+        probabilities = head(features, training=False)
+        return tf.reduce_mean(tf.reshape(probabilities, (batch, n_views, -1)), axis=1)
+
+    archive = keras.export.ExportArchive()
+    archive.track(backbone)
+    archive.track(head)
+    archive.add_endpoint(
+        "serve",
+        serve,
+        input_signature=[
+            tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),
+            tf.TensorSpec((None,), tf.int32, name="view"),
+        ],
+    )
+    archive.write_out(str(folder), verbose=False)
 
 
 def convert(converter: str, saved_model: Path, out: Path, quantize: str) -> None:
@@ -131,15 +174,18 @@ def write_labels(artifact: ModelArtifact, out: Path, quantize: str) -> None:
     rules = VerdictRules.from_thresholds(artifact.metadata.thresholds)
     metadata = {
         **asdict(artifact.metadata),
-        # The verdict's rules in the order they apply (model_training/abstention.py).
+        # The verdict's rules in the order they apply (model_training/abstention.py). A rule a
+        # model folder lacks (cut -inf: never applies) is left out: JSON has no -Infinity.
         "verdict_rules": [
             {"verdict": verdict.value, "score": score, "below": below}
             for verdict, score, below in rules.in_order()
+            if math.isfinite(below)
         ],
         "export": {
             "format": "tfjs_graph_model",
             "quantize": quantize,
             "input": "float32 RGB 0..255, (N, size, size, 3), centre square of the photo",
+            "view": "int32 (V,): positions in serve_views; probabilities averaged over them",
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }
