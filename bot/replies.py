@@ -156,6 +156,14 @@ def retrain_report(report: RetrainReport) -> str:
             for c in gate["changed_species"]
         )
         lines.append(f"Changed most: {moved}")
+    for check in gate.get("new_species", []):
+        name = escape(display_name(check["species"]))
+        if check["accepted"] and promoted:
+            lines.append(f"New species {name} learnt ({check['why']}).")
+        elif check["accepted"]:
+            lines.append(f"New species {name} learnt by the candidate ({check['why']}).")
+        else:
+            lines.append(f"New species {name} stays a candidate: {escape(check['why'])}.")
     lines.append(
         f"Trained on {after['feedback_train']} labelled photos; took {report.seconds:.1f} s."
     )

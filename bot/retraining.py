@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from bot.config import Settings
 from bot.services import Services
 from bot.serving import serve
+from bot.species import normalise
 from model_training.retrain import LabelledPhoto
 from storage import (
     Database,
@@ -42,10 +43,13 @@ from storage import (
     promote,
     release_lock,
     serving_version,
+    species_to_learn,
     take_lock,
 )
 
 log = logging.getLogger(__name__)
+# Even with automatic approval off (SPECIES_MIN_USERS=0), one user alone never adds a species.
+MIN_USERS_FOR_A_SPECIES = 2
 
 
 @dataclass(frozen=True)
@@ -89,14 +93,20 @@ def _train_candidate(settings: Settings, version: str) -> None:
             raise RetrainFailed("no serving model in the registry")
         artifact = load_artifact(serving.path)
         base = load_base_rows(serving.path)
-        n_photos = count_labelled_examples(session)
+        # Approved new species the serving model does not know yet get the next class indices.
+        known = {normalise(name) for name in artifact.class_names}
+        min_users = max(MIN_USERS_FOR_A_SPECIES, settings.species_min_users)
+        learn = [s for s in species_to_learn(session, min_users) if s.key not in known]
+        new_species = {s.id: len(artifact.class_names) + i for i, s in enumerate(learn)}
+        n_photos = count_labelled_examples(session, new_species=new_species)
         rows = retrain_rows(
             base,
-            feedback_photos(iter_labelled_examples(session)),
+            feedback_photos(iter_labelled_examples(session, new_species=new_species)),
             n_photos,
             settings.retrain_max_photos_per_user,
         )
-    result = retrain(artifact, base, rows, version)
+    class_names = [*artifact.class_names, *(s.key for s in learn)]
+    result = retrain(artifact, base, rows, version, class_names=class_names)
     path = result.candidate.save(Path(settings.model_registry_dir) / version)
     metrics = {
         "before": result.before,
