@@ -23,7 +23,7 @@ import skimage
 import sklearn
 from PIL import Image
 
-from model_training.abstention import Verdict, flower_scores
+from model_training.abstention import Verdict
 from model_training.classifier import FlowerClassifier
 from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.data import PhotoSet, read_split
@@ -92,11 +92,11 @@ def main() -> None:
     # verdicts come from the model's rules, which alone compare scores with thresholds.
     features = split_features(test, views, cache, "test")
     probs = head_probabilities(classifier.artifact.head, features)
-    scores = flower_scores(features, classifier.artifact.centroids)
+    scores, species = classifier.honesty_scores(features)
     verdicts = np.array(
         [
-            rules.verdict(float(p.max()), float(score), side)
-            for p, score, side in zip(probs, scores, short_sides(test), strict=True)
+            rules.verdict(float(p.max()), float(score), side, float(known))
+            for p, score, side, known in zip(probs, scores, short_sides(test), species, strict=True)
         ]
     )
     others = np.array([answer.verdict for answer in classifier.answers(non_flower_photos())])
@@ -108,7 +108,8 @@ def main() -> None:
     right = probs.argmax(axis=1) == test.labels
 
     print("| threshold (chosen on val at training time) | value |\n|---|---:|")
-    print(f"| not a flower: cosine to nearest species below | {rules.not_a_flower_below:.3f} |")
+    print(f"| not a flower: flower score below | {rules.not_a_flower_below:.3f} |")
+    print(f"| unknown species: species score below | {rules.unknown_species_below:.2f} |")
     print(f"| not sure: top-1 confidence below | {rules.unsure_below:.3f} |")
     print(f"| too small: short side below, px (bench/small_photos.py) | {rules.min_photo_side} |\n")
     print("| measured | value |\n|---|---:|")
@@ -123,6 +124,8 @@ def main() -> None:
         f"({flowers_rejected.sum()} of {len(test)}) |"
     )
     print(f"| test answers flagged 'not sure' | {not_sure.mean():.1%} |")
+    unknown = verdicts == Verdict.UNKNOWN_SPECIES
+    print(f"| test answers flagged 'unknown species' | {unknown.mean():.1%} |")
     print(f"| top-1 accuracy of sure answers | {right[sure].mean():.1%} |")
     print(f"| top-1 accuracy of 'not sure' answers | {right[not_sure].mean():.1%} |")
 

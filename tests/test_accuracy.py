@@ -18,6 +18,7 @@ from model_training import defaults
 from model_training.artifact import load_artifact, load_base_rows
 from model_training.cli import main
 from model_training.heldout import PER_SPECIES, heldout_ids
+from model_training.honesty import load_honesty
 
 pytestmark = pytest.mark.slow
 # The CLI's cache: FEATURE_CACHE_DIR, or the default one under the repository.
@@ -55,3 +56,13 @@ def test_one_command_rebuilds_the_shipped_model(tmp_path) -> None:
     assert len(base.heldout_y) == len(heldout_ids())
     assert len(base.train_y) == 8189 - len(heldout_ids())
     np.testing.assert_array_equal(np.bincount(base.heldout_y), np.full(102, PER_SPECIES))
+    # The honesty model (fitted on ../shared's real-world photos too) and its cuts come back.
+    assert set(rebuilt.thresholds) == set(shipped.thresholds)
+    for key, value in shipped.thresholds.items():
+        assert rebuilt.thresholds[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    ours, theirs = load_honesty(out), load_honesty(SHIPPED_MODEL)
+    assert ours is not None and theirs is not None
+    np.testing.assert_allclose(ours.flower_weights, theirs.flower_weights, rtol=1e-3, atol=1e-6)
+    # Scores, not the whitened means: each direction's sign is the eigensolver's choice.
+    held = base.heldout_x.astype(np.float32)
+    np.testing.assert_allclose(ours.species_scores(held), theirs.species_scores(held), rtol=1e-3)

@@ -150,3 +150,35 @@ def test_a_tulip_is_a_flower_of_a_species_we_do_not_know(classifier) -> None:
 def test_non_flower_photos_are_not_flowers(classifier) -> None:
     answers = classifier.answers([read_photo(DATA / f) for f in NON_FLOWERS])
     assert [a.verdict for a in answers] == [Verdict.NOT_A_FLOWER] * len(NON_FLOWERS)
+
+
+def test_a_retrained_candidate_keeps_the_honesty_model_and_its_cuts(tmp_path) -> None:
+    """Retraining refits the head only: the species and the backbone are the same, so the
+    candidate's folder must answer 'not a flower' and 'unknown species' as the serving one."""
+    from dataclasses import replace
+
+    from test_retrain_units import ALICE, VIEWS, tiny_model
+
+    from model_training.retrain import LabelledPhoto, retrain, retrain_rows
+
+    serving, base, x = tiny_model()
+    rng = np.random.default_rng(4)
+    honesty = HonestyModel(
+        rng.normal(size=x.shape[1]).astype(np.float32),
+        0.5,
+        rng.normal(size=(x.shape[1], 4)).astype(np.float32),
+        rng.normal(size=(3, 4)).astype(np.float32),
+    )
+    cuts = {"not_a_flower_below": 0.1, "unknown_species_below": -7.0, "unsure_below": 0.4}
+    serving = replace(serving, honesty=honesty, metadata=replace(serving.metadata, thresholds=cuts))
+    labelled = [
+        LabelledPhoto(i, ALICE, np.repeat(x[i % len(x)][None], VIEWS, 0).astype(np.float32), 0)
+        for i in range(1, 11)
+    ]
+    result = retrain(serving, base, retrain_rows(base, labelled, len(labelled), cap=5), "tiny-r1")
+    folder = result.candidate.save(tmp_path / "tiny-r1")
+    kept = load_artifact(folder)
+    assert kept.metadata.thresholds == cuts
+    assert kept.honesty is not None
+    np.testing.assert_array_equal(kept.honesty.whitening, honesty.whitening)
+    np.testing.assert_array_equal(kept.honesty.flower_weights, honesty.flower_weights)

@@ -29,11 +29,25 @@ let classNames;
 let inputSize;
 // The verdict's rules as the model folder exports them ([{verdict, score, below}], in the order
 // they apply; model_training/abstention.py): the page decides as the bot and the CLI do. A rule
-// on a score the page does not compute (the feature-space "flower_score") is skipped.
+// on a score the page does not compute (the feature-space "flower_score" and "species_score":
+// the exported graph gives probabilities, not backbone features) is skipped.
 let verdictRules;
 let frame;
 let cameraOn = false;
 let predictions = 0;
+// The model's serving views (full, mirrored, 80 % centre crop, mirrored): a chosen photo or a
+// frozen frame is answered with all of them, as Python answers; the live camera with one a frame.
+let allViews;
+// ?live=all runs every view on every live frame (the slower mode before cycling; for the
+// benchmark); by default live frames cycle through the views (liveAnswer).
+const LIVE_ALL_VIEWS = params.get("live") === "all";
+// The camera counts as moved when the model's 224 x 224 input changes by more than this mean
+// absolute difference (0..255) between two frames; then the average over frames starts again.
+// A still camera's noise stays far below it; not tuned on real phone footage.
+const MOVED_ABOVE = 8;
+const live = { frames: 0, recent: [], previous: null };
+// Settled once the first model has loaded (or failed to): an update waits for it.
+const firstLoad = Promise.withResolvers();
 
 function setMode(next) {
   mode = next;
@@ -83,6 +97,9 @@ async function loadModel() {
   model = graphModel;
   classNames = names;
   inputSize = metadata.input_size;
+  allViews = metadata.serve_views.map((_, position) => position);
+  resetLive();
+  document.body.dataset.modelVersion = metadata.version;
   verdictRules = metadata.verdict_rules;
   const unsure = verdictRules.find((rule) => rule.score === "confidence");
   $("threshold").textContent = percent(unsure.below);
@@ -98,9 +115,9 @@ function centreSquare(width, height) {
   return [Math.floor((width - side) / 2), Math.floor((height - side) / 2), side];
 }
 
-// Photo or video frame -> probabilities: its pixels as decoded, the centre square resized as
-// Pillow does. The model takes RGB in 0..255 and scales it itself.
-async function classify(source, width, height) {
+// Photo or video frame -> the model's input: its pixels as decoded, the centre square resized
+// as Pillow does (RGB in 0..255; the model scales it itself).
+function inputPixels(source, width, height) {
   if (frame.width !== width || frame.height !== height) {
     frame.width = width;
     frame.height = height;
@@ -110,11 +127,58 @@ async function classify(source, width, height) {
   const [left, top, side] = centreSquare(width, height);
   const box = [left, top, left + side, top + side];
   const rgba = context.getImageData(0, 0, width, height).data;
-  const pixels = resizeLikePillow(rgba, width, height, box, inputSize);
-  const output = tf.tidy(() => model.predict(tf.tensor4d(pixels, [1, inputSize, inputSize, 3])));
+  return resizeLikePillow(rgba, width, height, box, inputSize);
+}
+
+// The model's probabilities for `views` (positions in serve_views), averaged over them.
+async function infer(pixels, views) {
+  const output = tf.tidy(() =>
+    model.predict({
+      image: tf.tensor4d(pixels, [1, inputSize, inputSize, 3]),
+      view: tf.tensor1d(views, "int32"),
+    }),
+  );
   const probabilities = await output.data();
   output.dispose();
   return probabilities;
+}
+
+// A photo or a frozen frame: every view in one pass, the same answer as Python's.
+async function classify(source, width, height) {
+  return infer(inputPixels(source, width, height), allViews);
+}
+
+function resetLive() {
+  live.frames = 0;
+  live.recent = [];
+  live.previous = null;
+}
+
+function meanAbsDifference(a, b) {
+  let sum = 0;
+  for (let i = 0; i < a.length; i += 1) sum += Math.abs(a[i] - b[i]);
+  return sum / a.length;
+}
+
+// A live frame: one view, view k mod V on frame k, and the probabilities averaged over the last
+// V frames while the camera is steady. For a still camera the last V frames hold every view of
+// the same picture, so the answer is the photo answer (all views in one pass) once V frames are
+// in; a moved camera starts the average again from its new frame.
+async function liveAnswer(source, width, height) {
+  const pixels = inputPixels(source, width, height);
+  if (live.previous && meanAbsDifference(pixels, live.previous) > MOVED_ABOVE) live.recent = [];
+  live.previous = pixels;
+  const views = LIVE_ALL_VIEWS ? allViews : [allViews[live.frames % allViews.length]];
+  live.frames += 1;
+  live.recent.push(await infer(pixels, views));
+  if (live.recent.length > (LIVE_ALL_VIEWS ? 1 : allViews.length)) live.recent.shift();
+  const mean = new Float32Array(live.recent[0].length);
+  for (const probabilities of live.recent) {
+    for (let i = 0; i < mean.length; i += 1) mean[i] += probabilities[i] / live.recent.length;
+  }
+  // How many views the shown answer covers: the test waits for all of them.
+  speciesList.dataset.views = LIVE_ALL_VIEWS ? allViews.length : live.recent.length;
+  return mean;
 }
 
 function topK(probabilities, k) {
@@ -148,6 +212,8 @@ const VERDICT_TEXT = {
 };
 
 function render(probabilities, source, shortSide) {
+  if (source !== "camera" || mode !== "live") speciesList.dataset.views = allViews.length;
+  speciesList.dataset.mode = mode; // what the answer is for: "live", "frozen" or "photo"
   const top = topK(probabilities, TOP_K);
   top.forEach(({ index, p }, rank) => {
     const item = speciesList.children[rank];
@@ -173,11 +239,11 @@ function render(probabilities, source, shortSide) {
 
 // Runs one prediction and shows it, unless what is on screen changed in the meantime.
 let busy = Promise.resolve();
-function predictAndShow(source, width, height, label) {
+function predictAndShow(source, width, height, label, answer = classify) {
   const started = generation;
   const run = busy.then(async () => {
     if (started !== generation) return;
-    const probabilities = await classify(source, width, height);
+    const probabilities = await answer(source, width, height);
     if (started === generation) render(probabilities, label, Math.min(width, height));
   });
   busy = run.catch((error) => showError(error));
@@ -191,7 +257,7 @@ async function liveLoop() {
   while (mode === "live") {
     if (video.readyState >= video.HAVE_CURRENT_DATA) {
       const start = performance.now();
-      await predictAndShow(video, video.videoWidth, video.videoHeight, "camera");
+      await predictAndShow(video, video.videoWidth, video.videoHeight, "camera", liveAnswer);
       times.push(performance.now() - start);
       if (times.length > 20) times.shift();
       const ms = times.reduce((a, b) => a + b) / times.length;
@@ -233,6 +299,7 @@ function noCamera(reason) {
 
 function goLive() {
   setMode("live");
+  resetLive();
   statusLine.textContent = "Camera on: point it at a flower.";
   video.play();
   liveLoop();
@@ -266,6 +333,46 @@ async function showPhoto(file) {
   decoded.image.close();
 }
 
+// Offline-first: the service worker (sw.js) precaches the page, TF.js and the model on the
+// first visit. When a newer worker takes over (a new model was exported since the last visit),
+// the page loads the new model in place and says which version it now runs.
+async function startServiceWorker() {
+  const offline = $("offline");
+  if (!("serviceWorker" in navigator)) {
+    offline.textContent = "This browser cannot keep the page for offline use.";
+    return;
+  }
+  const updating = Boolean(navigator.serviceWorker.controller);
+  navigator.serviceWorker.addEventListener("controllerchange", () => {
+    if (updating) updateModel();
+  });
+  try {
+    const registration = await navigator.serviceWorker.register("sw.js");
+    if (navigator.onLine) registration.update().catch(() => {}); // check now, not later
+    await navigator.serviceWorker.ready;
+    offline.textContent = "Saved on this device: works offline.";
+    document.body.dataset.offline = "ready";
+  } catch (error) {
+    console.warn("no service worker: the page needs the network on every visit", error);
+  }
+}
+
+async function updateModel() {
+  await firstLoad.promise;
+  if (mode === "error") return;
+  const old = model;
+  try {
+    await loadModel();
+  } catch (error) {
+    return console.warn("the updated model did not load; keeping the current one", error);
+  }
+  await busy; // predictions started before the swap finish with the old model
+  if (old && old !== model) old.dispose();
+  $("offline").textContent = `Updated to model ${document.body.dataset.modelVersion}.`;
+  // A frozen frame is answered again by the new model; a photo keeps its answer until the next.
+  if (mode === "frozen") predictAndShow(video, video.videoWidth, video.videoHeight, "camera");
+}
+
 function showError(error) {
   console.error(error);
   setMode("error");
@@ -275,6 +382,7 @@ function showError(error) {
 
 async function main() {
   buildList();
+  startServiceWorker();
   freezeButton.addEventListener("click", () => (mode === "live" ? freeze() : goLive()));
   fileInput.addEventListener("change", () => {
     if (fileInput.files.length) showPhoto(fileInput.files[0]);
@@ -282,12 +390,13 @@ async function main() {
   });
   try {
     const backend = await startBackend();
-    await loadModel();
+    await loadModel().finally(firstLoad.resolve);
     document.body.dataset.backend = backend;
     statusLine.textContent = "Model ready: allow the camera, or choose a photo.";
     fileInput.disabled = false;
     setMode("photo");
   } catch (error) {
+    firstLoad.resolve();
     return showError(error);
   }
   await startCamera();
