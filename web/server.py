@@ -1,35 +1,72 @@
 """A local static server for the web page: web/, the exported model, and TF.js from node_modules.
 
-Only the TF.js bundles the page loads are served out of node_modules, so the page's files are all
-that a browser can read. For development and tests on this machine: it listens on 127.0.0.1 only.
+Only the TF.js and Workbox bundles the page loads are served out of node_modules, so the page's
+files are all that a browser can read. /sw.js is web/sw.js with its precache manifest filled in
+(`service_worker`). For development and tests on this machine: it listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
+import io
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
 WEB_ROOT = Path(__file__).resolve().parent
-# What the page loads from npm packages: the TF.js bundle and the WASM backend with its .wasm files.
+TFJS_DIST = "node_modules/@tensorflow/tfjs/dist/"
+WASM_DIST = "node_modules/@tensorflow/tfjs-backend-wasm/dist/"
+# Workbox for the service worker: workbox-sw loads the other three, and they need workbox-core.
+WORKBOX_PACKAGES = ("workbox-sw", "workbox-core", "workbox-routing", "workbox-strategies")
+WORKBOX_PACKAGES += ("workbox-precaching",)
+# What the page loads from npm packages: TF.js, the WASM backend with its .wasm files, Workbox.
 VENDOR_PREFIXES = (
-    "/node_modules/@tensorflow/tfjs/dist/",
-    "/node_modules/@tensorflow/tfjs-backend-wasm/dist/",
+    f"/{TFJS_DIST}",
+    f"/{WASM_DIST}",
+    *(f"/node_modules/{package}/build/" for package in WORKBOX_PACKAGES),
 )
 MODEL_PREFIX = "/model/"
-# The files index.html loads from those packages; `npm ci` in web/ installs them.
+SERVICE_WORKER = "sw.js"
+# The files the page uses from those packages; `npm ci` in web/ installs them.
 VENDOR_FILES = (
-    "node_modules/@tensorflow/tfjs/dist/tf.min.js",
-    "node_modules/@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js",
+    f"{TFJS_DIST}tf.min.js",
+    f"{WASM_DIST}tf-backend-wasm.min.js",
+    # Which one loads depends on the browser: SIMD and threads, SIMD, or neither.
+    f"{WASM_DIST}tfjs-backend-wasm-threaded-simd.wasm",
+    f"{WASM_DIST}tfjs-backend-wasm-simd.wasm",
+    f"{WASM_DIST}tfjs-backend-wasm.wasm",
+    "node_modules/workbox-sw/build/workbox-sw.js",
+    *(f"node_modules/{p}/build/{p}.prod.js" for p in WORKBOX_PACKAGES if p != "workbox-sw"),
 )
+# The page's own files, precached by the service worker with the vendor files and the model.
+PAGE_FILES = (
+    "index.html",
+    "app.js",
+    "pillow.js",
+    "style.css",
+    "manifest.webmanifest",
+    "icons/icon-192.png",
+    "icons/icon-512.png",
+    "icons/apple-touch-icon.png",
+)
+# Workbox's importScripts load these with the worker itself; they need no precache entry.
+_IMPORTED_BY_WORKER = tuple(name for name in VENDOR_FILES if "/workbox-" in name)
 
 
 class PageHandler(http.server.SimpleHTTPRequestHandler):
     """Serves `directory` (web/) with /model/ mapped to the exported model folder."""
+
+    extensions_map: ClassVar[dict[str, str]] = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".webmanifest": "application/manifest+json",
+        ".wasm": "application/wasm",
+    }
 
     def __init__(self, *args: object, directory: str, model_dir: str, **kwargs: object) -> None:
         self.model_dir = model_dir
@@ -42,9 +79,17 @@ class PageHandler(http.server.SimpleHTTPRequestHandler):
         return super().translate_path(path)
 
     def send_head(self):
-        if not _served(_url_path(self.path)):
+        url_path = _url_path(self.path)
+        if not _served(url_path):
             self.send_error(404, "not served")
             return None
+        if url_path == f"/{SERVICE_WORKER}":
+            body = service_worker(self.model_dir, self.directory).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/javascript; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return io.BytesIO(body)
         return super().send_head()
 
     def end_headers(self) -> None:
@@ -67,6 +112,42 @@ def _served(url_path: str) -> bool:
         name = url_path.removeprefix(MODEL_PREFIX)
         return "/" not in name and name.strip(".") != ""  # the export is one flat folder
     return True
+
+
+def model_files(model_dir: str | Path) -> list[str]:
+    """The exported model's files the page fetches: model.json, its shards, classes, metadata."""
+    manifest = json.loads(Path(model_dir, "model.json").read_text())
+    shards = [name for group in manifest["weightsManifest"] for name in group["paths"]]
+    return ["model.json", *shards, "classes.json", "metadata.json"]
+
+
+_revisions: dict[tuple[str, int, int], str] = {}
+
+
+def _revision(path: Path) -> str:
+    """sha256 of the file's content (first 16 hex digits), remembered per size and mtime."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _revisions:
+        _revisions[key] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return _revisions[key]
+
+
+def precache_manifest(model_dir: str | Path, web_root: str | Path = WEB_ROOT) -> list[dict]:
+    """Workbox's precache entries ({url, revision}) for every file the page needs offline."""
+    files = [
+        *((name, Path(web_root, name)) for name in PAGE_FILES),
+        *((name, Path(web_root, name)) for name in VENDOR_FILES if name not in _IMPORTED_BY_WORKER),
+        *((f"model/{name}", Path(model_dir, name)) for name in model_files(model_dir)),
+    ]
+    return [{"url": url, "revision": _revision(path)} for url, path in files]
+
+
+def service_worker(model_dir: str | Path, web_root: str | Path = WEB_ROOT) -> str:
+    """web/sw.js with its precache manifest: it changes whenever a listed file changes."""
+    template = Path(web_root, SERVICE_WORKER).read_text()
+    manifest = json.dumps(precache_manifest(model_dir, web_root), indent=1)
+    return template.replace("self.__WB_MANIFEST", manifest)
 
 
 def missing_vendor_files(web_root: str | Path = WEB_ROOT) -> list[str]:
