@@ -36,9 +36,10 @@ PREDICT = """async ([pixels, n, size]) => {
     window.model ??= await tf.loadGraphModel('model/model.json');
     const bytes = Uint8Array.from(atob(pixels), (c) => c.charCodeAt(0));
     const input = tf.tensor4d(Float32Array.from(bytes), [n, size, size, 3]);
-    const output = window.model.predict(input);
+    const view = tf.tensor1d([0, 1, 2, 3], 'int32');  // every serving view, as Python
+    const output = window.model.predict({image: input, view});
     const probabilities = Array.from(await output.data());
-    tf.dispose([input, output]);
+    tf.dispose([input, view, output]);
     return probabilities;
 }"""
 
