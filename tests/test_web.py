@@ -1,4 +1,5 @@
-"""The web page in headless Chromium: the same answers as Python, the camera, the photo fallback.
+"""The web page in headless Chromium: the same answers as Python, the camera, the photo fallback,
+the steady camera's answer over frames, and the page offline (service worker) and updating.
 
 The browser tests need Debian's chromium, TF.js in web/node_modules and the TF.js converter
 (`make web-setup`). Where one is missing they are skipped, except in CI, where they fail.
@@ -6,8 +7,13 @@ The browser tests need Debian's chromium, TF.js in web/node_modules and the TF.j
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import json
 import os
+import shutil
+import socket
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +26,7 @@ from conftest import ROOT, SHIPPED_MODEL
 from model_training.photos import load_photo
 from web.browser import CHROMIUM, camera_frame, launch_options, write_y4m
 from web.export import ExportError, export_web, find_converter, needs_export
-from web.server import missing_vendor_files, serving
+from web.server import missing_vendor_files, model_files, serving
 
 RESULTS = ROOT / "test-results"
 TOLERANCE = 0.01  # largest difference allowed between the page's and Python's probabilities
@@ -47,13 +53,24 @@ needs_browser = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session")
-def page_url(tmp_path_factory):
-    """The page served on 127.0.0.1 with the shipped model, exported once for the session."""
+def exported_model(tmp_path_factory) -> Path:
+    """The shipped model exported for the page, once for the session."""
     if MISSING:
         pytest.fail(f"the web page's tests need: {', '.join(MISSING)}")
-    model = export_web(SHIPPED_MODEL, tmp_path_factory.mktemp("web") / "model")
-    with serving(model) as url:
+    return export_web(SHIPPED_MODEL, tmp_path_factory.mktemp("web") / "model")
+
+
+@pytest.fixture(scope="session")
+def page_url(exported_model):
+    """The page served on 127.0.0.1 with the shipped model."""
+    with serving(exported_model) as url:
         yield url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def shown_top5(page) -> list[tuple[int, str, float]]:
@@ -163,6 +180,192 @@ def test_fake_camera_shows_the_species_live_and_freezes(page_url, sample_photos,
         RESULTS.mkdir(exist_ok=True)
         page.screenshot(path=RESULTS / "web-camera.png")
         browser.close()
+
+
+PREDICTIONS = "+document.getElementById('species').dataset.predictions"
+
+
+def choose_photo(page, path: Path) -> list[tuple[int, str, float]]:
+    page.set_input_files("#file", str(path))
+    page.wait_for_function(
+        f"document.getElementById('species').dataset.source === '{path.name}'", timeout=60_000
+    )
+    return shown_top5(page)
+
+
+def assert_same_answer(shown, expected, label: str) -> None:
+    """Top-1 equal, and the top-5 probabilities within TOLERANCE."""
+    assert [i for i, _, _ in shown][:1] == [i for i, _, _ in expected][:1], label
+    np.testing.assert_allclose(
+        [p for _, _, p in shown], [p for _, _, p in expected], atol=TOLERANCE, err_msg=label
+    )
+
+
+@needs_browser
+def test_steady_camera_averages_one_view_a_frame_to_the_photo_answer(
+    page_url, sample_photos, tmp_path
+) -> None:
+    """Live frames run one view each (view k mod 4 on frame k); averaged over the last 4 frames of
+    a still camera, that is the 4-view answer a chosen photo of the same frame gets."""
+    from playwright.sync_api import sync_playwright
+
+    photo, _, name = next(s for s in sample_photos if s[2] != "sunflower")
+    video = write_y4m(camera_frame(photo), tmp_path / "camera.y4m")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(**launch_options(fake_camera=video))
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        page.goto(page_url)
+        page.wait_for_function(f"{PREDICTIONS} >= 1", timeout=120_000)
+        assert page.evaluate("document.body.dataset.mode") == "live"
+        # A still camera: after 4 frames every answer covers all 4 views.
+        start = page.evaluate(PREDICTIONS)
+        page.wait_for_function(f"{PREDICTIONS} >= {start + 6}", timeout=60_000)
+        steady = page.evaluate(
+            "[document.getElementById('species').dataset.views,"
+            " Array.from(document.querySelectorAll('#species li'),"
+            "   li => [+li.dataset.index, li.querySelector('.name').textContent,"
+            "          +li.dataset.probability])]"
+        )
+        assert steady[0] == "4"
+        live = [tuple(item) for item in steady[1]]
+        assert live[0][1] == name
+
+        # The same frame through the other two paths, each all 4 views in one pass: the frozen
+        # frame, and that frame saved as a PNG and chosen as a photo.
+        page.get_by_role("button", name="Freeze").click()
+        page.wait_for_function(
+            "document.getElementById('species').dataset.mode === 'frozen'", timeout=30_000
+        )
+        assert_same_answer(live, shown_top5(page), "frozen frame")
+        png = page.evaluate("""() => {
+            const video = document.getElementById('camera');
+            const canvas = document.createElement('canvas');
+            canvas.width = video.videoWidth;
+            canvas.height = video.videoHeight;
+            canvas.getContext('2d').drawImage(video, 0, 0);
+            return canvas.toDataURL('image/png').split(',')[1];
+        }""")
+        frame = tmp_path / "frame.png"
+        frame.write_bytes(base64.b64decode(png))
+        assert_same_answer(live, choose_photo(page, frame), "the frame as a chosen photo")
+        browser.close()
+
+
+@needs_browser
+def test_page_works_offline_and_takes_a_new_model_version(
+    exported_model, classifier, sample_photos, tmp_path
+) -> None:
+    """First visit online precaches everything; with the server stopped and the browser offline a
+    reload and a new tab identify photos; a new model version replaces the cached one on the next
+    visit online, and the page says which version it runs."""
+    from playwright.sync_api import sync_playwright
+
+    model = shutil.copytree(exported_model, tmp_path / "model")
+    version = json.loads((model / "metadata.json").read_text())["version"]
+    port = free_port()  # the same origin each time: a service worker belongs to its origin
+    photos = [path for path, _, _ in sample_photos[:2]]
+
+    def identifies(page, label: str) -> None:
+        page.locator("#camera-note").filter(has_text="Choose a photo").wait_for(timeout=120_000)
+        for path in photos:
+            answer = classifier.identify(path.read_bytes())
+            expected = [(s.index, s.species, s.confidence) for s in answer.top5]
+            assert_same_answer(choose_photo(page, path), expected, f"{label}: {path.name}")
+
+    def shows_version(page, wanted: str) -> None:
+        page.wait_for_function(
+            f"document.body.dataset.modelVersion === '{wanted}'", timeout=120_000
+        )
+        assert f"Model {wanted}:" in page.locator("#model-info").text_content()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(**launch_options())
+        context = browser.new_context()
+        # The pages' console, shown by pytest when the test fails.
+        context.on("console", lambda message: print(f"console {message.type}: {message.text}"))
+        page = context.new_page()
+        with serving(model, port) as url:
+            page.goto(url)
+            page.wait_for_function(
+                "document.body.dataset.offline === 'ready' && navigator.serviceWorker.controller",
+                timeout=120_000,
+            )
+            shows_version(page, version)
+        # The server is gone and the browser offline: everything comes from the precache.
+        context.set_offline(True)
+        page.reload()
+        shows_version(page, version)
+        identifies(page, "reloaded offline")
+        fresh = context.new_page()
+        fresh.goto(url)
+        shows_version(fresh, version)
+        identifies(fresh, "new tab offline")
+        fresh.close()
+
+        # A new export (here: the same weights under a new version) on the next visit online.
+        metadata = json.loads((model / "metadata.json").read_text())
+        metadata["version"] = new_version = f"{version}-update"
+        (model / "metadata.json").write_text(json.dumps(metadata))
+        context.set_offline(False)
+        with serving(model, port):
+            page.reload()
+            shows_version(page, new_version)
+            page.wait_for_function("document.body.dataset.offline === 'ready'")
+        context.set_offline(True)
+        page.reload()
+        shows_version(page, new_version)
+        identifies(page, "updated, offline")
+        RESULTS.mkdir(exist_ok=True)
+        page.screenshot(path=RESULTS / "web-offline.png", full_page=True)
+        browser.close()
+
+
+@pytest.mark.skipif(
+    bool(missing_vendor_files()) and not os.environ.get("CI"), reason="web/node_modules missing"
+)
+def test_service_worker_lists_every_file_with_its_content_hash(exported_model_files) -> None:
+    model = exported_model_files
+    with serving(model) as url:
+        with urllib.request.urlopen(url + "sw.js") as response:
+            assert response.headers["Content-Type"].startswith("text/javascript")
+            first = response.read().decode()
+        manifest = json.loads(first[first.index("precacheAndRoute(") + 17 : first.rindex(", {")])
+        urls = {entry["url"] for entry in manifest}
+        assert {"index.html", "app.js", "manifest.webmanifest", "model/metadata.json"} <= urls
+        assert {f"model/{name}" for name in model_files(model)} <= urls
+        assert any(name.endswith(".wasm") for name in urls)
+        for entry in manifest:  # everything listed is served
+            with urllib.request.urlopen(url + entry["url"]) as response:
+                assert response.status == 200, entry["url"]
+        (model / "metadata.json").write_text('{"version": "next"}')
+        with urllib.request.urlopen(url + "sw.js") as response:
+            assert response.read().decode() != first  # a changed file makes a new worker
+
+
+@pytest.fixture
+def exported_model_files(tmp_path) -> Path:
+    """A stand-in export: model.json with one shard, classes and metadata."""
+    weights = {"paths": ["group1-shard1of1.bin"], "weights": []}
+    (tmp_path / "model.json").write_text(json.dumps({"weightsManifest": [weights]}))
+    (tmp_path / "group1-shard1of1.bin").write_bytes(b"\0" * 8)
+    (tmp_path / "classes.json").write_text('["rose"]')
+    (tmp_path / "metadata.json").write_text('{"version": "first"}')
+    return tmp_path
+
+
+def test_manifest_icons_exist_at_their_sizes() -> None:
+    web = ROOT / "web"
+    manifest = json.loads((web / "manifest.webmanifest").read_text())
+    assert manifest["display"] == "standalone" and manifest["start_url"]
+    purposes = set()
+    for icon in manifest["icons"]:
+        data = (web / icon["src"]).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+        assert icon["sizes"] == f"{width}x{height}", icon["src"]
+        purposes.add(icon["purpose"])
+    assert {"any", "maskable"} <= purposes
+    assert {192, 512} <= {int(i["sizes"].split("x")[0]) for i in manifest["icons"]}
 
 
 def test_server_serves_the_page_model_and_tfjs_only(tmp_path) -> None:
