@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import SHIPPED_MODEL
+from conftest import SHARED, SHIPPED_MODEL
 from fake_telegram import FakeTelegram
 from sqlalchemy import select
 from telegram.ext import Application
@@ -373,3 +373,38 @@ async def test_exclude_keeps_a_users_labels_out_of_retraining(tg, bot, sample_ph
         assert session.scalar(select(Photo.user_id).where(Photo.id == 1)) == ALICE
     assert (await command(tg, ADMIN, "exclude", "7"))[0] == "I have nothing from user 7."
     assert (await command(tg, ADMIN, "exclude", "someone"))[0] == "Usage: /exclude USER_ID"
+
+
+async def teach_new_species(tg: FakeTelegram, user: int, photo: bytes, typed: str) -> None:
+    """The user sends a photo, taps "None of these", types a name the model does not know and
+    records it as a new species."""
+    reply = await ask(tg, user, photo)
+    mark = tg.mark()
+    tg.press_button(reply, "None of these", user_id=user)
+    await reply_to(tg, user, mark)
+    mark = tg.mark()
+    tg.user_text(user, typed)
+    offer = await reply_to(tg, user, mark)
+    await tap(tg, offer, tg.keyboard(offer)[-1][0]["text"], user)
+
+
+async def test_users_teach_a_new_species_and_retraining_learns_it(tg, bot):
+    """Three users record 30 real tulip photos as a new species (tulips are not among the 102),
+    spelt three ways; 20 photos from 3 users approve it by themselves; the candidate of the
+    next retraining names its held-out tulips."""
+    tulips = sorted((SHARED / "data" / "flower_photos" / "tulips").glob("*.jpg"))[:30]
+    users = (ALICE, BOB, ALICE + 100)
+    for k, path in enumerate(tulips):
+        typed = ("tulips", "Tulip", "tulp")[k % 3]
+        await teach_new_species(tg, users[k % 3], path.read_bytes(), typed)
+    [listed] = await command(tg, ADMIN, "species")
+    assert "Tulip: 30 photo(s) from 3 user(s) (approved)" in listed
+    started, report = await command(tg, ADMIN, "retrain", n=2)
+    assert "Retraining started" in started
+    learnt = re.search(r"New species Tulip learnt by the candidate \(held-out top-1 (\d+)%", report)
+    assert learnt and int(learnt.group(1)) >= 60, report
+    with database(bot).session() as session:
+        candidate = load_artifact(list_versions(session)[-1].path)
+    assert candidate.class_names[-1] == "tulip" and len(candidate.class_names) == 103
+    # The serving model is unchanged (6 held-out photos are too few to promote anything).
+    assert svc(bot).identifier.classifier.class_names[-1] != "tulip"
