@@ -93,11 +93,14 @@ def _train_candidate(settings: Settings, version: str) -> None:
             raise RetrainFailed("no serving model in the registry")
         artifact = load_artifact(serving.path)
         base = load_base_rows(serving.path)
-        # Approved new species the serving model does not know yet get the next class indices.
-        known = {normalise(name) for name in artifact.class_names}
+        # Approved new species the serving model does not know yet get the next class indices;
+        # those it learnt in an earlier retraining keep theirs (their early labels still count).
+        known = {normalise(name): i for i, name in enumerate(artifact.class_names)}
         min_users = max(MIN_USERS_FOR_A_SPECIES, settings.species_min_users)
-        learn = [s for s in species_to_learn(session, min_users) if s.key not in known]
-        new_species = {s.id: len(artifact.class_names) + i for i, s in enumerate(learn)}
+        approved = species_to_learn(session, min_users)
+        learn = [s for s in approved if s.key not in known]
+        new_species = {s.id: known[s.key] for s in approved if s.key in known}
+        new_species |= {s.id: len(known) + i for i, s in enumerate(learn)}
         n_photos = count_labelled_examples(session, new_species=new_species)
         rows = retrain_rows(
             base,
