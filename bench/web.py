@@ -2,6 +2,7 @@
 time per camera frame for each TF.js backend and live mode.
 
     python bench/web.py [--seconds 10] [--backends wasm,webgl,cpu] [--live all,cycle]
+                        [--weights none,float16,uint8]
 
 A sample photo plays as a fake camera; the page runs as a visitor would see it (its own live loop:
 frame -> Pillow-exact resize -> model -> top-5 on screen). Live modes: "all" runs the model's 4
@@ -23,6 +24,10 @@ from pathlib import Path
 from model_training.defaults import SHIPPED_MODEL_DIR
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Run as `python bench/web.py`, bench/ comes first on sys.path and "web" would be this file, not
+# the web/ package (installed with the project): look past it.
+if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
 from playwright.sync_api import sync_playwright
 
 from web.browser import camera_frame, launch_options, write_y4m
@@ -75,10 +80,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--backends", default="wasm,webgl,cpu")
     parser.add_argument("--live", default="all,cycle", help="live modes: all, cycle or both")
+    parser.add_argument(
+        "--weights", default=",".join(QUANTIZE_FLAGS), help="exports for the download table"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        exported = {q: export_web(args.model, Path(tmp) / q, q) for q in QUANTIZE_FLAGS}
+        weights = ["none", *(q for q in args.weights.split(",") if q != "none")]
+        exported = {q: export_web(args.model, Path(tmp) / q, q) for q in weights}
         camera = write_y4m(camera_frame(SAMPLE / "image_05429.jpg"), Path(tmp) / "camera.y4m")
         print("| weights | model download (model.json + shards) |")
         print("|---|---:|")
