@@ -26,7 +26,7 @@ from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.data import read_split
 from model_training.features import FeatureCache, split_features
 from model_training.heldout import heldout_ids
-from model_training.honesty import fit_species_space, species_scores, unknown_species_cut
+from model_training.honesty import fit_species_space, unknown_species_cut
 from model_training.model import head_probabilities
 from model_training.realworld import UNKNOWN_CLASS, read_realworld
 from model_training.train import RowRecipe, fit_rows
@@ -102,16 +102,17 @@ def leave_species_out(
     head, _ = fit_rows(
         len(known), (fit_x.mean(axis=1), fit_y, None), RowRecipe(), metadata.recipe["epochs"]
     )
-    whitening, means = fit_species_space(fit_x.mean(axis=1), fit_y, len(known))
+    space = fit_species_space(fit_x.mean(axis=1), fit_y, len(known))
     val_known = np.isin(y["val"], known)
+    val_probabilities = head_probabilities(head, x["val"][val_known])
+    unsure_below = unsure_cut(val_probabilities, index[y["val"][val_known]])
     rules = VerdictRules.from_thresholds(
         {
             **metadata.thresholds,
-            "unsure_below": unsure_cut(
-                head_probabilities(head, x["val"][val_known]), index[y["val"][val_known]]
-            ),
+            "unsure_below": unsure_below,
             "unknown_species_below": unknown_species_cut(
-                species_scores(x["val"][val_known].mean(axis=1), whitening, means)
+                space.scores(x["val"][val_known].mean(axis=1)),
+                val_probabilities.max(axis=1) >= unsure_below,
             ),
         }
     )
@@ -119,7 +120,7 @@ def leave_species_out(
     def verdicts(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         probabilities = head_probabilities(head, features)
         flower, _ = classifier.honesty_scores(features)
-        species = species_scores(features.mean(axis=1), whitening, means)
+        species = space.scores(features.mean(axis=1))
         return verdicts_of(rules, probabilities, flower, species), probabilities
 
     held_x, held_y = x["test"][held], y["test"][held]

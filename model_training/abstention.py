@@ -11,7 +11,7 @@ Not a flower: the log-odds of a flower/non-flower logistic regression on the bac
 photos. Model folders from before it (no honesty.npz) keep the old score, the cosine similarity to
 the nearest species centroid, cut at the 1% quantile of val flowers.
 
-Unknown species: minus the Mahalanobis distance to the nearest species mean (honesty.py); a
+Unknown species: a relative Mahalanobis distance to the nearest species mean (honesty.py); a
 flower far from every species we know gets "it may be a species I do not know yet" and its best
 guesses instead of a confident name. Measured by bench/realworld.py (species left out of a
 training run, and tulips, which Oxford 102 lacks).
@@ -45,7 +45,8 @@ class VerdictRules:
     not_a_flower_below: float  # flower score: log-odds (honesty.npz) or cosine (older folders)
     unsure_below: float  # top-1 confidence
     min_photo_side: int = MIN_PHOTO_SIDE  # pixels, the photo as sent
-    # Minus the Mahalanobis distance to the nearest species; -inf (never) for older folders.
+    # Species score (honesty.SpeciesSpace: higher is nearer a known species); -inf (never) for
+    # older folders.
     unknown_species_below: float = -math.inf
 
     @classmethod

@@ -47,7 +47,7 @@ class Metadata:
     metrics: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
     # "not_a_flower_below" (flower log-odds; cosine to the nearest centroid without honesty.npz),
-    # "unknown_species_below" (minus the Mahalanobis distance), "unsure_below" (top-1)
+    # "unknown_species_below" (relative Mahalanobis, honesty.py), "unsure_below" (top-1)
     thresholds: dict = field(default_factory=dict)
     backbone: str = BACKBONE_NAME
     backbone_fingerprint: str = ""

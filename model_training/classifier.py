@@ -39,7 +39,7 @@ class Answer:
     image: np.ndarray  # the 224x224 square the model saw
     photo_size: tuple[int, int]  # width, height as sent
     flower_score: float  # flower log-odds (model_training/honesty.py)
-    species_score: float = float("inf")  # minus the Mahalanobis distance to the nearest species
+    species_score: float = float("inf")  # higher: nearer a known species (honesty.py)
 
     def as_json(self) -> dict[str, object]:
         """What a front end shows: the verdict and the top-5 (no pixels, no features)."""

@@ -23,7 +23,6 @@ from model_training.honesty import (
     HonestyModel,
     fit_flower_model,
     fit_species_space,
-    species_scores,
     unknown_species_cut,
 )
 from model_training.honesty import not_a_flower_cut as flower_log_odds_cut
@@ -169,13 +168,14 @@ def train_product(
     epochs = int(np.argmax(history["val_accuracy"])) + 1
     # Thresholds from what never trained on val: the early-stopped head, centroids without val.
     val_probabilities = head_probabilities(early, val_x)
+    unsure_below = unsure_cut(val_probabilities, val_y)
     all_x, all_y = np.concatenate([fit_x, val_x]), np.concatenate([fit_y, val_y])
     head, _ = fit_rows(n_classes, (mean_rows(all_x), all_y, None), recipe, epochs, seed)
 
     heldout_x, heldout_y = features["test"][held], splits["test"].labels[held]
     honesty, honesty_thresholds = fit_honesty(
         (fit_x, fit_y),
-        (val_x, val_y),
+        (val_x, val_probabilities.max(axis=1) >= unsure_below),
         (all_x, all_y),
         n_classes,
         (cache, views),
@@ -199,7 +199,7 @@ def train_product(
         history=history,
         thresholds={
             **honesty_thresholds,
-            "unsure_below": unsure_cut(val_probabilities, val_y),
+            "unsure_below": unsure_below,
             "min_photo_side": MIN_PHOTO_SIDE,
         },
     )
@@ -210,7 +210,7 @@ def train_product(
 
 def fit_honesty(
     fit: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],  # features, and whether the head is confident
     everything: tuple[np.ndarray, np.ndarray],
     n_classes: int,
     features: tuple[FeatureCache, tuple[str, ...]],
@@ -222,7 +222,7 @@ def fit_honesty(
     from val under means and covariance of the fitting rows, the flower cut from cross-validated
     log-odds of the real-world fitting half. Served: both refitted on everything.
     """
-    (fit_x, fit_y), (val_x, _), (all_x, all_y) = fit, val, everything
+    (fit_x, fit_y), (val_x, val_confident), (all_x, all_y) = fit, val, everything
     folder = Path(realworld)
     if not (folder / FLOWER_PHOTOS).is_dir() or not (folder / NONFLOWER).is_dir():
         val_scores = flower_scores(val_x, class_centroids(fit_x, fit_y, n_classes))
@@ -236,11 +236,10 @@ def fit_honesty(
     weights, bias, held_out = fit_flower_model(
         np.concatenate([mean_rows(all_x), real_x]), is_flower, group
     )
-    whitening, means = fit_species_space(mean_rows(fit_x), fit_y, n_classes)
-    val_species = species_scores(mean_rows(val_x), whitening, means)
-    whitening, means = fit_species_space(mean_rows(all_x), all_y, n_classes)
+    val_species = fit_species_space(mean_rows(fit_x), fit_y, n_classes).scores(mean_rows(val_x))
+    space = fit_species_space(mean_rows(all_x), all_y, n_classes)
     thresholds = {
         "not_a_flower_below": flower_log_odds_cut(held_out[group == 1]),
-        "unknown_species_below": unknown_species_cut(val_species),
+        "unknown_species_below": unknown_species_cut(val_species, val_confident),
     }
-    return HonestyModel(weights.astype(np.float32), bias, whitening, means), thresholds
+    return HonestyModel.of(weights.astype(np.float32), bias, space), thresholds

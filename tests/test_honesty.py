@@ -18,7 +18,6 @@ from model_training.honesty import (
     fit_flower_model,
     fit_species_space,
     load_honesty,
-    species_scores,
 )
 from model_training.photos import read_photo
 from model_training.realworld import read_realworld, split_half
@@ -38,11 +37,10 @@ def test_the_species_score_is_low_far_from_every_species() -> None:
     rng = np.random.default_rng(0)
     centres = rng.normal(scale=6, size=(3, 300))
     rows, labels = blobs(rng, centres, 200)
-    whitening, means = fit_species_space(rows, labels, 3)
+    space = fit_species_space(rows, labels, 3)
     known, _ = blobs(rng, centres, 20)
     unknown, _ = blobs(rng, rng.normal(scale=6, size=(2, 300)), 20)
-    known_scores, unknown_scores = (species_scores(x, whitening, means) for x in (known, unknown))
-    assert (known_scores <= 0).all()
+    known_scores, unknown_scores = (space.scores(x) for x in (known, unknown))
     assert unknown_scores.max() < known_scores.min()
 
 
@@ -82,6 +80,8 @@ def test_the_honesty_model_round_trips_through_its_file(tmp_path) -> None:
         0.25,
         rng.normal(size=(8, 3)).astype(np.float32),
         rng.normal(size=(4, 3)).astype(np.float32),
+        rng.normal(size=(8, 3)).astype(np.float32),
+        rng.normal(size=3).astype(np.float32),
     )
     model.save(tmp_path / HONESTY_FILE)
     loaded = load_honesty(tmp_path)
@@ -100,7 +100,7 @@ def test_the_shipped_folder_carries_the_honesty_model_and_its_cuts() -> None:
     thresholds = json.loads((SHIPPED_MODEL / "metadata.json").read_text())["thresholds"]
     assert {"not_a_flower_below", "unknown_species_below", "unsure_below"} <= set(thresholds)
     # Package data: it must stay small.
-    assert (SHIPPED_MODEL / HONESTY_FILE).stat().st_size < 3_000_000
+    assert (SHIPPED_MODEL / HONESTY_FILE).stat().st_size < 4_000_000
 
 
 @needs_realworld
@@ -168,6 +168,8 @@ def test_a_retrained_candidate_keeps_the_honesty_model_and_its_cuts(tmp_path) ->
         0.5,
         rng.normal(size=(x.shape[1], 4)).astype(np.float32),
         rng.normal(size=(3, 4)).astype(np.float32),
+        rng.normal(size=(x.shape[1], 4)).astype(np.float32),
+        rng.normal(size=4).astype(np.float32),
     )
     cuts = {"not_a_flower_below": 0.1, "unknown_species_below": -7.0, "unsure_below": 0.4}
     serving = replace(serving, honesty=honesty, metadata=replace(serving.metadata, thresholds=cuts))
@@ -182,3 +184,15 @@ def test_a_retrained_candidate_keeps_the_honesty_model_and_its_cuts(tmp_path) ->
     assert kept.honesty is not None
     np.testing.assert_array_equal(kept.honesty.whitening, honesty.whitening)
     np.testing.assert_array_equal(kept.honesty.flower_weights, honesty.flower_weights)
+
+
+def test_the_unknown_species_cut_keeps_the_goals_share_of_val_sure() -> None:
+    from model_training.honesty import KNOWN_SURE_ON_VAL, unknown_species_cut
+
+    scores = np.random.default_rng(5).normal(size=1000)
+    confident = np.arange(1000) % 10 != 0  # the head is confident on 90%
+    cut = unknown_species_cut(scores, confident)
+    assert ((scores >= cut) & confident).mean() == pytest.approx(KNOWN_SURE_ON_VAL, abs=0.002)
+    # Confidence alone already below the share: only the minimum goes to "unknown species".
+    few = np.arange(1000) % 2 == 0
+    assert ((scores >= unknown_species_cut(scores, few)) & few).sum() == pytest.approx(490, abs=2)
