@@ -2,6 +2,7 @@
 
     python bench/realworld.py [--model DIR] [--data ../shared/data] [--leave-out N] [--no-leave-out]
 
+0. The model's verdicts on the base held-out set (known species, never trained on).
 1. The measuring halves of `flower_photos` (per folder; tulips are no Oxford species) and of
    `nonflower` (model_training/realworld.py: the fitting halves calibrated "not a flower" and are
    never counted here): the share of each verdict and, for the four known species, top-1.
@@ -21,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from model_training.abstention import Verdict, VerdictRules, unsure_cut
+from model_training.artifact import load_base_rows
 from model_training.classifier import FlowerClassifier
 from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.data import read_split
@@ -79,6 +81,21 @@ def realworld_table(classifier: FlowerClassifier, data: Path, cache: FeatureCach
     print(f"non-flower photos rejected: {rejected:.1%} (goal at least 95%)")
     tulips = verdicts[folders == "tulips"]
     print(f"tulips named with a 'sure' species: {(tulips == Verdict.SURE).mean():.1%}\n")
+
+
+def shipped_heldout(classifier: FlowerClassifier, folder: Path) -> None:
+    """The model's own verdicts on the base held-out set (its base.npz): known species."""
+    base = load_base_rows(folder)
+    features = base.heldout_x.astype(np.float32)
+    probabilities = head_probabilities(classifier.artifact.head, features)
+    flower, species = classifier.honesty_scores(features)
+    verdicts = verdicts_of(classifier.rules, probabilities, flower, species)
+    right = probabilities.argmax(axis=1) == base.heldout_y
+    sure = verdicts == Verdict.SURE
+    print("| photos | n | not a flower | unknown species | not sure | sure | top-1 of sure |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(share_row("base held-out (known species)", verdicts, f"{right[sure].mean():.1%}"))
+    print()
 
 
 def leave_species_out(
@@ -175,6 +192,7 @@ def main() -> None:
     args = parser.parse_args()
     classifier = FlowerClassifier.from_folder(args.model)
     cache = FeatureCache(args.cache_dir, classifier.artifact.metadata.scaling)
+    shipped_heldout(classifier, args.model)
     realworld_table(classifier, args.data, cache)
     if not args.no_leave_out:
         leave_species_out(classifier, args.data / "oxford102-224", cache, args.leave_out)
