@@ -113,10 +113,16 @@ def save_serving_model(artifact: ModelArtifact, folder: str | Path) -> None:
 
     size = artifact.metadata.input_size
     views = [VIEWS[name] for name in artifact.metadata.serve_views]
-    # Normalised [y1, x1, y2, x2] crop boxes, as model_training.views.ViewStack builds them.
-    corners = [((1 - v.fraction) * v.top, (1 - v.fraction) * v.left, v.fraction) for v in views]
-    boxes = tf.constant([[y, x, y + side, x + side] for y, x, side in corners], tf.float32)
-    flips = tf.constant([v.flip for v in views])
+    # Normalised [y1, x1, y2, x2] crop boxes, as model_training.views.ViewStack builds them, but
+    # a mirrored view swaps x1 and x2: crop_and_resize then samples the same points right to
+    # left, which is the crop mirrored. ViewStack's reverse-and-select instead costs TF.js more
+    # than a backbone pass at batch size 1 (its select broadcasts by tiling the whole image).
+    boxes = []
+    for v in views:
+        y1, x1 = (1 - v.fraction) * v.top, (1 - v.fraction) * v.left
+        y2, x2 = y1 + v.fraction, x1 + v.fraction
+        boxes.append([y1, x2, y2, x1] if v.flip else [y1, x1, y2, x2])
+    boxes = tf.constant(boxes, tf.float32)
     scale, offset = SCALINGS[artifact.metadata.scaling]
     backbone, head = imagenet_backbone(), artifact.head
 
@@ -128,9 +134,7 @@ def save_serving_model(artifact: ModelArtifact, folder: str | Path) -> None:
             tf.repeat(tf.range(batch), n_views),
             (size, size),
         )
-        flip = tf.tile(tf.gather(flips, view), [batch])
-        x = tf.where(flip[:, None, None, None], tf.reverse(crops, axis=[2]), crops)
-        x = x * scale + offset
+        x = crops * scale + offset
         features = tf.reduce_mean(backbone(x, training=False), axis=[1, 2])
         probabilities = head(features, training=False)
         return tf.reduce_mean(tf.reshape(probabilities, (batch, n_views, -1)), axis=1)
