@@ -24,6 +24,8 @@ from pathlib import Path
 from model_training.defaults import SHIPPED_MODEL_DIR
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras finds the ImageNet backbone weights here (`make setup` puts them there), from any shell.
+os.environ.setdefault("KERAS_HOME", str(Path(__file__).resolve().parents[1] / ".cache" / "keras"))
 # Run as `python bench/web.py`, bench/ comes first on sys.path and "web" would be this file, not
 # the web/ package (installed with the project): look past it.
 if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
