@@ -564,16 +564,22 @@ async def test_a_name_matching_nothing_is_offered_only_as_new(tg, bot, sample_ph
     assert feedback_rows(db) == []
 
 
+async def teach_new_species(tg: FakeTelegram, user: int, photo: bytes, typed: str) -> None:
+    """The user sends a photo, taps "None of these", types a name the model does not know and
+    records it as a new species (the last button)."""
+    reply = await answer_to_photo(tg, user, photo)
+    mark = tg.mark()
+    tg.press_button(reply, "None of these", user_id=user)
+    await reply_to(tg, user, mark)
+    mark = tg.mark()
+    tg.user_text(user, typed)
+    offer = await reply_to(tg, user, mark)
+    await tap(tg, offer, tg.keyboard(offer)[-1][0]["text"], user=user)
+
+
 async def test_admin_approves_and_merges_new_species(tg, bot, sample_photos, db):
     for user, typed, photo in ((ALICE, "tulip", 2), (BOB, "freesia", 3)):
-        reply = await answer_to_photo(tg, user, sample_photos[photo][0].read_bytes())
-        mark = tg.mark()
-        tg.press_button(reply, "None of these", user_id=user)
-        await reply_to(tg, user, mark)
-        mark = tg.mark()
-        tg.user_text(user, typed)
-        offer = await reply_to(tg, user, mark)
-        await tap(tg, offer, tg.keyboard(offer)[-1][0]["text"], user=user)
+        await teach_new_species(tg, user, sample_photos[photo][0].read_bytes(), typed)
     assert "No new species is called “Lily”" in await command(tg, ADMIN, "addspecies", "Lily")
     assert "Usage: /addspecies" in await command(tg, ADMIN, "addspecies", "")
     assert "Sorry" in await command(tg, ALICE, "addspecies", "Tulip")  # not an admin

@@ -32,6 +32,7 @@ from test_bot import (
     species_buttons,
     stopped,
     tap,
+    teach_new_species,
 )
 
 from bot.config import Settings
@@ -373,19 +374,6 @@ async def test_exclude_keeps_a_users_labels_out_of_retraining(tg, bot, sample_ph
         assert session.scalar(select(Photo.user_id).where(Photo.id == 1)) == ALICE
     assert (await command(tg, ADMIN, "exclude", "7"))[0] == "I have nothing from user 7."
     assert (await command(tg, ADMIN, "exclude", "someone"))[0] == "Usage: /exclude USER_ID"
-
-
-async def teach_new_species(tg: FakeTelegram, user: int, photo: bytes, typed: str) -> None:
-    """The user sends a photo, taps "None of these", types a name the model does not know and
-    records it as a new species."""
-    reply = await ask(tg, user, photo)
-    mark = tg.mark()
-    tg.press_button(reply, "None of these", user_id=user)
-    await reply_to(tg, user, mark)
-    mark = tg.mark()
-    tg.user_text(user, typed)
-    offer = await reply_to(tg, user, mark)
-    await tap(tg, offer, tg.keyboard(offer)[-1][0]["text"], user)
 
 
 async def test_users_teach_a_new_species_and_retraining_learns_it(tg, bot):
