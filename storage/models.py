@@ -94,6 +94,8 @@ class User(Base):
     first_name: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     excluded_from_training: Mapped[bool] = mapped_column(default=False)
+    # "en" or "es": chosen with /language; None: follow Telegram's language_code.
+    language: Mapped[str | None] = mapped_column(String(8))
 
     photos: Mapped[list[Photo]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -262,3 +264,36 @@ class NewSpecies(Base):
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("new_species.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     approved_at: Mapped[datetime | None]
+
+
+class Album(Base):
+    """Photos sent together (one Telegram media group) answered as one plant: the combined
+    top-5 and verdict, and each photo's own prediction (album_predictions)."""
+
+    __tablename__ = "albums"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # what the buttons carry
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    media_group_id: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(64))
+    top5: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    verdict: Mapped[str] = mapped_column(String(16))
+    # The photos left out of the combination and why: [{"position": 2, "reason": "..."}].
+    left_out: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    latency_ms: Mapped[float]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    predictions: Mapped[list[Prediction]] = relationship(secondary="album_predictions")
+
+
+class AlbumPrediction(Base):
+    __tablename__ = "album_predictions"
+
+    album_id: Mapped[int] = mapped_column(
+        ForeignKey("albums.id", ondelete="CASCADE"), primary_key=True
+    )
+    prediction_id: Mapped[int] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

@@ -117,6 +117,8 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
         "photo_requests",
         "instance_settings",
         "new_species",
+        "albums",
+        "album_predictions",
     }
     assert differences == []
     with db.engine.connect() as connection:
