@@ -7,6 +7,8 @@ import difflib
 import re
 import unicodedata
 
+from model_training.species_names import other_names
+
 
 def normalise(name: str) -> str:
     """Case, accents, punctuation and simple plurals do not matter: "Roses!" == "rose"."""
@@ -26,17 +28,29 @@ def _singular(word: str) -> str:
 
 
 def match_species(typed: str, species: list[str], limit: int = 3) -> list[int]:
-    """Indices of the species that best match what the user typed, best first (maybe none)."""
+    """Indices of the species that best match what the user typed, best first (maybe none).
+    Every name a species goes by counts: English, Spanish ("girasol") and alternatives."""
     wanted = normalise(typed)
     if not wanted:
         return []
-    names = [normalise(name) for name in species]
-    if wanted in names:
-        return [names.index(wanted)]
-    close = difflib.get_close_matches(wanted, names, n=limit, cutoff=0.75)
+    index_of: dict[str, int] = {}
+    for index, name in enumerate(species):
+        for known in (name, *other_names(name)):
+            index_of.setdefault(normalise(known), index)
+    if wanted in index_of:
+        return [index_of[wanted]]
+    names = list(index_of)
+    close = difflib.get_close_matches(wanted, names, n=len(names), cutoff=0.75)
     # A typed word that is a whole word of a longer name ("orchid") also counts.
     partial = [name for name in names if wanted in name.split() and name not in close]
-    return [names.index(name) for name in [*close, *partial][:limit]]
+    # One species may come close under two of its names: each is proposed once.
+    found = dict.fromkeys(index_of[name] for name in [*close, *partial])
+    return list(found)[:limit]
+
+
+def known_as(typed: str, species: str) -> bool:
+    """Whether the user typed exactly one of the species' names (case, accents aside)."""
+    return normalise(typed) in {normalise(name) for name in (species, *other_names(species))}
 
 
 # A new species' name: letters and spaces, short enough to read on a button and in /species.
