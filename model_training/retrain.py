@@ -56,6 +56,7 @@ class RetrainRows:
     heldout_x: np.ndarray  # (photos, dim) float16
     heldout_y: np.ndarray
     n_feedback_train: int
+    users: np.ndarray  # who labelled each feedback training row (rows after the base's)
 
 
 def retrain_rows(
@@ -91,7 +92,9 @@ def retrain_rows(
             n_train += 1
     w = np.concatenate([np.ones(n_base, np.float32), user_weights(users[:n_train], cap)])
     end = n_base + n_train
-    return RetrainRows(x[:end], y[:end], w, held_x[:n_held], held_y[:n_held], n_train)
+    return RetrainRows(
+        x[:end], y[:end], w, held_x[:n_held], held_y[:n_held], n_train, users[:n_train]
+    )
 
 
 def user_weights(user_ids: np.ndarray, cap: int) -> np.ndarray:
@@ -100,6 +103,59 @@ def user_weights(user_ids: np.ndarray, cap: int) -> np.ndarray:
         return np.empty(0, np.float32)
     _, inverse, counts = np.unique(user_ids, return_inverse=True, return_counts=True)
     return np.minimum(1.0, cap / counts)[inverse].astype(np.float32)
+
+
+# A user is judged once they have labelled this many training photos (fewer weigh little, and say
+# too little about the user), and left out when the other labels contradict most of theirs.
+MIN_LABELS_TO_JUDGE = 10
+MAX_CONTRADICTED = 0.75
+NEIGHBOURS = 10
+JUDGED_PER_USER = 50  # photos sampled from a user with more
+REFERENCE_ROWS = 20_000  # other users' photos sampled as neighbours (every base row is one too)
+
+
+def contradicted_users(rows: RetrainRows, seed: int = 0) -> list[int]:
+    """Users whose labels everyone else's contradict, e.g. one labelling sunflowers "rose".
+
+    The per-user cap bounds one user's weight, not its direction: among honest users' photos of
+    a region the base set lacks, a capped poisoner still pulls the answers there. So a label is
+    checked against its photo's NEIGHBOURS nearest rows (cosine) among the base rows and other
+    users' photos: it is contradicted when none of them has that label. Measured on the learning
+    experiment's photos (README): a poisoner's labels are contradicted over 90% of the time; an
+    honest user's 40-50% when they label all 348 real-world photos alone (only the base set to
+    agree with), under 30% when four users share them. A species only this user names is no
+    evidence against them. Memory and time stay bounded: at most JUDGED_PER_USER photos of a
+    user against the base rows and REFERENCE_ROWS photos of others.
+    """
+    ids, n_labels = np.unique(rows.users, return_counts=True)
+    judged = ids[n_labels >= MIN_LABELS_TO_JUDGE]
+    if not len(judged):
+        return []
+    rng = np.random.default_rng(seed)
+    n_base = len(rows.x) - rows.n_feedback_train
+    sample = np.sort(rng.choice(rows.n_feedback_train, min(REFERENCE_ROWS, len(rows.users)), False))
+    reference = _unit_rows(np.concatenate([rows.x[:n_base], rows.x[n_base + sample]]))
+    reference_y = np.concatenate([rows.y[:n_base], rows.y[n_base + sample]])
+    labelled_by = np.concatenate([np.full(n_base, -1), rows.users[sample]])  # -1: the base set
+    contradicted = []
+    for user in judged:
+        own = np.flatnonzero(rows.users == user)
+        if len(own) > JUDGED_PER_USER:
+            own = rng.choice(own, JUDGED_PER_USER, replace=False)
+        labels = rows.y[n_base + own]
+        similarity = _unit_rows(rows.x[n_base + own]) @ reference.T
+        similarity[:, labelled_by == user] = -np.inf
+        nearest = np.argpartition(-similarity, NEIGHBOURS, axis=1)[:, :NEIGHBOURS]
+        agrees = (reference_y[nearest] == labels[:, None]).any(axis=1)
+        agrees |= ~np.isin(labels, reference_y[labelled_by != user])
+        if 1.0 - agrees.mean() > MAX_CONTRADICTED:
+            contradicted.append(int(user))
+    return contradicted
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def fit_candidate(
@@ -226,6 +282,11 @@ def retrain(
     started = time.perf_counter()
     class_names = list(class_names or serving.class_names)
     first_new = len(serving.class_names)
+    contradicted = contradicted_users(rows, seed)
+    if contradicted:  # their photos weigh nothing (they stay in the database)
+        n_base = len(rows.x) - rows.n_feedback_train
+        left_out = np.concatenate([np.zeros(n_base, bool), np.isin(rows.users, contradicted)])
+        rows = replace(rows, w=np.where(left_out, 0, rows.w).astype(np.float32))
     head = fit_candidate(serving, rows, len(class_names), seed)
     predicted = _top1(head, rows.heldout_x)
     checks = check_new_species(predicted, rows.heldout_y, class_names, first_new)
@@ -248,6 +309,7 @@ def retrain(
     labels = np.concatenate([base.heldout_y, rows.heldout_y])
     verdict["changed_species"] = changed_species(before_scores, after_scores, labels, class_names)
     verdict["new_species"] = [check.as_dict() for check in checks]
+    verdict["contradicted_users"] = len(contradicted)
     before = before_scores.summary()
     after = {**after_scores.summary(), "feedback_train": rows.n_feedback_train}
     seconds = round(time.perf_counter() - started, 1)

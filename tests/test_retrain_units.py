@@ -27,6 +27,7 @@ from model_training.retrain import (
     RetrainRows,
     Scores,
     changed_species,
+    contradicted_users,
     gate,
     mcnemar,
     retrain,
@@ -476,3 +477,41 @@ def test_an_excluded_users_labels_never_reach_the_training_rows(tmp_path):
         excluded.heldout_x, [as_row(LabelledPhoto(0, ALICE, alice[4], 0))]
     )
     assert len(excluded.w) == 3 + 7
+
+
+# -- labels that everyone else contradicts ----------------------------------------------------
+
+
+def clustered(n: int, species: int, rng: np.random.Generator) -> np.ndarray:
+    """n photos near species' own point in feature space (each view the same)."""
+    centre = np.random.default_rng(100 + species).random(FEATURE_DIM)
+    return centre + 0.05 * rng.standard_normal((n, FEATURE_DIM))
+
+
+def test_a_user_whose_labels_everyone_contradicts_is_found():
+    rng = np.random.default_rng(0)
+    base_x = np.concatenate([clustered(30, s, rng) for s in range(3)])
+    base = BaseRows(
+        train_x=base_x.astype(np.float16),
+        train_y=np.repeat(np.arange(3), 30),
+        heldout_x=np.zeros((0, VIEWS, FEATURE_DIM), np.float16),
+        heldout_y=np.zeros(0, np.int64),
+    )
+    labelled, photo_id = [], 1
+
+    def label(user: int, species_seen: int, label_given: int, n: int) -> None:
+        nonlocal photo_id
+        for row in clustered(n, species_seen, rng):
+            if photo_id % HOLDOUT_EVERY == 0:  # keep every photo in training
+                photo_id += 1
+            labelled.append(LabelledPhoto(photo_id, user, np.tile(row, (VIEWS, 1)), label_given))
+            photo_id += 1
+
+    label(ALICE, 0, 0, 20)  # honest
+    label(ALICE, 2, 2, 5)
+    label(7, 1, 1, 15)  # honest
+    label(EVE, 0, 1, 20)  # species 0 labelled as 1, like sunflowers as "rose"
+    label(8, 2, 3, 12)  # a species nobody else names: no evidence against user 8
+    label(9, 0, 2, 4)  # wrong, but too few labels to judge
+    rows = retrain_rows(base, labelled, len(labelled), cap=5)
+    assert contradicted_users(rows) == [EVE]
