@@ -50,6 +50,8 @@ from storage.repository import (
     photo_by_message,
     prediction_by_id,
     record_feedback,
+    set_language,
+    user_language,
 )
 from storage.state import (
     ask,
@@ -116,8 +118,10 @@ __all__ = [
     "release_lock",
     "serving_version",
     "set_excluded",
+    "set_language",
     "species_to_learn",
     "stats",
     "take_lock",
     "take_photo_slot",
+    "user_language",
 ]

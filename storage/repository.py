@@ -57,6 +57,19 @@ def ensure_user(
     return _upserted(session, User, statement)
 
 
+def user_language(session: Session, user_id: int) -> str | None:
+    """The language the user chose with /language; None: follow Telegram's language_code."""
+    return session.scalar(select(User.language).where(User.id == user_id))
+
+
+def set_language(session: Session, user_id: int, language: str | None) -> None:
+    """Store the user's choice (the user must exist: ensure_user first)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise LookupError(f"no user {user_id}")
+    user.language = language
+
+
 def add_photo(
     session: Session,
     user_id: int,
