@@ -118,6 +118,31 @@ def test_chosen_photos_get_the_same_answers_as_python(page_url, classifier, samp
 
 
 @needs_browser
+def test_page_names_species_in_the_browsers_language(page_url, sample_photos) -> None:
+    """A browser set to Spanish shows the names file's Spanish names (web/export.py)."""
+    from playwright.sync_api import sync_playwright
+
+    path, _, name = sample_photos[0]
+    assert name == "sunflower"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(**launch_options())
+        for locale, expected in [("es-AR", "girasol"), ("en-GB", "sunflower")]:
+            page = browser.new_page(locale=locale)
+            page.goto(page_url)
+            page.locator("#camera-note").filter(has_text="Choose a photo instead").wait_for(
+                timeout=120_000
+            )
+            page.set_input_files("#file", str(path))
+            page.wait_for_function(
+                f"document.getElementById('species').dataset.source === '{path.name}'",
+                timeout=60_000,
+            )
+            assert shown_top5(page)[0][1] == expected, locale
+            page.close()
+        browser.close()
+
+
+@needs_browser
 def test_page_preprocesses_exactly_as_pillow(page_url, sample_photos) -> None:
     """The page's decode and resize of the centre square equal photos.load_photo to the pixel."""
     from playwright.sync_api import sync_playwright

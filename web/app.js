@@ -95,7 +95,7 @@ async function loadModel() {
     fetchJson("metadata.json"),
   ]);
   model = graphModel;
-  classNames = names;
+  classNames = namesFor(navigator.languages ?? [navigator.language], names, metadata.names ?? {});
   inputSize = metadata.input_size;
   allViews = metadata.serve_views.map((_, position) => position);
   resetLive();
@@ -107,6 +107,17 @@ async function loadModel() {
   $("model-info").textContent =
     `Model ${metadata.version}: ${names.length} flower species of the Oxford 102 Flowers data set` +
     ` (${metadata.export.quantize === "none" ? "full precision" : metadata.export.quantize + " weights"}).`;
+}
+
+// The species' names in the first of the browser's languages that the export has names for
+// ("es-AR" -> Spanish); English, the class names themselves, comes before any later language.
+function namesFor(languages, english, translated) {
+  for (const tag of languages) {
+    const code = tag.slice(0, 2).toLowerCase();
+    if (code === "en") return english;
+    if (translated[code]) return translated[code];
+  }
+  return english;
 }
 
 // The centre square, as Python's photos.load_photo takes it (integer offsets, floor division).

@@ -4,7 +4,8 @@
                                      graph: image float32 RGB in 0..255, (N, 224, 224, 3), and
                                      view int32 (V,) -> probabilities averaged over those views
 <out>/classes.json                   class names, index N = class N
-<out>/metadata.json                  the artifact's metadata and how it was exported
+<out>/metadata.json                  the artifact's metadata and how it was exported, and the
+                                     species' names in other languages (`names`)
 
 The converter (the `tensorflowjs` pip package) lives in its own virtual environment, `.venv-web`
 (`make web-setup`): it pins packages the project does not want in its own environment (see
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from model_training.abstention import VerdictRules
 from model_training.atomic import atomic_folder
+from model_training.species_names import LANGUAGE_COLUMNS, translated
 
 if TYPE_CHECKING:  # the CLI imports this module for its options; Keras loads only to export
     from model_training.artifact import ModelArtifact
@@ -178,6 +180,12 @@ def write_labels(artifact: ModelArtifact, out: Path, quantize: str) -> None:
     rules = VerdictRules.from_thresholds(artifact.metadata.thresholds)
     metadata = {
         **asdict(artifact.metadata),
+        # Species names in other languages, index N = class N (model_training/species_names.py);
+        # the page shows those of the browser's language.
+        "names": {
+            language: [translated(name, language) for name in artifact.class_names]
+            for language in LANGUAGE_COLUMNS
+        },
         # The verdict's rules in the order they apply (model_training/abstention.py). A rule a
         # model folder lacks (cut -inf: never applies) is left out: JSON has no -Infinity.
         "verdict_rules": [
