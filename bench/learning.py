@@ -54,7 +54,7 @@ from telegram.ext import Application
 
 from bot.app import build_application
 from bot.config import Settings
-from bot.replies import display_name
+from bot.i18n import display_name
 from model_training.classifier import FlowerClassifier
 from model_training.defaults import SHIPPED_MODEL_DIR
 from model_training.photos import read_photo

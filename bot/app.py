@@ -22,6 +22,7 @@ from bot import callbacks
 from bot.config import Settings
 from bot.handlers import admin, feedback, general, jobs, photos
 from bot.health import start_health_server
+from bot.i18n import DEFAULT, LANGUAGES, N_, Translator, check_catalogues, translator
 from bot.inference import BatchingIdentifier
 from bot.network import RetryingRateLimiter
 from bot.services import Services
@@ -29,15 +30,21 @@ from bot.serving import serving_classifier
 from storage import Database, instance_setting
 
 log = logging.getLogger(__name__)
-COMMANDS = [
-    BotCommand("top5", "the top-5 species of your last photo (or reply it to a photo)"),
-    BotCommand("privacy", "what I keep about you"),
-    BotCommand("forget", "delete everything I have from you"),
-    BotCommand("help", "how to use me"),
-]
+COMMANDS = {
+    "top5": N_("the top-5 species of your last photo (or reply it to a photo)"),
+    "privacy": N_("what I keep about you"),
+    "forget": N_("delete everything I have from you"),
+    "language": N_("English or Spanish"),
+    "help": N_("how to use me"),
+}
+
+
+def commands(t: Translator) -> list[BotCommand]:
+    return [BotCommand(name, t(description)) for name, description in COMMANDS.items()]
 
 
 def build_application(settings: Settings) -> Application:
+    check_catalogues()  # a missing compiled catalogue stops the bot here, not a user's answer
     database = Database(settings.database_url)
     database.upgrade()  # Alembic migrations, applied at every start (a no-op when current)
     classifier = serving_classifier(database, settings.model_dir)
@@ -49,7 +56,10 @@ def build_application(settings: Settings) -> Application:
         await identifier.start()
         if settings.health_port:
             health.append(start_health_server(services))
-        await app.bot.set_my_commands(COMMANDS)
+        # Telegram shows each user the list in their app's language, English otherwise.
+        await app.bot.set_my_commands(commands(translator(DEFAULT)))
+        for code in [code for code in LANGUAGES if code != DEFAULT]:
+            await app.bot.set_my_commands(commands(translator(code)), language_code=code)
 
     async def post_shutdown(app: Application) -> None:
         for server in health:
@@ -111,6 +121,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler(["start", "help"], general.start))
     app.add_handler(CommandHandler("privacy", general.privacy))
     app.add_handler(CommandHandler("forget", general.forget))
+    app.add_handler(CommandHandler("language", general.language))
     app.add_handler(CommandHandler("top5", photos.top5))
     app.add_handler(CommandHandler("stats", admin.stats_command))
     app.add_handler(CommandHandler("retrain", admin.retrain))
@@ -127,6 +138,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(MessageHandler(private & anything_else, photos.not_a_photo))
     app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, feedback.typed_name))
     app.add_handler(CallbackQueryHandler(feedback.feedback_button, pattern=callbacks.PATTERN))
+    app.add_handler(CallbackQueryHandler(general.language_button, pattern=general.LANGUAGE_PATTERN))
     app.add_error_handler(general.on_error)
 
 

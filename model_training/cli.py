@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from bot.i18n import N_
 from model_training import defaults
 from model_training.abstention import Verdict
 from model_training.native_logs import filter_native_logs
@@ -84,6 +85,9 @@ def parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     identify.add_argument("photos", nargs="+", type=Path)
     identify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     identify.add_argument("--json", action="store_true", help="one JSON object per photo")
+    identify.add_argument(
+        "--lang", default="en", help="language of the text answer and the names: en or es"
+    )
     identify.set_defaults(command=_identify)
 
     from web.export import DEFAULT_OUT, QUANTIZE_FLAGS
@@ -153,9 +157,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _identify(args: argparse.Namespace) -> int:
+    from bot.i18n import LANGUAGES, translator
     from model_training.classifier import FlowerClassifier
     from model_training.photos import PhotoError, read_photo
+    from model_training.species_names import translated
 
+    if args.lang not in LANGUAGES:
+        print(f"flowerbot: --lang: choose one of {', '.join(LANGUAGES)}", file=sys.stderr)
+        return 2
+    t = translator(args.lang)
     classifier = FlowerClassifier.from_folder(args.model)
     failures = 0
     for path in args.photos:
@@ -168,20 +178,21 @@ def _identify(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"file": str(path), **answer.as_json()}))
         else:
-            line = VERDICT_LINES[answer.verdict].format(species=answer.top5[0].species)
-            print(f"{path}: {line}")
+            best = translated(answer.top5[0].species, t.language)
+            print(f"{path}: {t(VERDICT_LINES[answer.verdict]).format(species=best)}")
             for rank, score in enumerate(answer.top5, 1):
-                print(f"  {rank}. {score.species:<28} {score.confidence:6.1%}")
+                name = translated(score.species, t.language)
+                print(f"  {rank}. {name:<28} {t.percent(score.confidence, 1):>7}")
     return 1 if failures else 0
 
 
 # The line above each photo's top-5, one per verdict (model_training/abstention.py).
 VERDICT_LINES = {
     Verdict.SURE: "{species}",
-    Verdict.NOT_SURE: "not sure; best guesses",
-    Verdict.UNKNOWN_SPECIES: "not sure, maybe a species I do not know yet; best guesses",
-    Verdict.NOT_A_FLOWER: "does not look like a flower; best guesses",
-    Verdict.TOO_SMALL: "photo too small to be sure (send a larger one); best guesses",
+    Verdict.NOT_SURE: N_("not sure; best guesses"),
+    Verdict.UNKNOWN_SPECIES: N_("not sure, maybe a species I do not know yet; best guesses"),
+    Verdict.NOT_A_FLOWER: N_("does not look like a flower; best guesses"),
+    Verdict.TOO_SMALL: N_("photo too small to be sure (send a larger one); best guesses"),
 }
 
 

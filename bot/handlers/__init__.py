@@ -3,10 +3,23 @@ registered in bot/app.py: general commands, photos, feedback, admin commands, sc
 
 from __future__ import annotations
 
+from telegram import Update
 from telegram.ext import ContextTypes
 
+from bot.i18n import Translator, choose_language, translator
 from bot.services import Services
+from storage import user_language
 
 
 def services(context: ContextTypes.DEFAULT_TYPE) -> Services:
     return context.bot_data["services"]
+
+
+async def translator_for(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Translator:
+    """The language of the user an update comes from: their /language choice, read from the
+    database (another bot process may have stored it), else Telegram's language_code."""
+    user = update.effective_user
+    if user is None:
+        return translator(choose_language(None, None))
+    stored = await services(context).db(lambda s: user_language(s, user.id))
+    return translator(choose_language(stored, user.language_code))

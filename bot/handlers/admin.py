@@ -14,7 +14,8 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import replies
-from bot.handlers import services
+from bot.handlers import services, translator_for
+from bot.i18n import ENGLISH, Translator
 from bot.retraining import RetrainFailed, retrain_now
 from bot.services import Services
 from bot.serving import serve
@@ -36,15 +37,17 @@ log = logging.getLogger(__name__)
 async def is_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     if update.effective_user.id in services(context).settings.admin_ids:
         return True
-    await update.effective_message.reply_text(replies.NOT_ADMIN)
+    t = await translator_for(update, context)
+    await update.effective_message.reply_text(t(replies.NOT_ADMIN))
     return False
 
 
 async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not await is_admin(update, context):
         return
+    t = await translator_for(update, context)
     report = await services(context).db(lambda s: stats(s, datetime.now(UTC)))
-    await update.effective_message.reply_html(replies.stats_report(report))
+    await update.effective_message.reply_html(replies.stats_report(report, t))
 
 
 async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -52,9 +55,10 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not await is_admin(update, context):
         return
     message = update.effective_message
+    t = await translator_for(update, context)
     # "Started" only once this process holds the lock: otherwise the answer is "busy" alone.
     report = await retrain_and_describe(
-        services(context), started=lambda: message.reply_text(replies.RETRAIN_STARTED)
+        services(context), started=lambda: message.reply_text(t(replies.RETRAIN_STARTED)), t=t
     )
     await message.reply_html(report)
 
@@ -62,8 +66,9 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def models_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not await is_admin(update, context):
         return
+    t = await translator_for(update, context)
     versions = await services(context).db(list_versions)
-    await update.effective_message.reply_html(replies.models_list(versions))
+    await update.effective_message.reply_html(replies.models_list(versions, t))
 
 
 async def rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -71,17 +76,18 @@ async def rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not await is_admin(update, context):
         return
     message = update.effective_message
+    t = await translator_for(update, context)
     if len(context.args) != 1:
-        await message.reply_text(replies.ROLLBACK_USAGE)
+        await message.reply_text(t(replies.ROLLBACK_USAGE))
         return
     version = context.args[0]
     svc = services(context)
     row = await svc.db(lambda s: promote(s, version))
     if row is None:
-        await message.reply_text(replies.NO_SUCH_VERSION.format(version=version))
+        await message.reply_text(t(replies.NO_SUCH_VERSION).format(version=version))
         return
     await serve(svc, Path(row.path))
-    await message.reply_text(replies.ROLLED_BACK.format(version=version))
+    await message.reply_text(t(replies.ROLLED_BACK).format(version=version))
 
 
 async def exclude(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -89,21 +95,23 @@ async def exclude(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not await is_admin(update, context):
         return
     message = update.effective_message
+    t = await translator_for(update, context)
     if len(context.args) != 1 or not context.args[0].isdigit():
-        await message.reply_text(replies.EXCLUDE_USAGE)
+        await message.reply_text(t(replies.EXCLUDE_USAGE))
         return
     user_id = int(context.args[0])
     found = await services(context).db(lambda s: set_excluded(s, user_id, True))
     text = replies.EXCLUDED if found else replies.NO_SUCH_USER
-    await message.reply_text(text.format(user_id=user_id))
+    await message.reply_text(t(text).format(user_id=user_id))
 
 
 async def species_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/species: the new species users named, with their photos and distinct users."""
     if not await is_admin(update, context):
         return
+    t = await translator_for(update, context)
     counts = await services(context).db(new_species_counts)
-    await update.effective_message.reply_html(replies.new_species_list(counts))
+    await update.effective_message.reply_html(replies.new_species_list(counts, t))
 
 
 async def add_species(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -111,38 +119,41 @@ async def add_species(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     if not await is_admin(update, context):
         return
     message = update.effective_message
+    t = await translator_for(update, context)
     names = [part.strip() for part in " ".join(context.args).split("=")]
     keys = [new_species_key(name) for name in names]
     if not 1 <= len(keys) <= 2 or None in keys:
-        await message.reply_text(replies.NEW_SPECIES_USAGE)
+        await message.reply_text(t(replies.NEW_SPECIES_USAGE))
         return
 
     def work(session: Session) -> str:
         found = [new_species_by_key(session, key) for key in keys]
         for name, species in zip(names, found, strict=True):
             if species is None:
-                return replies.NO_SUCH_NEW_SPECIES.format(name=name)
+                return t(replies.NO_SUCH_NEW_SPECIES).format(name=name)
         if len(found) == 1:
             approve(session, found[0], datetime.now(UTC))
-            return replies.NEW_SPECIES_APPROVED.format(name=found[0].name)
+            return t(replies.NEW_SPECIES_APPROVED).format(name=found[0].name)
         merged, into = found
         if merged.id == into.id:
-            return replies.NEW_SPECIES_MERGED.format(merged=names[0], name=into.name)
+            return t(replies.NEW_SPECIES_MERGED).format(merged=names[0], name=into.name)
         merge(session, merged, into)
-        return replies.NEW_SPECIES_MERGED.format(merged=merged.name, name=into.name)
+        return t(replies.NEW_SPECIES_MERGED).format(merged=merged.name, name=into.name)
 
     await message.reply_text(await services(context).db(work))
 
 
 async def retrain_and_describe(
-    svc: Services, started: Callable[[], Awaitable[object]] | None = None
+    svc: Services,
+    started: Callable[[], Awaitable[object]] | None = None,
+    t: Translator = ENGLISH,  # the schedule's report goes to the log
 ) -> str:
     """One retraining (admin or schedule), as the text that reports it."""
     try:
         report = await retrain_now(svc, started)
     except RetrainFailed as err:
         log.warning("retraining failed: %s", err)
-        return replies.RETRAIN_FAILED.format(reason=escape(str(err)))
+        return t(replies.RETRAIN_FAILED).format(reason=escape(str(err)))
     if report is None:
-        return replies.RETRAIN_BUSY
-    return replies.retrain_report(report)
+        return t(replies.RETRAIN_BUSY)
+    return replies.retrain_report(report, t)

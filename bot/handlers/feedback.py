@@ -18,14 +18,15 @@ from telegram.ext import ContextTypes
 
 from bot import callbacks, replies
 from bot.callbacks import NONE_OF_THESE, NOT_A_FLOWER, Source
-from bot.handlers import services
+from bot.handlers import services, translator_for
+from bot.i18n import ENGLISH, Translator
 from bot.species import (
     MAX_NEW_NAME,
     closest_key,
     display_new_name,
+    known_as,
     match_species,
     new_species_key,
-    normalise,
 )
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
@@ -52,12 +53,14 @@ NAME_QUESTION = "species_name"
 QUESTION_EXPIRES = timedelta(hours=1)
 
 
-def feedback_keyboard(prediction_id: int, top5: list[SpeciesScore]) -> InlineKeyboardMarkup:
+def feedback_keyboard(
+    prediction_id: int, top5: list[SpeciesScore], t: Translator = ENGLISH
+) -> InlineKeyboardMarkup:
     """One button per proposed species, then "none of these" and "not a flower"."""
     rows = [
         [
             InlineKeyboardButton(
-                replies.display_name(s.species),
+                t.species(s.species),
                 callback_data=callbacks.encode(Source.ANSWER, prediction_id, s.index),
             )
         ]
@@ -66,11 +69,11 @@ def feedback_keyboard(prediction_id: int, top5: list[SpeciesScore]) -> InlineKey
     rows.append(
         [
             InlineKeyboardButton(
-                "None of these",
+                t("None of these"),
                 callback_data=callbacks.encode(Source.ANSWER, prediction_id, NONE_OF_THESE),
             ),
             InlineKeyboardButton(
-                "Not a flower",
+                t("Not a flower"),
                 callback_data=callbacks.encode(Source.ANSWER, prediction_id, NOT_A_FLOWER),
             ),
         ]
@@ -90,6 +93,7 @@ class Recorded:
 async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     tap = callbacks.parse(query.data)
+    t = await translator_for(update, context)
     if tap.choice == NONE_OF_THESE:
         user = update.effective_user
 
@@ -100,25 +104,25 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
         await services(context).db(ask_name)
         await query.answer()
-        await query.message.reply_text(replies.ASK_NAME)
+        await query.message.reply_text(t(replies.ASK_NAME))
         return
     if tap.source == Source.NEW_SPECIES:
-        await _record_new_species(update, context, tap.prediction_id, tap.new_species_id)
+        await _record_new_species(update, context, tap.prediction_id, tap.new_species_id, t)
         return
-    recorded = await _record(update, context, tap.prediction_id, tap.species_index)
+    recorded = await _record(update, context, tap.prediction_id, tap.species_index, t)
     if recorded is None:
-        await query.answer("That answer is no longer stored.", show_alert=True)
+        await query.answer(t(replies.GONE), show_alert=True)
         return
-    await query.answer("Thanks!")
+    await query.answer(t(replies.THANKS_SHORT))
     if tap.source == Source.TYPED_NAME:
-        await query.edit_message_text(replies.THANKS.format(what=recorded.what))
+        await query.edit_message_text(t(replies.THANKS).format(what=recorded.what))
         return
     # The answer itself, drawn again from the stored prediction, with what was recorded.
     try:
         await query.edit_message_text(
-            replies.top5_answer(recorded.top5, recorded.verdict, recorded.what),
+            replies.top5_answer(recorded.top5, recorded.verdict, recorded.what, t=t),
             parse_mode=ParseMode.HTML,
-            reply_markup=feedback_keyboard(tap.prediction_id, recorded.top5),
+            reply_markup=feedback_keyboard(tap.prediction_id, recorded.top5, t),
         )
     except BadRequest as err:  # the same button tapped twice: nothing to change
         if "not modified" not in str(err).lower():
@@ -132,18 +136,19 @@ async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     svc = services(context)
     user_id = update.effective_user.id
     message = update.effective_message
+    t = await translator_for(update, context)
     question = await svc.db(lambda s: pending_question(s, user_id, datetime.now(UTC)))
     if question is None or question.kind != NAME_QUESTION:
-        await message.reply_text("Send me a photo of a flower and I will identify it. /help")
+        await message.reply_text(t(replies.SEND_A_PHOTO))
         return
     prediction_id = question.prediction_id
     names = svc.species
     matches = match_species(message.text, names)
-    exact = len(matches) == 1 and normalise(names[matches[0]]) == normalise(message.text)
+    exact = len(matches) == 1 and known_as(message.text, names[matches[0]])
     rows = [
         [
             InlineKeyboardButton(
-                replies.display_name(names[i]),
+                t.species(names[i]),
                 callback_data=callbacks.encode(Source.TYPED_NAME, prediction_id, i),
             )
         ]
@@ -153,21 +158,22 @@ async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if exact:
         await svc.db(lambda s: close_question(s, user_id))
     elif key is None:
-        await message.reply_text(replies.NAME_UNUSABLE.format(limit=MAX_NEW_NAME))
+        await message.reply_text(t(replies.NAME_UNUSABLE).format(limit=MAX_NEW_NAME))
         return
     else:
         # The question stays open: the user may type the name again instead.
         species_id, name = await svc.db(lambda s: new_species_for(s, key))
         callback_data = callbacks.encode(Source.NEW_SPECIES, prediction_id, species_id)
         new = InlineKeyboardButton(
-            replies.NEW_SPECIES_BUTTON.format(name=name), callback_data=callback_data
+            t(replies.NEW_SPECIES_BUTTON).format(name=name), callback_data=callback_data
         )
         rows.append([new])
         if not matches:
-            text = replies.NEW_SPECIES_OFFER.format(typed=message.text[:MAX_NEW_NAME], name=name)
+            typed = message.text[:MAX_NEW_NAME]
+            text = t(replies.NEW_SPECIES_OFFER).format(typed=typed, name=name)
             await message.reply_text(text, reply_markup=InlineKeyboardMarkup(rows))
             return
-    await message.reply_text(replies.CONFIRM_NAME, reply_markup=InlineKeyboardMarkup(rows))
+    await message.reply_text(t(replies.CONFIRM_NAME), reply_markup=InlineKeyboardMarkup(rows))
 
 
 def new_species_for(session: Session, key: str) -> tuple[int, str]:
@@ -183,7 +189,11 @@ def new_species_for(session: Session, key: str) -> tuple[int, str]:
 
 
 async def _record_new_species(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, prediction_id: int, species_id: int
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    prediction_id: int,
+    species_id: int,
+    t: Translator,
 ) -> None:
     """Feedback naming a new species; approved automatically once enough users name it."""
     query = update.callback_query
@@ -213,10 +223,10 @@ async def _record_new_species(
 
     name = await services(context).db(work)
     if name is None:
-        await query.answer("That answer is no longer stored.", show_alert=True)
+        await query.answer(t(replies.GONE), show_alert=True)
         return
-    await query.answer("Thanks!")
-    await query.edit_message_text(replies.NEW_SPECIES_THANKS.format(name=name))
+    await query.answer(t(replies.THANKS_SHORT))
+    await query.edit_message_text(t(replies.NEW_SPECIES_THANKS).format(name=name))
 
 
 async def _record(
@@ -224,6 +234,7 @@ async def _record(
     context: ContextTypes.DEFAULT_TYPE,
     prediction_id: int,
     species_index: int | None,
+    t: Translator,
 ) -> Recorded | None:
     """Commit the feedback (before anyone is thanked); None when the photo is gone or the
     button names no species of the serving model."""
@@ -248,7 +259,7 @@ async def _record(
             not_a_flower=species_index is None,
         )
         return Recorded(
-            what=replies.display_name(species) if species else "not a flower",
+            what=t.species(species) if species else t("not a flower"),
             top5=[SpeciesScore(**score) for score in prediction.top5],
             # Answers stored before verdicts were kept named a species.
             verdict=Verdict(prediction.verdict or Verdict.SURE),

@@ -18,7 +18,7 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot import replies
-from bot.handlers import services
+from bot.handlers import services, translator_for
 from bot.handlers.feedback import feedback_keyboard
 from bot.services import jpeg_bytes
 from model_training.classifier import Answer
@@ -50,7 +50,8 @@ async def group_mention(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 
 async def not_a_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await update.effective_message.reply_text(replies.NOT_A_PHOTO)
+    t = await translator_for(update, context)
+    await update.effective_message.reply_text(t(replies.NOT_A_PHOTO))
 
 
 async def top5(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -62,20 +63,22 @@ async def top5(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     elif update.effective_chat.type == ChatType.PRIVATE:
         await repeat_last_answer(update, context)
     else:
-        await message.reply_text("Reply /top5 to a photo and I will identify it.", do_quote=True)
+        t = await translator_for(update, context)
+        await message.reply_text(t(replies.REPLY_TOP5), do_quote=True)
 
 
 async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Download, identify, store and answer one photo message."""
     svc = services(context)
     user = update.effective_user
+    t = await translator_for(update, context)
     if not await svc.allow_photo(user):
-        await update.effective_message.reply_text(replies.RATE_LIMITED)
+        await update.effective_message.reply_text(t(replies.RATE_LIMITED))
         return
     file_ref = photo_file(photo)
     limit = svc.settings.max_download_mb
     if file_ref is None or (file_ref.file_size or 0) > limit * MB:
-        await photo.reply_text(replies.TOO_LARGE.format(mb=limit), do_quote=True)
+        await photo.reply_text(t(replies.TOO_LARGE).format(mb=limit), do_quote=True)
         return
     # No "typing..." chat action: the answer comes within a fraction of a second, and every
     # request to a chat counts against Telegram's 30 messages/s, which would halve throughput.
@@ -86,10 +89,10 @@ async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEF
         latency_ms = (time.perf_counter() - started) * 1000
     except BadRequest as err:  # Telegram refuses downloads beyond its limit
         log.info("download refused for chat %s: %s", photo.chat_id, err)
-        await photo.reply_text(replies.TOO_LARGE.format(mb=limit), do_quote=True)
+        await photo.reply_text(t(replies.TOO_LARGE).format(mb=limit), do_quote=True)
         return
     except PhotoError as err:
-        await photo.reply_text(replies.BAD_IMAGE.format(reason=err), do_quote=True)
+        await photo.reply_text(t(replies.BAD_IMAGE).format(reason=err), do_quote=True)
         return
 
     def store(session: Session) -> int:
@@ -98,8 +101,8 @@ async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEF
 
     prediction_id = await svc.db(store)
     await photo.reply_html(
-        replies.top5_answer(answer.top5, answer.verdict),
-        reply_markup=feedback_keyboard(prediction_id, answer.top5),
+        replies.top5_answer(answer.top5, answer.verdict, t=t),
+        reply_markup=feedback_keyboard(prediction_id, answer.top5, t),
         do_quote=True,
     )
 
@@ -109,9 +112,10 @@ async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE)
     stored as a prediction of its own so that its buttons record against this answer."""
     svc = services(context)
     user_id = update.effective_user.id
+    t = await translator_for(update, context)
     stored = await svc.db(lambda s: last_photo(s, user_id))
     if stored is None:
-        await update.effective_message.reply_text(replies.NO_LAST_PHOTO)
+        await update.effective_message.reply_text(t(replies.NO_LAST_PHOTO))
         return
     # The stored square, at the size the photo was sent: a small photo stays "too small".
     square = decode_photo(stored.image).image
@@ -122,8 +126,8 @@ async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE)
     latency_ms = (time.perf_counter() - started) * 1000
     prediction_id = await svc.db(lambda s: _store_prediction(s, stored.id, answer, latency_ms))
     await update.effective_message.reply_html(
-        replies.top5_answer(answer.top5, answer.verdict),
-        reply_markup=feedback_keyboard(prediction_id, answer.top5),
+        replies.top5_answer(answer.top5, answer.verdict, t=t),
+        reply_markup=feedback_keyboard(prediction_id, answer.top5, t),
     )
 
 
