@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     health_port: int = Field(8080, ge=0, le=65535)
     # How often a process looks for a version promoted or rolled back by another process.
     registry_poll_seconds: float = Field(30, gt=0)
+    # Photos sent as an album are answered together once none has come in for this long:
+    # Telegram delivers an album's photos within milliseconds of each other.
+    album_wait_seconds: float = Field(1.0, gt=0, le=30)
     # Concurrent photos are batched through the model: at most this many per call.
     batch_size: int = Field(16, ge=1)
     # Retraining from users' labels (model_training/retrain.py): where versions are kept, when

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +81,51 @@ EXCLUDED = N_("User {user_id}'s feedback is left out of future retraining.")
 NO_SUCH_USER = N_("I have nothing from user {user_id}.")
 
 
+class Refused(StrEnum):
+    """Why a photo got no answer of its own (also kept in an album's left_out list)."""
+
+    RATE_LIMITED = "rate_limited"
+    TOO_LARGE = "too_large"
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    why: Refused
+    detail: str = ""  # e.g. the reason the image could not be read
+
+
+def refusal(refused: Refusal, max_mb: int, t: Translator = ENGLISH) -> str:
+    """The reply to a single photo that got no answer."""
+    if refused.why == Refused.RATE_LIMITED:
+        return t(RATE_LIMITED)
+    if refused.why == Refused.TOO_LARGE:
+        return t(TOO_LARGE).format(mb=max_mb)
+    return t(BAD_IMAGE).format(reason=refused.detail)
+
+
+# Why a photo of an album was left out of its answer: Refused values, and "not_a_flower".
+NOT_A_FLOWER_PHOTO = "not_a_flower"
+LEFT_OUT = {
+    Refused.RATE_LIMITED: N_("over the limit of photos a minute"),
+    Refused.TOO_LARGE: N_("too large to download"),
+    Refused.UNREADABLE: N_("I could not read it"),
+    NOT_A_FLOWER_PHOTO: N_("it does not look like a flower"),
+}
+ALBUM_OF_ONE = N_("📷 One answer from 1 photo of one plant.")
+ALBUM_OF_MANY = N_("📷 One answer from {photos} photos of one plant.")
+LEFT_OUT_LINE = N_("Photo {position} left out: {reason}.")
+
+
+def album_header(used: int, left_out: list[dict[str, Any]], t: Translator = ENGLISH) -> str:
+    """The lines above an album's answer: how many photos it combines, which were left out."""
+    lines = [t(ALBUM_OF_ONE) if used == 1 else t(ALBUM_OF_MANY).format(photos=t.number(used))]
+    for item in left_out:
+        reason = t(LEFT_OUT[item["reason"]])
+        lines.append(t(LEFT_OUT_LINE).format(position=t.number(item["position"]), reason=reason))
+    return "\n".join(lines)
+
+
 def bar(confidence: float) -> str:
     filled = round(confidence * BAR_WIDTH)
     return "█" * filled + "░" * (BAR_WIDTH - filled)
@@ -103,17 +150,20 @@ def top5_answer(
     top5: list[SpeciesScore],
     verdict: Verdict,
     recorded: str | None = None,
+    header: str | None = None,
     t: Translator = ENGLISH,
 ) -> str:
     """HTML: the verdict in one line, then one line per species with a bar and a percentage;
-    after a tap, what was recorded. Species names and percentages in the user's language."""
+    after a tap, what was recorded. An album's answer starts with its header. Species names and
+    percentages in the user's language."""
     best = top5[0]
     if verdict == Verdict.SURE:
         species = f"<b>{escape(t.species(best.species))}</b>"
         verdict_line = t("🌼 I think this is {species}.").format(species=species)
     else:
         verdict_line = t(VERDICT_LINES[verdict])
-    lines = [verdict_line, ""]
+    lines = [escape(header), ""] if header else []
+    lines += [verdict_line, ""]
     for rank, score in enumerate(top5, 1):
         lines.append(f"{rank}. {escape(t.species(score.species))}")
         lines.append(f"<code>{bar(score.confidence)}</code> {t.percent(score.confidence)}")
@@ -203,6 +253,9 @@ def retrain_report(report: RetrainReport, t: Translator) -> str:
         else:
             text = t("New species {name} stays a candidate: {why}.")
             lines.append(text.format(name=name, why=why))
+    if gate.get("contradicted_users"):
+        text = t("Left out: {users} user(s) whose labels everyone else contradicts.")
+        lines.append(text.format(users=t.number(gate["contradicted_users"])))
     lines.append(
         t("Trained on {photos} labelled photos; took {seconds} s.").format(
             photos=t.number(after["feedback_train"]), seconds=t.number(report.seconds, 1)

@@ -40,6 +40,8 @@ class Answer:
     photo_size: tuple[int, int]  # width, height as sent
     flower_score: float  # flower log-odds (model_training/honesty.py)
     species_score: float = float("inf")  # higher: nearer a known species (honesty.py)
+    # Every species' probability (n_classes,): what an album's answer combines.
+    probabilities: np.ndarray | None = None
 
     def as_json(self) -> dict[str, object]:
         """What a front end shows: the verdict and the top-5 (no pixels, no features)."""
@@ -103,6 +105,7 @@ class FlowerClassifier:
                 photo_size=(photo.width, photo.height),
                 flower_score=float(score),
                 species_score=float(known),
+                probabilities=probs,
             )
             for photo, probs, views, score, known in zip(
                 photos, probabilities, features, flower, species, strict=True

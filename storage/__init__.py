@@ -3,8 +3,16 @@
 Plain Python values in and out; nothing here knows Keras or Telegram.
 """
 
+from storage.albums import (
+    add_album,
+    album_of,
+    answered_together,
+    delete_albums_older_than,
+    latest_album,
+)
 from storage.db import Database
 from storage.models import (
+    Album,
     Feedback,
     InstanceSetting,
     ModelVersion,
@@ -69,6 +77,7 @@ from storage.training import (
 )
 
 __all__ = [
+    "Album",
     "Confusion",
     "Database",
     "Feedback",
@@ -84,15 +93,19 @@ __all__ = [
     "SpeciesCount",
     "Stats",
     "User",
+    "add_album",
     "add_new_species",
     "add_photo",
     "add_prediction",
     "add_version",
+    "album_of",
+    "answered_together",
     "approve",
     "approve_when_enough",
     "ask",
     "close_question",
     "count_labelled_examples",
+    "delete_albums_older_than",
     "delete_older_than",
     "ensure_user",
     "forget_user",
@@ -101,6 +114,7 @@ __all__ = [
     "iter_labelled_examples",
     "labelled_examples",
     "last_photo",
+    "latest_album",
     "list_versions",
     "lock_holder",
     "merge",

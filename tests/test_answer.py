@@ -13,6 +13,7 @@ import skimage
 from PIL import Image
 
 from model_training.abstention import MIN_PHOTO_SIDE, Verdict, VerdictRules
+from model_training.albums import Combine, combine
 from model_training.classifier import TOP_K, Answer
 from model_training.photos import INPUT_SIZE, decode_photo, read_photo
 
@@ -184,3 +185,14 @@ def test_a_batch_answers_each_photo_as_alone(classifier, sample_photos) -> None:
         assert answer.flower_score == pytest.approx(alone.flower_score, abs=1e-5)
         assert answer.photo_size == (photo.width, photo.height)
     assert classifier.answers([]) == []
+
+
+def test_mean_of_log_probabilities_favours_the_species_all_photos_agree_on() -> None:
+    """Two photos: one sure of A (0.6) over B (0.4); one torn between B (0.5) and C (0.5).
+    The mean says B (0.45) ahead of A (0.3); the product agrees, and both rules sum to one."""
+    photos = np.array([[0.6, 0.4, 0.0], [0.0, 0.5, 0.5]])
+    for rule in Combine:
+        combined = combine(photos, rule)
+        assert combined.argmax() == 1
+        assert combined.sum() == pytest.approx(1.0)
+    assert combine(photos, Combine.MEAN) == pytest.approx([0.3, 0.45, 0.25])

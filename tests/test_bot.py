@@ -313,15 +313,6 @@ async def test_heic_file_is_answered(tg, bot, sample_photos):
     assert name.capitalize() in reply["text"].splitlines()[0]
 
 
-async def test_album_photos_are_each_answered(tg, bot, sample_photos):
-    mark = tg.mark()
-    album = tg.user_album(BOB, [p.read_bytes() for p, _, _ in sample_photos[6:9]])
-    answers = await n_replies(tg, BOB, mark, len(album))
-    assert {a["reply_to_message"]["message_id"] for a in answers} == {
-        m["message_id"] for m in album
-    }
-
-
 async def test_forwarded_photo_is_answered(tg, bot, sample_photos):
     origin = {
         "type": "user",

@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from storage import (
+    Album,
     Confusion,
     Database,
     Feedback,
@@ -26,15 +27,20 @@ from storage import (
     Photo,
     Prediction,
     User,
+    add_album,
     add_photo,
     add_prediction,
+    album_of,
+    answered_together,
     count_labelled_examples,
+    delete_albums_older_than,
     delete_older_than,
     ensure_user,
     forget_user,
     iter_labelled_examples,
     labelled_examples,
     last_photo,
+    latest_album,
     photo_by_message,
     prediction_by_id,
     record_feedback,
@@ -583,3 +589,54 @@ def test_labelled_examples_are_counted_and_streamed(db: Database) -> None:
         kept = [k for k in named if (ALICE, BOB, carol)[k % 3] != BOB]
         assert count_labelled_examples(session) == len(kept)
         assert [e.photo_id for e in iter_labelled_examples(session)] == [ids[k] for k in kept]
+
+
+def an_album(session: Session, user_id: int, *predictions: Prediction, age: timedelta) -> int:
+    album = add_album(
+        session,
+        user_id=user_id,
+        chat_id=user_id,
+        media_group_id="g1",
+        model_version="v1",
+        top5=top5(3, 1),
+        verdict="sure",
+        left_out=[{"position": 3, "reason": "unreadable"}],
+        latency_ms=1000.0,
+        prediction_ids=[p.id for p in predictions],
+    )
+    album.created_at = NOW - age
+    return album.id
+
+
+def test_an_album_links_its_photos_predictions(db: Database) -> None:
+    with db.session() as session:
+        first = predicted(session, photo(session, ALICE, 1), 3)
+        second = predicted(session, photo(session, ALICE, 2), 1)
+        alone = predicted(session, photo(session, ALICE, 3), 1)
+        album_id = an_album(session, ALICE, first, second, age=timedelta())
+    with db.session() as session:
+        album = album_of(session, second.id)
+        assert album is not None and album.id == album_id
+        assert album.left_out == [{"position": 3, "reason": "unreadable"}]
+        assert album_of(session, alone.id) is None
+        prediction = prediction_by_id(session, first.id)
+        assert [p.id for p in answered_together(session, prediction)] == [first.id, second.id]
+        lone = prediction_by_id(session, alone.id)
+        assert [p.id for p in answered_together(session, lone)] == [alone.id]
+        assert latest_album(session, ALICE, "g1").id == album_id
+        assert latest_album(session, BOB, "g1") is None
+
+
+def test_albums_go_with_their_user_and_with_retention(db: Database) -> None:
+    with db.session() as session:
+        old = predicted(session, photo(session, ALICE, 1, age=timedelta(days=200)), 3)
+        new = predicted(session, photo(session, BOB, 2), 3)
+        an_album(session, ALICE, old, age=timedelta(days=200))
+        an_album(session, BOB, new, age=timedelta())
+    with db.session() as session:
+        assert delete_albums_older_than(session, NOW - timedelta(days=180)) == 1
+        assert session.scalars(select(Album.user_id)).all() == [BOB]
+    with db.session() as session:
+        forget_user(session, BOB)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Album)) == 0

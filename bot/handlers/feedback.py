@@ -33,6 +33,8 @@ from model_training.classifier import SpeciesScore
 from storage import (
     NewSpecies,
     add_new_species,
+    album_of,
+    answered_together,
     approve_when_enough,
     ask,
     close_question,
@@ -88,6 +90,7 @@ class Recorded:
     what: str  # what the user said, as shown back to them
     top5: list[SpeciesScore]
     verdict: Verdict
+    header: str | None = None  # an album's answer: how many photos, which were left out
 
 
 async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -120,7 +123,9 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     # The answer itself, drawn again from the stored prediction, with what was recorded.
     try:
         await query.edit_message_text(
-            replies.top5_answer(recorded.top5, recorded.verdict, recorded.what, t=t),
+            replies.top5_answer(
+                recorded.top5, recorded.verdict, recorded.what, recorded.header, t=t
+            ),
             parse_mode=ParseMode.HTML,
             reply_markup=feedback_keyboard(tap.prediction_id, recorded.top5, t),
         )
@@ -207,14 +212,15 @@ async def _record_new_species(
             return None
         species = new_species_by_key(session, species.key)  # merged meanwhile: the one it joined
         ensure_user(session, user.id, user.username, user.first_name)
-        record_feedback(
-            session,
-            photo_id=prediction.photo_id,
-            prediction_id=prediction.id,
-            user_id=user.id,
-            species=species.name,
-            new_species_id=species.id,
-        )
+        for answered in answered_together(session, prediction):
+            record_feedback(
+                session,
+                photo_id=answered.photo_id,
+                prediction_id=answered.id,
+                user_id=user.id,
+                species=species.name,
+                new_species_id=species.id,
+            )
         close_question(session, user.id)
         minimum = (settings.species_min_photos, settings.species_min_users)
         if all(minimum) and approve_when_enough(session, species, *minimum, datetime.now(UTC)):
@@ -249,17 +255,30 @@ async def _record(
         if prediction is None:
             return None
         ensure_user(session, user.id, user.username, user.first_name)
-        record_feedback(
-            session,
-            photo_id=prediction.photo_id,
-            prediction_id=prediction.id,
-            user_id=user.id,
-            species_index=species_index,
-            species=species,
-            not_a_flower=species_index is None,
-        )
+        for answered in answered_together(session, prediction):  # an album: each of its photos
+            record_feedback(
+                session,
+                photo_id=answered.photo_id,
+                prediction_id=answered.id,
+                user_id=user.id,
+                species_index=species_index,
+                species=species,
+                not_a_flower=species_index is None,
+            )
+        what = t.species(species) if species else t("not a flower")
+        album = album_of(session, prediction.id)
+        if album is not None:
+            used = len(album.predictions) - sum(
+                item["reason"] == replies.NOT_A_FLOWER_PHOTO for item in album.left_out
+            )
+            return Recorded(
+                what=what,
+                top5=[SpeciesScore(**score) for score in album.top5],
+                verdict=Verdict(album.verdict),
+                header=replies.album_header(used, album.left_out, t),
+            )
         return Recorded(
-            what=t.species(species) if species else t("not a flower"),
+            what=what,
             top5=[SpeciesScore(**score) for score in prediction.top5],
             # Answers stored before verdicts were kept named a species.
             verdict=Verdict(prediction.verdict or Verdict.SURE),

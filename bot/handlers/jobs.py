@@ -6,21 +6,32 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.orm import Session
 from telegram.ext import ContextTypes
 
 from bot.handlers import services
 from bot.handlers.admin import retrain_and_describe
 from bot.serving import serve
-from storage import delete_older_than, new_labels_since_last_run, serving_version
+from storage import (
+    delete_albums_older_than,
+    delete_older_than,
+    new_labels_since_last_run,
+    serving_version,
+)
 
 log = logging.getLogger(__name__)
 
 
 async def enforce_retention(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Delete photos (and their predictions and feedback) past the retention time."""
+    """Delete photos (and their predictions and feedback) and albums past the retention time."""
     svc = services(context)
     cutoff = datetime.now(UTC) - timedelta(days=svc.settings.retention_days)
-    deleted = await svc.db(lambda s: delete_older_than(s, cutoff))
+
+    def delete_old(session: Session) -> int:
+        delete_albums_older_than(session, cutoff)
+        return delete_older_than(session, cutoff)
+
+    deleted = await svc.db(delete_old)
     log.info("retention: deleted %d photos older than %s", deleted, cutoff.date())
 
 

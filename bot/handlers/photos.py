@@ -6,38 +6,43 @@ name that prediction: a tap always belongs to the answer the user saw.
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import time
-from dataclasses import asdict
 
-from sqlalchemy.orm import Session
-from telegram import Document, Message, PhotoSize, Update, User
+from telegram import Message, Update
 from telegram.constants import ChatType
-from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot import replies
-from bot.handlers import services, translator_for
+from bot.handlers import albums, services, translator_for
+from bot.handlers.answering import (
+    answer_stored,
+    identify_message,
+    photo_file,
+    store_answer,
+    store_prediction,
+)
 from bot.handlers.feedback import feedback_keyboard
-from bot.services import jpeg_bytes
-from model_training.classifier import Answer
-from model_training.photos import Photo, PhotoError, decode_photo
-from storage import add_photo, add_prediction, ensure_user, last_photo
-
-log = logging.getLogger(__name__)
-MB = 1024 * 1024
+from storage import last_photo
 
 
 async def private_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await answer_photo(update.effective_message, update, context)
+    message = update.effective_message
+    if message.media_group_id:  # one photo of an album: answered with the others
+        await albums.collect(message, update, context, wanted=True)
+    else:
+        await answer_photo(message, update, context)
 
 
 async def group_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """In groups only photos captioned /top5 or mentioning the bot are answered."""
-    caption = update.effective_message.caption or ""
-    if caption.startswith("/top5") or f"@{context.bot.username}".lower() in caption.lower():
-        await answer_photo(update.effective_message, update, context)
+    """In groups only photos captioned /top5 or mentioning the bot are answered (for an album,
+    the caption of any of its photos)."""
+    message = update.effective_message
+    caption = message.caption or ""
+    wanted = caption.startswith("/top5") or f"@{context.bot.username}".lower() in caption.lower()
+    if message.media_group_id:
+        await albums.collect(message, update, context, wanted)
+    elif wanted:
+        await answer_photo(message, update, context)
 
 
 async def group_mention(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -55,11 +60,13 @@ async def not_a_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 
 
 async def top5(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Reply /top5 to a photo to identify it; alone in a private chat, answer the last one again."""
+    """Reply /top5 to a photo to identify it (to a photo of an album: the whole album); alone in
+    a private chat, answer the last one again."""
     message = update.effective_message
     target = message.reply_to_message
     if target is not None and photo_file(target) is not None:
-        await answer_photo(target, update, context)
+        if not (target.media_group_id and await albums.answer_album_again(target, update, context)):
+            await answer_photo(target, update, context)
     elif update.effective_chat.type == ChatType.PRIVATE:
         await repeat_last_answer(update, context)
     else:
@@ -71,45 +78,26 @@ async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEF
     """Download, identify, store and answer one photo message."""
     svc = services(context)
     user = update.effective_user
+    result = await identify_message(photo, user, context)
     t = await translator_for(update, context)
-    if not await svc.allow_photo(user):
-        await update.effective_message.reply_text(t(replies.RATE_LIMITED))
+    if isinstance(result, replies.Refusal):
+        text = replies.refusal(result, svc.settings.max_download_mb, t)
+        if result.why == replies.Refused.RATE_LIMITED:
+            await update.effective_message.reply_text(text)
+        else:
+            await photo.reply_text(text, do_quote=True)
         return
-    file_ref = photo_file(photo)
-    limit = svc.settings.max_download_mb
-    if file_ref is None or (file_ref.file_size or 0) > limit * MB:
-        await photo.reply_text(t(replies.TOO_LARGE).format(mb=limit), do_quote=True)
-        return
-    # No "typing..." chat action: the answer comes within a fraction of a second, and every
-    # request to a chat counts against Telegram's 30 messages/s, which would halve throughput.
-    try:
-        data = bytes(await (await file_ref.get_file()).download_as_bytearray())
-        started = time.perf_counter()
-        answer = await svc.identifier.identify(data)
-        latency_ms = (time.perf_counter() - started) * 1000
-    except BadRequest as err:  # Telegram refuses downloads beyond its limit
-        log.info("download refused for chat %s: %s", photo.chat_id, err)
-        await photo.reply_text(t(replies.TOO_LARGE).format(mb=limit), do_quote=True)
-        return
-    except PhotoError as err:
-        await photo.reply_text(t(replies.BAD_IMAGE).format(reason=err), do_quote=True)
-        return
-
-    def store(session: Session) -> int:
-        photo_id = _store_photo(session, user, photo, data, answer)
-        return _store_prediction(session, photo_id, answer, latency_ms)
-
-    prediction_id = await svc.db(store)
+    prediction_id = await svc.db(lambda s: store_answer(s, user, result))
     await photo.reply_html(
-        replies.top5_answer(answer.top5, answer.verdict, t=t),
-        reply_markup=feedback_keyboard(prediction_id, answer.top5, t),
+        replies.top5_answer(result.answer.top5, result.answer.verdict, t=t),
+        reply_markup=feedback_keyboard(prediction_id, result.answer.top5, t),
         do_quote=True,
     )
 
 
 async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """The last photo answered again by the current model (it may have been retrained),
-    stored as a prediction of its own so that its buttons record against this answer."""
+    """The last photo answered again, stored as a prediction of its own so that its buttons
+    record against this answer."""
     svc = services(context)
     user_id = update.effective_user.id
     t = await translator_for(update, context)
@@ -117,51 +105,11 @@ async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE)
     if stored is None:
         await update.effective_message.reply_text(t(replies.NO_LAST_PHOTO))
         return
-    # The stored square, at the size the photo was sent: a small photo stays "too small".
-    square = decode_photo(stored.image).image
-    height, width = square.shape[:2]
-    photo = Photo(square, stored.width or width, stored.height or height)
     started = time.perf_counter()
-    answer = await svc.identifier.answer(photo)
+    answer = await answer_stored(context, stored)
     latency_ms = (time.perf_counter() - started) * 1000
-    prediction_id = await svc.db(lambda s: _store_prediction(s, stored.id, answer, latency_ms))
+    prediction_id = await svc.db(lambda s: store_prediction(s, stored.id, answer, latency_ms))
     await update.effective_message.reply_html(
         replies.top5_answer(answer.top5, answer.verdict, t=t),
         reply_markup=feedback_keyboard(prediction_id, answer.top5, t),
     )
-
-
-def photo_file(message: Message) -> PhotoSize | Document | None:
-    if message.photo:
-        return message.photo[-1]  # the largest size
-    document = message.document
-    if document is not None and (document.mime_type or "").startswith("image/"):
-        return document
-    return None
-
-
-def _store_photo(session: Session, user: User, photo: Message, data: bytes, answer: Answer) -> int:
-    ensure_user(session, user.id, user.username, user.first_name)
-    stored = add_photo(
-        session,
-        user_id=user.id,
-        chat_id=photo.chat_id,
-        message_id=photo.message_id,
-        content_hash=hashlib.sha256(data).hexdigest(),
-        image_jpeg=jpeg_bytes(answer.image),
-        features=answer.features,
-        size=answer.photo_size,
-    )
-    return stored.id
-
-
-def _store_prediction(session: Session, photo_id: int, answer: Answer, latency_ms: float) -> int:
-    prediction = add_prediction(
-        session,
-        photo_id,
-        answer.model_version,
-        [asdict(score) for score in answer.top5],
-        latency_ms,
-        verdict=answer.verdict.value,
-    )
-    return prediction.id

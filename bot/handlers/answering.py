@@ -1,0 +1,108 @@
+"""The steps every photo answer shares: rate limit, download, identify, store.
+
+Single photos (bot/handlers/photos.py) and albums (bot/handlers/albums.py) both go through them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+from sqlalchemy.orm import Session
+from telegram import Document, Message, PhotoSize, User
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot import replies
+from bot.handlers import services
+from bot.services import jpeg_bytes
+from model_training.classifier import Answer
+from model_training.photos import Photo, PhotoError, decode_photo
+from storage import Photo as StoredPhoto
+from storage import add_photo, add_prediction, ensure_user
+
+log = logging.getLogger(__name__)
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Identified:
+    """A photo message downloaded and answered, not yet stored."""
+
+    message: Message
+    data: bytes
+    answer: Answer
+    latency_ms: float
+
+
+async def identify_message(
+    photo: Message, user: User, context: ContextTypes.DEFAULT_TYPE
+) -> Identified | replies.Refusal:
+    """Rate limit, download and identify one photo message: its answer, or why there is none."""
+    svc = services(context)
+    if not await svc.allow_photo(user):
+        return replies.Refusal(replies.Refused.RATE_LIMITED)
+    file_ref = photo_file(photo)
+    if file_ref is None or (file_ref.file_size or 0) > svc.settings.max_download_mb * MB:
+        return replies.Refusal(replies.Refused.TOO_LARGE)
+    # No "typing..." chat action: the answer comes within a fraction of a second, and every
+    # request to a chat counts against Telegram's 30 messages/s, which would halve throughput.
+    try:
+        data = bytes(await (await file_ref.get_file()).download_as_bytearray())
+        started = time.perf_counter()
+        answer = await svc.identifier.identify(data)
+    except BadRequest as err:  # Telegram refuses downloads beyond its limit
+        log.info("download refused for chat %s: %s", photo.chat_id, err)
+        return replies.Refusal(replies.Refused.TOO_LARGE)
+    except PhotoError as err:
+        return replies.Refusal(replies.Refused.UNREADABLE, str(err))
+    return Identified(photo, data, answer, (time.perf_counter() - started) * 1000)
+
+
+async def answer_stored(context: ContextTypes.DEFAULT_TYPE, stored: StoredPhoto) -> Answer:
+    """A stored photo answered again by the current model (it may have been retrained), from
+    the stored square at the size the photo was sent: a small photo stays "too small"."""
+    square = decode_photo(stored.image).image
+    height, width = square.shape[:2]
+    photo = Photo(square, stored.width or width, stored.height or height)
+    return await services(context).identifier.answer(photo)
+
+
+def photo_file(message: Message) -> PhotoSize | Document | None:
+    if message.photo:
+        return message.photo[-1]  # the largest size
+    document = message.document
+    if document is not None and (document.mime_type or "").startswith("image/"):
+        return document
+    return None
+
+
+def store_answer(session: Session, user: User, identified: Identified) -> int:
+    """The photo (its square and features) and its prediction: the prediction's id."""
+    photo, answer = identified.message, identified.answer
+    ensure_user(session, user.id, user.username, user.first_name)
+    stored = add_photo(
+        session,
+        user_id=user.id,
+        chat_id=photo.chat_id,
+        message_id=photo.message_id,
+        content_hash=hashlib.sha256(identified.data).hexdigest(),
+        image_jpeg=jpeg_bytes(answer.image),
+        features=answer.features,
+        size=answer.photo_size,
+    )
+    return store_prediction(session, stored.id, answer, identified.latency_ms)
+
+
+def store_prediction(session: Session, photo_id: int, answer: Answer, latency_ms: float) -> int:
+    prediction = add_prediction(
+        session,
+        photo_id,
+        answer.model_version,
+        [asdict(score) for score in answer.top5],
+        latency_ms,
+        verdict=answer.verdict.value,
+    )
+    return prediction.id
