@@ -29,17 +29,14 @@ import argparse
 import asyncio
 import io
 import os
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
-from fake_telegram import FakeTelegram
+from bot_load import bot_on_fake_telegram  # bench/ is on sys.path when a bench script runs
 from PIL import Image
 
-from bot.app import build_application
-from bot.config import Settings
 from model_training.albums import CHOSEN, Combine, album_answer, combine
 from model_training.classifier import FlowerClassifier
 from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
@@ -54,7 +51,6 @@ from model_training.workflow import mean_rows
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "oxford102-224"
 SAMPLES = ROOT.parent / "shared" / "samples" / "photos"
-TOKEN = "123456:" + "C" * 35
 GROUP_SIZES = (1, 2, 3)
 CROP_SIDE = 0.7  # of the photo's width; full height
 
@@ -121,45 +117,24 @@ def crop_pairs(encoded: list[bytes]) -> list[bytes]:
 async def latencies(model: Path, photos: list[bytes], rounds: int, wait: float) -> dict:
     """Seconds from the last photo's update to the answer: albums of len(photos), and the same
     photos sent alone (the last one's answer), alternating, `rounds` times each."""
-    with FakeTelegram(token=TOKEN) as tg, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            telegram_bot_token=TOKEN,
-            database_url=f"sqlite:///{tmp}/bench.sqlite",
-            model_dir=model,
-            telegram_api_base_url=tg.base_url,
-            telegram_file_base_url=tg.base_file_url,
-            photos_per_minute=10 * rounds * len(photos),
-            album_wait_seconds=wait,
-            health_port=0,
-        )
-        app = build_application(settings)
-        await app.initialize()
-        await app.post_init(app)
-        await app.start()
-        await app.updater.start_polling(poll_interval=0, timeout=1)
-        times: dict[str, list[float]] = {"album": [], "alone": []}
-        try:
-            tg.user_photo(1, photos[0])  # warm-up: the first call traces the model's graph
-            await tg.wait_for("sendMessage", chat_id=1, timeout=120)
-            for _ in range(rounds):
-                mark = tg.mark()
-                tg.user_album(1, photos)
-                sent = time.monotonic()
-                reply = await tg.wait_for("sendMessage", chat_id=1, after=mark, timeout=120)
-                times["album"].append(reply.time - sent)
-                mark = tg.mark()
-                for data in photos:
-                    tg.user_photo(1, data)
-                sent = time.monotonic()
-                while sum(c.method == "sendMessage" for c in tg.calls()[mark:]) < len(photos):
-                    await asyncio.sleep(0.01)
-                last = [c for c in tg.calls()[mark:] if c.method == "sendMessage"][-1]
-                times["alone"].append(last.time - sent)
-        finally:
-            await app.updater.stop()
-            await app.stop()
-            await app.post_shutdown(app)
-            await app.shutdown()
+    limit = 10 * rounds * len(photos)
+    times: dict[str, list[float]] = {"album": [], "alone": []}
+    running = bot_on_fake_telegram(model, photos_per_minute=limit, album_wait_seconds=wait)
+    async with running as (tg, _):
+        for _ in range(rounds):
+            mark = tg.mark()
+            tg.user_album(1, photos)
+            sent = time.monotonic()
+            reply = await tg.wait_for("sendMessage", chat_id=1, after=mark, timeout=120)
+            times["album"].append(reply.time - sent)
+            mark = tg.mark()
+            for data in photos:
+                tg.user_photo(1, data)
+            sent = time.monotonic()
+            while sum(c.method == "sendMessage" for c in tg.calls()[mark:]) < len(photos):
+                await asyncio.sleep(0.01)
+            last = [c for c in tg.calls()[mark:] if c.method == "sendMessage"][-1]
+            times["alone"].append(last.time - sent)
     return {way: float(np.median(seconds)) for way, seconds in times.items()}
 
 

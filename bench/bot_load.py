@@ -19,6 +19,8 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,46 +38,52 @@ TOKEN = "123456:" + "B" * 35
 SAMPLES = ROOT.parent / "shared" / "samples" / "photos"
 
 
-async def one_run(batch_size: int, users: int, per_user: int, photos: list[bytes]) -> dict:
+@asynccontextmanager
+async def bot_on_fake_telegram(
+    model_dir: Path = SHIPPED_MODEL_DIR, **settings: object
+) -> AsyncIterator[tuple[FakeTelegram, Settings]]:
+    """The real bot polling a fake Bot API server, on a fresh SQLite file, warmed up (the first
+    answer traces the model's graph); stopped as run_polling would stop it."""
     with FakeTelegram(token=TOKEN) as tg, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
+        bot_settings = Settings(
             telegram_bot_token=TOKEN,
             database_url=f"sqlite:///{tmp}/bench.sqlite",
-            model_dir=SHIPPED_MODEL_DIR,
+            model_dir=model_dir,
             telegram_api_base_url=tg.base_url,
             telegram_file_base_url=tg.base_file_url,
-            photos_per_minute=per_user + 1,
-            batch_size=batch_size,
             health_port=0,
+            **settings,
         )
-        app = build_application(settings)
+        app = build_application(bot_settings)
         await app.initialize()
         await app.post_init(app)
         await app.start()
         await app.updater.start_polling(poll_interval=0, timeout=1)
         try:
-            # Warm-up: the first call traces the model graph.
-            tg.user_photo(1, photos[0])
+            tg.user_photo(1, next(SAMPLES.glob("*.jpg")).read_bytes())
             await tg.wait_for("sendMessage", chat_id=1, timeout=120)
-            latencies: list[float] = []
-            start = time.monotonic()  # the fake server's clock
-            await asyncio.gather(
-                *(
-                    user_loop(tg, user, photos, per_user, latencies)
-                    for user in range(100, 100 + users)
-                )
-            )
-            elapsed = time.monotonic() - start
-            # The identifier's share: photo bytes -> answer (decode, queue, model), per photo.
-            database = Database(settings.database_url)
-            with database.session() as session:
-                model_ms = list(session.scalars(select(Prediction.latency_ms)))
-            database.dispose()
+            yield tg, bot_settings
         finally:
             await app.updater.stop()
             await app.stop()
             await app.post_shutdown(app)
             await app.shutdown()
+
+
+async def one_run(batch_size: int, users: int, per_user: int, photos: list[bytes]) -> dict:
+    running = bot_on_fake_telegram(photos_per_minute=per_user + 1, batch_size=batch_size)
+    async with running as (tg, settings):
+        latencies: list[float] = []
+        start = time.monotonic()  # the fake server's clock
+        await asyncio.gather(
+            *(user_loop(tg, user, photos, per_user, latencies) for user in range(100, 100 + users))
+        )
+        elapsed = time.monotonic() - start
+        # The identifier's share: photo bytes -> answer (decode, queue, model), per photo.
+        database = Database(settings.database_url)
+        with database.session() as session:
+            model_ms = list(session.scalars(select(Prediction.latency_ms)))
+        database.dispose()
     return {
         "photos/s": len(latencies) / elapsed,
         "identify p50": float(np.percentile(model_ms, 50)) / 1000,

@@ -234,9 +234,10 @@ def _load_bench() -> ModuleType:
     return module
 
 
-async def test_the_album_benchmark_at_a_small_scale(sample_photos):
+async def test_the_album_benchmark_at_a_small_scale(sample_photos, monkeypatch):
     """bench/albums.py's measurements on the shipped model's base held-out rows (no feature
     extraction) and two sample photos; the full run is `python bench/albums.py`."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when the script runs: bot_load
     bench = _load_bench()
     classifier = FlowerClassifier.from_folder(SHIPPED_MODEL)
     base = load_base_rows(SHIPPED_MODEL)
