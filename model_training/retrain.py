@@ -4,7 +4,8 @@ A candidate is the product recipe fitted again, from scratch, on the base rows t
 carries (model_training/artifact.BaseRows) plus one row per labelled user photo: it learns the
 users' photos without drifting away from the base set, as a warm-started fine-tune did (measured
 in the README). Each user's photos together weigh at most `max_photos_per_user` photos, so one
-person labelling 200 sunflowers as roses counts like a handful of photos.
+person labelling 200 sunflowers as roses counts like a handful of photos, and a user whose labels
+everyone else contradicts weighs nothing (contradicted_users).
 
 The gate measures what users meet. A fixed fifth of the feedback (by photo id) never trains; the
 candidate is promoted when it answers those photos better than the serving head by a paired
@@ -161,7 +162,9 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 def fit_candidate(
     serving: ModelArtifact, rows: RetrainRows, n_classes: int, seed: int = 0
 ) -> keras.Model:
-    """The serving model's own recipe and epoch count, on base + feedback rows."""
+    """The serving model's own recipe and epoch count, on base + feedback rows, from scratch.
+    Starting from the serving head's weights instead was measured on bench/poisoning.py's
+    honest case (README): probe top-1 84.7% against 84.9%, base held-out 92.0% against 92.8%."""
     recipe_fields = {
         k: v for k, v in serving.metadata.recipe.items() if k in RowRecipe.__annotations__
     }
