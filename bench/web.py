@@ -5,9 +5,10 @@ time per camera frame for each TF.js backend and live mode.
                         [--weights none,float16,uint8]
 
 A sample photo plays as a fake camera; the page runs as a visitor would see it (its own live loop:
-frame -> Pillow-exact resize -> model -> top-5 on screen). Live modes: "all" runs the model's 4
-serving views on every frame (the page's only mode before; `?live=all`), "cycle" one view a frame,
-view k mod 4 on frame k, averaged over the last 4 frames while the camera is steady (the default).
+frame -> Pillow-exact resize -> model -> top-5 and verdict on screen). Live modes: "all" runs the
+model's 4 serving views on every frame (the page's only mode before; `?live=all`), "cycle" one view
+a frame, view k mod 4 on frame k, averaged over the last 4 frames while the camera is steady (the
+default).
 WebGL runs on SwiftShader, Chromium's software renderer, since the benchmark machine has no GPU.
 Prints Markdown tables.
 """
@@ -91,7 +92,7 @@ def main() -> int:
         weights = ["none", *(q for q in args.weights.split(",") if q != "none")]
         exported = {q: export_web(args.model, Path(tmp) / q, q) for q in weights}
         camera = write_y4m(camera_frame(SAMPLE / "image_05429.jpg"), Path(tmp) / "camera.y4m")
-        print("| weights | model download (model.json + shards) |")
+        print("| weights | model download (model.json, shards, honesty.bin) |")
         print("|---|---:|")
         for quantize, folder in exported.items():
             print(f"| {quantize} | {model_bytes(folder):,} B |")

@@ -17,6 +17,7 @@ import struct
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,28 @@ from conftest import ROOT, SHIPPED_MODEL
 
 from model_training.photos import load_photo
 from web.browser import CHROMIUM, camera_frame, launch_options, write_y4m
-from web.export import ExportError, export_web, find_converter, needs_export
+from web.export import (
+    HONESTY_BIN,
+    MODEL_FILE,
+    ExportError,
+    export_web,
+    find_converter,
+    needs_export,
+    write_honesty,
+    write_labels,
+)
 from web.server import missing_vendor_files, model_files, serving
 
 RESULTS = ROOT / "test-results"
 TOLERANCE = 0.01  # largest difference allowed between the page's and Python's probabilities
+# ... and between their feature-space scores (honesty.py): the flower log-odds (the samples' and
+# the astronaut's span -9 to 14, the cut is 0.39) and the species score (-110 to 60, cut -37).
+# The page computes them in float32 from float32 arrays (honesty.bin, unquantized export) and
+# TF.js' features; on the samples and the astronaut they differed from Python's by at most 3e-5
+# and 5e-4. Storing the arrays as float16 alone would move them by up to 1e-3 and 0.04, so the
+# unquantized export keeps float32; the tolerances leave room for other CPUs' rounding and stay
+# far below the distance of any sample from a cut (the verdicts must be equal as well).
+SCORE_TOLERANCE = {"flower_score": 0.01, "species_score": 0.05}
 
 
 def _missing_for_browser() -> list[str]:
@@ -82,8 +100,19 @@ def shown_top5(page) -> list[tuple[int, str, float]]:
     )
 
 
+def shown_verdict(page) -> tuple[str, float, float]:
+    """The verdict on screen and the flower and species scores behind it."""
+    return page.eval_on_selector(
+        "#verdict", "v => [v.dataset.verdict, +v.dataset.flowerScore, +v.dataset.speciesScore]"
+    )
+
+
 @needs_browser
-def test_chosen_photos_get_the_same_answers_as_python(page_url, classifier, sample_photos) -> None:
+def test_chosen_photos_get_the_same_answers_as_python(
+    page_url, classifier, sample_photos, astronaut
+) -> None:
+    """The verdict, its scores and the top-5 of every sample photo and of a non-flower photo (the
+    astronaut) equal Python's: the page runs all five rules from what the export wrote."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -94,15 +123,17 @@ def test_chosen_photos_get_the_same_answers_as_python(page_url, classifier, samp
         note.filter(has_text="Choose a photo instead").wait_for(timeout=120_000)
         assert not page.get_by_role("button", name="Freeze").is_visible()
         page.context.set_offline(True)  # once loaded, the page needs no network
-        for path, _, _ in sample_photos:
+        verdicts = {}
+        for path in [*(path for path, _, _ in sample_photos), astronaut]:
             page.set_input_files("#file", str(path))
             page.wait_for_function(
                 f"document.getElementById('species').dataset.source === '{path.name}'",
                 timeout=60_000,
             )
             shown = shown_top5(page)
-            expected = classifier.identify(path.read_bytes()).top5
-            assert shown[0][0] == expected[0].index, path.name
+            answer = classifier.identify(path.read_bytes())
+            expected = answer.top5
+            assert [i for i, _, _ in shown] == [s.index for s in expected], path.name
             assert shown[0][1] == expected[0].species
             np.testing.assert_allclose(
                 [p for _, _, p in shown],
@@ -110,11 +141,80 @@ def test_chosen_photos_get_the_same_answers_as_python(page_url, classifier, samp
                 atol=TOLERANCE,
                 err_msg=path.name,
             )
-        assert page.get_by_role("img").get_attribute("alt").endswith(sample_photos[-1][0].name)
+            said, flower, species = shown_verdict(page)
+            print(
+                f"{path.name}: {said} flower {flower:.5f} vs {answer.flower_score:.5f}, "
+                f"species {species:.4f} vs {answer.species_score:.4f}"
+            )
+            assert said == answer.verdict.value, path.name
+            assert abs(flower - answer.flower_score) < SCORE_TOLERANCE["flower_score"], path.name
+            assert abs(species - answer.species_score) < SCORE_TOLERANCE["species_score"]
+            verdicts[path.name] = said
+        assert verdicts[astronaut.name] == "not_a_flower"
+        assert page.get_by_role("img").get_attribute("alt").endswith(astronaut.name)
+        assert "not look like a flower" in page.locator("#verdict").text_content()
         assert note.is_visible()  # still says why there is no live view
         RESULTS.mkdir(exist_ok=True)
         page.screenshot(path=RESULTS / "web-photo.png", full_page=True)
         browser.close()
+
+
+@needs_browser
+def test_folder_without_honesty_scores_flowers_by_centroid_as_python(
+    exported_model, astronaut, sample_photos, tmp_path
+) -> None:
+    """A model folder from before honesty.npz: Python's flower score is the cosine to the nearest
+    species centroid and there is no unknown-species rule; the page's export and verdicts follow.
+    Exported here by rewriting the exported shipped model's honesty part (no second conversion);
+    the cosine cut 0.6 lies between the samples' scores (0.69 and above) and the astronaut's
+    (0.54)."""
+    from playwright.sync_api import sync_playwright
+
+    from model_training.artifact import load_artifact
+    from model_training.classifier import FlowerClassifier
+
+    artifact = load_artifact(SHIPPED_MODEL)
+    thresholds = dict(artifact.metadata.thresholds, not_a_flower_below=0.6)
+    del thresholds["unknown_species_below"]
+    older = replace(
+        artifact, honesty=None, metadata=replace(artifact.metadata, thresholds=thresholds)
+    )
+    folder = shutil.copytree(exported_model, tmp_path / "model")
+    manifest = json.loads((folder / MODEL_FILE).read_text())
+    manifest["weightsManifest"] = [
+        group for group in manifest["weightsManifest"] if group["paths"] != [HONESTY_BIN]
+    ]
+    (folder / MODEL_FILE).write_text(json.dumps(manifest))
+    write_labels(older, folder, "none", write_honesty(older, folder, "none"))
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert [rule["score"] for rule in metadata["verdict_rules"]] == [
+        "short_side",
+        "flower_score",
+        "confidence",
+    ]
+    classifier = FlowerClassifier(older)
+    with serving(folder) as url, sync_playwright() as p:
+        browser = p.chromium.launch(**launch_options())
+        page = browser.new_page()
+        page.goto(url)
+        page.locator("#camera-note").filter(has_text="Choose a photo").wait_for(timeout=120_000)
+        for path in [sample_photos[0][0], sample_photos[1][0], astronaut]:
+            answer = classifier.identify(path.read_bytes())
+            expected = [(s.index, s.species, s.confidence) for s in answer.top5]
+            assert_same_answer(choose_photo(page, path), expected, path.name)
+            said, flower, _ = shown_verdict(page)
+            assert said == answer.verdict.value, path.name
+            assert abs(flower - answer.flower_score) < 1e-3, path.name
+            assert page.eval_on_selector("#verdict", "v => v.dataset.speciesScore") == ""
+        assert said == "not_a_flower"
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Path:
+    """A photo that is not a flower (skimage's sample astronaut, as tests/test_bot.py uses)."""
+    skimage = pytest.importorskip("skimage")
+    return Path(skimage.data.__file__).parent / "astronaut.png"
 
 
 @needs_browser
@@ -231,7 +331,8 @@ def test_steady_camera_averages_one_view_a_frame_to_the_photo_answer(
     page_url, sample_photos, tmp_path
 ) -> None:
     """Live frames run one view each (view k mod 4 on frame k); averaged over the last 4 frames of
-    a still camera, that is the 4-view answer a chosen photo of the same frame gets."""
+    a still camera, that is the 4-view answer a chosen photo of the same frame gets: the top-5,
+    and the verdict with its feature-space scores (features averaged over the same frames)."""
     from playwright.sync_api import sync_playwright
 
     photo, _, name = next(s for s in sample_photos if s[2] != "sunflower")
@@ -249,7 +350,9 @@ def test_steady_camera_averages_one_view_a_frame_to_the_photo_answer(
             "[document.getElementById('species').dataset.views,"
             " Array.from(document.querySelectorAll('#species li'),"
             "   li => [+li.dataset.index, li.querySelector('.name').textContent,"
-            "          +li.dataset.probability])]"
+            "          +li.dataset.probability]),"
+            " (v => [v.dataset.verdict, +v.dataset.flowerScore, +v.dataset.speciesScore])("
+            "   document.getElementById('verdict'))]"
         )
         assert steady[0] == "4"
         live = [tuple(item) for item in steady[1]]
@@ -262,6 +365,10 @@ def test_steady_camera_averages_one_view_a_frame_to_the_photo_answer(
             "document.getElementById('species').dataset.mode === 'frozen'", timeout=30_000
         )
         assert_same_answer(live, shown_top5(page), "frozen frame")
+        said, flower, species = shown_verdict(page)
+        assert steady[2][0] == said
+        assert abs(steady[2][1] - flower) < SCORE_TOLERANCE["flower_score"]
+        assert abs(steady[2][2] - species) < SCORE_TOLERANCE["species_score"]
         png = page.evaluate("""() => {
             const video = document.getElementById('camera');
             const canvas = document.createElement('canvas');

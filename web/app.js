@@ -28,10 +28,13 @@ let model;
 let classNames;
 let inputSize;
 // The verdict's rules as the model folder exports them ([{verdict, score, below}], in the order
-// they apply; model_training/abstention.py): the page decides as the bot and the CLI do. A rule
-// on a score the page does not compute (the feature-space "flower_score" and "species_score":
-// the exported graph gives probabilities, not backbone features) is skipped.
+// they apply; model_training/abstention.py): the page decides as the bot and the CLI do. The
+// feature-space scores ("flower_score", "species_score") come from the backbone features the
+// graph also returns and the arrays of honesty.bin (`honesty`); a rule on a score the export
+// does not give (an export from before honesty.bin) is skipped.
 let verdictRules;
+// score name -> function of the (1, 1280) mean features -> number (featureScores).
+let honesty = {};
 let frame;
 let cameraOn = false;
 let predictions = 0;
@@ -101,12 +104,47 @@ async function loadModel() {
   resetLive();
   document.body.dataset.modelVersion = metadata.version;
   verdictRules = metadata.verdict_rules;
+  honesty = featureScores(graphModel, metadata.honesty);
   const unsure = verdictRules.find((rule) => rule.score === "confidence");
   $("threshold").textContent = percent(unsure.below);
   frame = document.createElement("canvas");
   $("model-info").textContent =
     `Model ${metadata.version}: ${names.length} flower species of the Oxford 102 Flowers data set` +
     ` (${metadata.export.quantize === "none" ? "full precision" : metadata.export.quantize + " weights"}).`;
+}
+
+// The rules' feature-space scores, as model_training/honesty.py computes them from a photo's
+// features (mean over its views), with the arrays web/export.py writes to honesty.bin: TF.js
+// loads them as weights of the graph model (a weight group no graph node reads).
+function featureScores(graphModel, described) {
+  if (!described) return {};
+  const array = (name) => graphModel.weights[described.weights_prefix + name][0];
+  const scores = {};
+  if (described.flower_score === "logistic") {
+    // Log-odds of the flower/non-flower logistic regression on the raw mean features.
+    const [weights, bias] = [array("flower_weights"), array("flower_bias")];
+    scores.flower_score = (x) => tf.tidy(() => tf.dot(x, weights).add(bias).dataSync()[0]);
+  } else if (described.flower_score === "cosine_to_centroids") {
+    // Older model folders: cosine to the nearest (unit-length) species centroid.
+    const centroids = array("centroids");
+    scores.flower_score = (x) =>
+      tf.tidy(() => {
+        const unit = x.div(tf.maximum(tf.norm(x), 1e-12));
+        return tf.matMul(unit, centroids, false, true).max().dataSync()[0];
+      });
+  }
+  if (described.species_score === "relative_mahalanobis") {
+    // Squared whitened distance to all flowers as one Gaussian minus to the nearest species.
+    const [whitening, means] = [array("whitening"), array("species_means")];
+    const [background, backgroundMean] = [array("background_whitening"), array("background_mean")];
+    scores.species_score = (x) =>
+      tf.tidy(() => {
+        const nearest = tf.matMul(x, whitening).sub(means).square().sum(1).min();
+        const far = tf.matMul(x, background).sub(backgroundMean).square().sum();
+        return far.sub(nearest).dataSync()[0];
+      });
+  }
+  return scores;
 }
 
 // The species' names in the first of the browser's languages that the export has names for
@@ -141,17 +179,37 @@ function inputPixels(source, width, height) {
   return resizeLikePillow(rgba, width, height, box, inputSize);
 }
 
-// The model's probabilities for `views` (positions in serve_views), averaged over them.
+// The model's probabilities and pooled backbone features for `views` (positions in
+// serve_views), each averaged over them: { probabilities, features } (features null for an
+// export whose graph returns probabilities only).
 async function infer(pixels, views) {
-  const output = tf.tidy(() =>
+  const outputs = tf.tidy(() =>
     model.predict({
       image: tf.tensor4d(pixels, [1, inputSize, inputSize, 3]),
       view: tf.tensor1d(views, "int32"),
     }),
   );
-  const probabilities = await output.data();
-  output.dispose();
-  return probabilities;
+  // Two outputs (graph outputs carry no names here): the probabilities have a column per class.
+  const [first, second] = Array.isArray(outputs) ? outputs : [outputs];
+  const [probs, feats] =
+    second && second.shape[1] === classNames.length ? [second, first] : [first, second];
+  const answer = {
+    probabilities: await probs.data(),
+    features: feats ? await feats.data() : null,
+  };
+  tf.dispose(outputs);
+  return answer;
+}
+
+// The mean of answers' probabilities and features (frames of the live camera).
+function meanAnswer(answers) {
+  const mean = (key) => {
+    if (answers.some((a) => !a[key])) return null;
+    const sum = new Float32Array(answers[0][key].length);
+    for (const a of answers) for (let i = 0; i < sum.length; i += 1) sum[i] += a[key][i];
+    return sum.map((x) => x / answers.length);
+  };
+  return { probabilities: mean("probabilities"), features: mean("features") };
 }
 
 // A photo or a frozen frame: every view in one pass, the same answer as Python's.
@@ -183,13 +241,11 @@ async function liveAnswer(source, width, height) {
   live.frames += 1;
   live.recent.push(await infer(pixels, views));
   if (live.recent.length > (LIVE_ALL_VIEWS ? 1 : allViews.length)) live.recent.shift();
-  const mean = new Float32Array(live.recent[0].length);
-  for (const probabilities of live.recent) {
-    for (let i = 0; i < mean.length; i += 1) mean[i] += probabilities[i] / live.recent.length;
-  }
   // How many views the shown answer covers: the test waits for all of them.
   speciesList.dataset.views = LIVE_ALL_VIEWS ? allViews.length : live.recent.length;
-  return mean;
+  // The features are averaged over the same frames as the probabilities: a still camera's
+  // scores are then those of the photo answer (its features are the mean over all views).
+  return meanAnswer(live.recent);
 }
 
 function topK(probabilities, k) {
@@ -219,10 +275,26 @@ function verdictOf(scores) {
 const VERDICT_TEXT = {
   sure: (name, p) => `${name} (${percent(p)})`,
   not_sure: (name, p) => `Not sure. Maybe ${name} (${percent(p)})`,
+  unknown_species: (name, p) =>
+    `Not sure: it may be a species I do not know yet. Maybe ${name} (${percent(p)})`,
+  not_a_flower: () => "This does not look like a flower.",
   too_small: (name, p) => `Photo too small to be sure. Maybe ${name} (${percent(p)})`,
 };
 
-function render(probabilities, source, shortSide) {
+// The scores the verdict's rules read: confidence and size, and the feature-space scores the
+// export gives (from the features averaged over the same views as the probabilities).
+function scoresOf(answer, confidence, shortSide) {
+  const scores = { confidence, short_side: shortSide };
+  if (answer.features) {
+    const x = tf.tensor2d(answer.features, [1, answer.features.length]);
+    for (const [name, score] of Object.entries(honesty)) scores[name] = score(x);
+    x.dispose();
+  }
+  return scores;
+}
+
+function render(answer, source, shortSide) {
+  const probabilities = answer.probabilities;
   if (source !== "camera" || mode !== "live") speciesList.dataset.views = allViews.length;
   speciesList.dataset.mode = mode; // what the answer is for: "live", "frozen" or "photo"
   const top = topK(probabilities, TOP_K);
@@ -236,7 +308,11 @@ function render(probabilities, source, shortSide) {
   });
   const best = top[0];
   const name = classNames[best.index];
-  const said = verdictOf({ confidence: best.p, short_side: shortSide });
+  const scores = scoresOf(answer, best.p, shortSide);
+  const said = verdictOf(scores);
+  // The scores behind the verdict, for the tests (compared with Python's).
+  verdict.dataset.flowerScore = scores.flower_score ?? "";
+  verdict.dataset.speciesScore = scores.species_score ?? "";
   // Only a changed answer is written, so screen readers announce answers, not every frame.
   const text = VERDICT_TEXT[said](name, best.p);
   if (verdict.textContent !== text) verdict.textContent = text;
@@ -254,8 +330,8 @@ function predictAndShow(source, width, height, label, answer = classify) {
   const started = generation;
   const run = busy.then(async () => {
     if (started !== generation) return;
-    const probabilities = await answer(source, width, height);
-    if (started === generation) render(probabilities, label, Math.min(width, height));
+    const answered = await answer(source, width, height);
+    if (started === generation) render(answered, label, Math.min(width, height));
   });
   busy = run.catch((error) => showError(error));
   return busy;

@@ -2,7 +2,13 @@
 
 <out>/model.json, group1-shard*.bin   the composed model (backbone, head, serving views) as one
                                      graph: image float32 RGB in 0..255, (N, 224, 224, 3), and
-                                     view int32 (V,) -> probabilities averaged over those views
+                                     view int32 (V,) -> probabilities and pooled backbone
+                                     features (1280), both averaged over those views
+<out>/honesty.bin                    what the "not a flower" and "unknown species" scores need
+                                     (model_training/honesty.py; the species centroids for older
+                                     folders), listed in model.json's weights manifest as a
+                                     group of its own: TF.js loads it with the graph's weights and
+                                     the service worker precaches it with the shards
 <out>/classes.json                   class names, index N = class N
 <out>/metadata.json                  the artifact's metadata and how it was exported, and the
                                      species' names in other languages (`names`)
@@ -25,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from model_training.abstention import VerdictRules
 from model_training.atomic import atomic_folder
 from model_training.species_names import LANGUAGE_COLUMNS, translated
@@ -38,6 +46,9 @@ DEFAULT_OUT = WEB_ROOT / "model"
 MODEL_FILE = "model.json"
 CLASSES_FILE = "classes.json"
 METADATA_FILE = "metadata.json"
+HONESTY_BIN = "honesty.bin"
+# The names of the honesty arrays among the model's weights (model.json), clear of graph nodes.
+HONESTY_PREFIX = "flowerbot_honesty/"
 CONVERTER = "tensorflowjs_converter"
 CONVERTER_ENV = "FLOWERBOT_TFJS_CONVERTER"
 # Weight quantization of the converter: stored weights shrink 2x (float16) or 4x (uint8) and are
@@ -93,12 +104,14 @@ def export_web(
         with tempfile.TemporaryDirectory(prefix="flowerbot-savedmodel-") as saved_model:
             save_serving_model(artifact, saved_model)
             convert(converter, Path(saved_model), staging, quantize)
-        write_labels(artifact, staging, quantize)
+        scores = write_honesty(artifact, staging, quantize)
+        write_labels(artifact, staging, quantize, scores)
     return out
 
 
 def save_serving_model(artifact: ModelArtifact, folder: str | Path) -> None:
-    """The artifact's model as a SavedModel: (image, view) -> probabilities averaged over `view`.
+    """The artifact's model as a SavedModel: (image, view) -> probabilities and pooled backbone
+    features, each averaged over `view` (outputs "probabilities" and "features").
 
     `image` is float32 RGB in 0..255, (N, 224, 224, 3): TF.js has no uint8 tensors (browser
     pixels arrive as int32), and the Keras model casts its input to float32 first anyway.
@@ -139,7 +152,13 @@ def save_serving_model(artifact: ModelArtifact, folder: str | Path) -> None:
         x = crops * scale + offset
         features = tf.reduce_mean(backbone(x, training=False), axis=[1, 2])
         probabilities = head(features, training=False)
-        return tf.reduce_mean(tf.reshape(probabilities, (batch, n_views, -1)), axis=1)
+        # The features too, for the feature-space scores the page computes (write_honesty).
+        return {
+            "probabilities": tf.reduce_mean(
+                tf.reshape(probabilities, (batch, n_views, -1)), axis=1
+            ),
+            "features": tf.reduce_mean(tf.reshape(features, (batch, n_views, -1)), axis=1),
+        }
 
     archive = keras.export.ExportArchive()
     archive.track(backbone)
@@ -175,7 +194,50 @@ def convert(converter: str, saved_model: Path, out: Path, quantize: str) -> None
         raise ExportError(f"{CONVERTER} failed ({result.returncode}):\n{result.stderr[-4000:]}")
 
 
-def write_labels(artifact: ModelArtifact, out: Path, quantize: str) -> None:
+def write_honesty(artifact: ModelArtifact, out: Path, quantize: str) -> dict[str, object]:
+    """The arrays behind the feature-space scores -> <out>/honesty.bin, as a weight group of
+    model.json; returns how the page computes the scores from them (metadata "honesty").
+
+    With honesty.npz (model_training/honesty.py): the flower log-odds (weights on the raw mean
+    features, bias) and the species space (whitening, whitened species means, the all-flowers
+    Gaussian's whitening and mean). Without it, as FlowerClassifier.honesty_scores: the flower
+    score is the cosine to the nearest species centroid and there is no species score.
+    float32 unless the export quantizes the weights: then float16 (2.7 MB -> 1.4 MB), which
+    TF.js expands back to float32 when it loads them.
+    """
+    honesty = artifact.honesty
+    if honesty is None:
+        arrays = {"centroids": artifact.centroids}
+        scores = {"flower_score": "cosine_to_centroids", "species_score": None}
+    else:
+        arrays = {
+            "flower_weights": honesty.flower_weights,
+            "flower_bias": np.reshape(honesty.flower_bias, (1,)),
+            "whitening": honesty.whitening,
+            "species_means": honesty.species_means,
+            "background_whitening": honesty.background_whitening,
+            "background_mean": honesty.background_mean,
+        }
+        scores = {"flower_score": "logistic", "species_score": "relative_mahalanobis"}
+    stored = np.float32 if quantize == "none" else np.float16
+    specs, chunks = [], []
+    for name, array in arrays.items():
+        array = np.asarray(array, dtype=np.float32)
+        spec = {"name": HONESTY_PREFIX + name, "shape": list(array.shape), "dtype": "float32"}
+        if stored is np.float16:
+            spec["quantization"] = {"dtype": "float16", "original_dtype": "float32"}
+        specs.append(spec)
+        chunks.append(array.astype(stored).tobytes())
+    (out / HONESTY_BIN).write_bytes(b"".join(chunks))
+    manifest = json.loads((out / MODEL_FILE).read_text())
+    manifest["weightsManifest"].append({"paths": [HONESTY_BIN], "weights": specs})
+    (out / MODEL_FILE).write_text(json.dumps(manifest))
+    return {"weights_prefix": HONESTY_PREFIX, **scores}
+
+
+def write_labels(
+    artifact: ModelArtifact, out: Path, quantize: str, honesty: dict[str, object] | None = None
+) -> None:
     (out / CLASSES_FILE).write_text(json.dumps(artifact.class_names, ensure_ascii=False) + "\n")
     rules = VerdictRules.from_thresholds(artifact.metadata.thresholds)
     metadata = {
@@ -193,11 +255,15 @@ def write_labels(artifact: ModelArtifact, out: Path, quantize: str) -> None:
             for verdict, score, below in rules.in_order()
             if math.isfinite(below)
         ],
+        # How the page computes the rules' feature-space scores from the features the graph
+        # returns and the arrays of honesty.bin (write_honesty).
+        "honesty": honesty,
         "export": {
             "format": "tfjs_graph_model",
             "quantize": quantize,
             "input": "float32 RGB 0..255, (N, size, size, 3), centre square of the photo",
-            "view": "int32 (V,): positions in serve_views; probabilities averaged over them",
+            "view": "int32 (V,): positions in serve_views; outputs averaged over them",
+            "outputs": "probabilities (N, classes), features (N, 1280): pooled backbone",
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }
@@ -205,7 +271,8 @@ def write_labels(artifact: ModelArtifact, out: Path, quantize: str) -> None:
 
 
 def model_bytes(out: str | Path) -> int:
-    """What the page downloads for the model: model.json and its weight shards."""
+    """What the page downloads for the model: model.json and its weight shards (honesty.bin
+    included)."""
     manifest = json.loads((Path(out) / MODEL_FILE).read_text())
     shards = [name for group in manifest["weightsManifest"] for name in group["paths"]]
     return sum((Path(out) / name).stat().st_size for name in [MODEL_FILE, *shards])
