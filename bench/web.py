@@ -1,8 +1,14 @@
 """The web page's cost in headless Chromium: model download size, time to first prediction and
-time per camera frame for each TF.js backend and live mode.
+time per camera frame for each TF.js backend and live mode; or its Lighthouse scores.
 
     python bench/web.py [--seconds 10] [--backends wasm,webgl,cpu] [--live all,cycle]
                         [--weights none,float16,uint8]
+    python bench/web.py --lighthouse [--runs 3] [--weights none,float16]
+
+--lighthouse runs Lighthouse (web/node_modules, pinned in web/package.json) in its default mobile
+emulation (simulated slow 4G, 4x CPU slowdown) on the page served as `flowerbot web` serves it,
+with the project's Chromium, and prints the four category scores, first contentful paint and the
+total bytes: the median run by performance score, per weights export.
 
 A sample photo plays as a fake camera; the page runs as a visitor would see it (its own live loop:
 frame -> Pillow-exact resize -> model -> top-5 and verdict on screen). Live modes: "all" runs the
@@ -16,7 +22,9 @@ Prints Markdown tables.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,13 +41,80 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
 from playwright.sync_api import sync_playwright
 
-from web.browser import camera_frame, launch_options, write_y4m
+from web.browser import CHROMIUM, camera_frame, launch_options, write_y4m
 from web.export import QUANTIZE_FLAGS, export_web, model_bytes
-from web.server import serving
+from web.server import WEB_ROOT, serving
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "photos"
 PREDICTIONS = "+document.getElementById('species').dataset.predictions || 0"
 LIVE_MODES = {"all": "4 views a frame", "cycle": "1 view a frame, averaged over 4"}
+LIGHTHOUSE = WEB_ROOT / "node_modules" / ".bin" / "lighthouse"
+CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
+# Issue 10 measured these with Lighthouse 12 before TF.js left <head> (tf.min.js and the WASM
+# backend loaded by blocking <script> tags).
+BEFORE = {
+    "performance": 0.56,
+    "accessibility": 1.0,
+    "best-practices": 1.0,
+    "seo": 1.0,
+    "fcp_ms": 9600,
+    "bytes": 12.8e6,
+}
+
+
+def lighthouse(url: str, out: Path) -> dict[str, float]:
+    """One Lighthouse run (default mobile emulation) -> the four scores, FCP, TBT, LCP, bytes."""
+    subprocess.run(
+        [
+            str(LIGHTHOUSE),
+            url,
+            "--quiet",
+            "--output=json",
+            f"--output-path={out}",
+            "--chrome-flags=--headless --no-sandbox",
+        ],
+        check=True,
+        env={**os.environ, "CHROME_PATH": CHROMIUM},
+        timeout=600,
+    )
+    report = json.loads(out.read_text())
+    if report.get("runtimeError"):
+        raise RuntimeError(report["runtimeError"]["message"])
+    audits = report["audits"]
+    return {
+        **{name: report["categories"][name]["score"] for name in CATEGORIES},
+        "fcp_ms": audits["first-contentful-paint"]["numericValue"],
+        "lcp_ms": audits["largest-contentful-paint"]["numericValue"],
+        "tbt_ms": audits["total-blocking-time"]["numericValue"],
+        "bytes": audits["total-byte-weight"]["numericValue"],
+        "version": report["lighthouseVersion"],
+    }
+
+
+def lighthouse_table(exported: dict[str, Path], runs: int) -> None:
+    rows = []
+    for quantize, folder in exported.items():
+        with serving(folder) as url:
+            report = folder.parent / f"lighthouse-{quantize}.json"
+            results = [lighthouse(url, report) for _ in range(runs)]
+        results.sort(key=lambda r: r["performance"])
+        rows.append((quantize, results[len(results) // 2], [r["performance"] for r in results]))
+    print(f"\nLighthouse {rows[0][1]['version']}, mobile emulation, median of {runs} run(s)\n")
+    columns = "performance | accessibility | best practices | SEO | FCP | TBT | bytes"
+    print(f"| page | weights | {columns} |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    b = BEFORE
+    print(
+        f"| before (issue 10) | none | {b['performance']:.2f} | {b['accessibility']:.2f} "
+        f"| {b['best-practices']:.2f} | {b['seo']:.2f} | {b['fcp_ms'] / 1000:.1f} s | "
+        f"| {b['bytes'] / 1e6:.1f} MB |"
+    )
+    for quantize, r, scores in rows:
+        print(
+            f"| now | {quantize} | {r['performance']:.2f} ({min(scores):.2f}-{max(scores):.2f}) "
+            f"| {r['accessibility']:.2f} | {r['best-practices']:.2f} | {r['seo']:.2f} "
+            f"| {r['fcp_ms'] / 1000:.1f} s | {r['tbt_ms']:,.0f} ms | {r['bytes'] / 1e6:.1f} MB |"
+        )
 
 
 def measure(url: str, backend: str, live: str, camera: Path, seconds: float) -> dict[str, object]:
@@ -86,11 +161,16 @@ def main() -> int:
     parser.add_argument(
         "--weights", default=",".join(QUANTIZE_FLAGS), help="exports for the download table"
     )
+    parser.add_argument("--lighthouse", action="store_true", help="Lighthouse scores only")
+    parser.add_argument("--runs", type=int, default=3, help="Lighthouse runs per export")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = ["none", *(q for q in args.weights.split(",") if q != "none")]
         exported = {q: export_web(args.model, Path(tmp) / q, q) for q in weights}
+        if args.lighthouse:
+            lighthouse_table(exported, args.runs)
+            return 0
         camera = write_y4m(camera_frame(SAMPLE / "image_05429.jpg"), Path(tmp) / "camera.y4m")
         print("| weights | model download (model.json, shards, honesty.bin) |")
         print("|---|---:|")

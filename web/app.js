@@ -1,11 +1,17 @@
 // The flowerbot page: camera or photo -> centre square -> the exported model -> top-5 species.
-// TensorFlow.js is the global `tf` of the UMD bundles index.html loads before this module.
+// TensorFlow.js is the global `tf` of its UMD bundles, which this module loads itself once the
+// page has painted (loadTfjs): nothing in <head> blocks the first paint.
 
 import { decodeLikePillow, resizeLikePillow } from "./pillow.js";
 
-const tf = globalThis.tf;
 const MODEL_DIR = "model/";
 const WASM_DIR = "node_modules/@tensorflow/tfjs-backend-wasm/dist/";
+// TF.js and its WASM backend (which needs the global `tf`), in this order; the service worker
+// precaches both (web/server.py, VENDOR_FILES).
+const TFJS_SCRIPTS = [
+  "node_modules/@tensorflow/tfjs/dist/tf.min.js",
+  `${WASM_DIR}tf-backend-wasm.min.js`,
+];
 const TOP_K = 5;
 
 const params = new URLSearchParams(location.search);
@@ -24,6 +30,8 @@ const speed = $("speed");
 let mode = "loading";
 // Bumped on every change of what is shown, so a prediction that finishes late is dropped.
 let generation = 0;
+// globalThis.tf once loadTfjs has run.
+let tf;
 let model;
 let classNames;
 let inputSize;
@@ -65,6 +73,29 @@ function showFreezeButton() {
   freezeButton.hidden = !cameraOn;
   freezeButton.setAttribute("aria-pressed", String(mode === "frozen"));
   freezeButton.textContent = mode === "live" ? "Freeze" : "Back to camera";
+}
+
+// After the first paint (the next frame, or 200 ms where a hidden tab gets no frames), both
+// scripts are inserted at once: they download in parallel and, not async, run in order. Scripts
+// inserted from a script never block rendering.
+async function loadTfjs() {
+  await Promise.race([
+    new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve))),
+    new Promise((resolve) => setTimeout(resolve, 200)),
+  ]);
+  const loaded = TFJS_SCRIPTS.map((src) => {
+    const script = document.createElement("script");
+    script.src = src;
+    script.async = false;
+    const done = new Promise((resolve, reject) => {
+      script.onload = resolve;
+      script.onerror = () => reject(new Error(`${src} did not load`));
+    });
+    document.head.append(script);
+    return done;
+  });
+  await Promise.all(loaded);
+  tf = globalThis.tf;
 }
 
 async function startBackend() {
@@ -481,6 +512,7 @@ async function main() {
     fileInput.value = ""; // choosing the same file again is a change too
   });
   try {
+    await loadTfjs();
     const backend = await startBackend();
     await loadModel().finally(firstLoad.resolve);
     document.body.dataset.backend = backend;
