@@ -31,6 +31,7 @@ from bot.handlers.answering import (
 from bot.handlers.feedback import feedback_keyboard
 from bot.i18n import Translator
 from model_training.albums import AlbumAnswer, album_answer
+from storage import Photo as StoredPhoto
 from storage import add_album, latest_album
 
 log = logging.getLogger(__name__)
@@ -118,13 +119,14 @@ async def answer_album_again(
     svc = services(context)
     chat_id, group_id = target.chat_id, target.media_group_id
 
-    def stored_album(session: Session) -> tuple[list, list[dict]] | None:
+    def stored_album(session: Session) -> tuple[list[StoredPhoto], list[dict]] | None:
         album = latest_album(session, chat_id, group_id)
         if album is None:
             return None
         predictions = sorted(album.predictions, key=lambda p: p.id)
         photos = [p.photo for p in predictions]
-        # Photos that could not be read stay left out; the others are looked at again.
+        # Photos never stored (unreadable, too large, over the limit) stay left out; the stored
+        # ones, "not a flower" included, are looked at again.
         unread = [i for i in album.left_out if i["reason"] != replies.NOT_A_FLOWER_PHOTO]
         return photos, unread
 
