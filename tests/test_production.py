@@ -375,6 +375,12 @@ async def test_two_processes_share_one_postgresql_behind_one_webhook(
         busy = await tg.wait_for(
             "sendMessage", lambda c: c.params["text"] == replies.RETRAIN_BUSY, after=mark
         )
+        # The lock holder says "started" once it holds the lock; the other process may say
+        # "busy" first, so wait for "started" too, then for room for a second one.
+        await tg.wait_for(
+            "sendMessage", lambda c: c.params["text"] == replies.RETRAIN_STARTED, after=mark
+        )
+        await asyncio.sleep(1)
         started = [c for c in tg.calls()[mark:] if c.params.get("text") == replies.RETRAIN_STARTED]
         assert len(started) == 1 and started[0].params["chat_id"] != busy.params["chat_id"]
         await tg.wait_for(
