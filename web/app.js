@@ -1,17 +1,11 @@
 // The flowerbot page: camera or photo -> centre square -> the exported model -> top-5 species.
-// TensorFlow.js is the global `tf` of its UMD bundles, which this module loads itself once the
-// page has painted (loadTfjs): nothing in <head> blocks the first paint.
+// TensorFlow.js and the model run in a Web Worker (worker.js), started once the page has
+// painted: the main thread decodes and resizes photos and frames, shows answers and decides the
+// verdict, and no TF.js work blocks it.
 
 import { decodeLikePillow, resizeLikePillow } from "./pillow.js";
 
 const MODEL_DIR = "model/";
-const WASM_DIR = "node_modules/@tensorflow/tfjs-backend-wasm/dist/";
-// TF.js and its WASM backend (which needs the global `tf`), in this order; the service worker
-// precaches both (web/server.py, VENDOR_FILES).
-const TFJS_SCRIPTS = [
-  "node_modules/@tensorflow/tfjs/dist/tf.min.js",
-  `${WASM_DIR}tf-backend-wasm.min.js`,
-];
 const TOP_K = 5;
 
 const params = new URLSearchParams(location.search);
@@ -30,9 +24,10 @@ const speed = $("speed");
 let mode = "loading";
 // Bumped on every change of what is shown, so a prediction that finishes late is dropped.
 let generation = 0;
-// globalThis.tf once loadTfjs has run.
-let tf;
-let model;
+// The Web Worker that runs the model (worker.js), and its unanswered requests by id.
+let worker;
+const requests = new Map();
+let lastRequest = 0;
 let classNames;
 let inputSize;
 // The verdict's rules as the model folder exports them ([{verdict, score, below}], in the order
@@ -41,7 +36,7 @@ let inputSize;
 // graph also returns and the arrays of honesty.bin (`honesty`); a rule on a score the export
 // does not give (an export from before honesty.bin) is skipped.
 let verdictRules;
-// score name -> function of the (1, 1280) mean features -> number (featureScores).
+// score name -> function of the mean features (Float32Array) -> number (featureScores).
 let honesty = {};
 let frame;
 let cameraOn = false;
@@ -50,7 +45,7 @@ let predictions = 0;
 // frozen frame is answered with all of them, as Python answers; the live camera with one a frame.
 let allViews;
 // ?live=all runs every view on every live frame (the slower mode before cycling; for the
-// benchmark); by default live frames cycle through the views (liveAnswer).
+// benchmark); by default live frames cycle through the views (sendLiveFrame).
 const LIVE_ALL_VIEWS = params.get("live") === "all";
 // The camera counts as moved when the model's 224 x 224 input changes by more than this mean
 // absolute difference (0..255) between two frames; then the average over frames starts again.
@@ -75,45 +70,39 @@ function showFreezeButton() {
   freezeButton.textContent = mode === "live" ? "Freeze" : "Back to camera";
 }
 
-// After the first paint (the next frame, or 200 ms where a hidden tab gets no frames), both
-// scripts are inserted at once: they download in parallel and, not async, run in order. Scripts
-// inserted from a script never block rendering.
-async function loadTfjs() {
-  await Promise.race([
+// The next animation frame, or 200 ms where a hidden tab gets no frames: the page has painted.
+const afterFirstPaint = () =>
+  Promise.race([
     new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve))),
     new Promise((resolve) => setTimeout(resolve, 200)),
   ]);
-  const loaded = TFJS_SCRIPTS.map((src) => {
-    const script = document.createElement("script");
-    script.src = src;
-    script.async = false;
-    const done = new Promise((resolve, reject) => {
-      script.onload = resolve;
-      script.onerror = () => reject(new Error(`${src} did not load`));
-    });
-    document.head.append(script);
-    return done;
-  });
-  await Promise.all(loaded);
-  tf = globalThis.tf;
+
+// Starts the model's worker: it loads TF.js itself (importScripts of the same files, precached
+// by the service worker), so nothing of TF.js runs on this thread.
+function startWorker() {
+  worker = new Worker("worker.js");
+  worker.onmessage = ({ data }) => {
+    const request = requests.get(data.id);
+    requests.delete(data.id);
+    if (data.error) request.reject(new Error(data.error));
+    else request.resolve(data.result);
+  };
+  // TF.js did not load (or the worker crashed): every waiting request fails with it.
+  worker.onerror = (event) => {
+    event.preventDefault();
+    const error = new Error(event.message || "the model's worker did not start");
+    for (const request of requests.values()) request.reject(error);
+    requests.clear();
+  };
 }
 
-async function startBackend() {
-  tf.wasm.setWasmPaths(new URL(WASM_DIR, document.baseURI).href);
-  // WASM first: it computes like the CPU in every browser and is fast with SIMD and threads.
-  // ?backend=webgl (or cpu) picks one, for the benchmark.
-  const wanted = params.get("backend");
-  for (const name of wanted ? [wanted] : ["wasm", "webgl", "cpu"]) {
-    try {
-      if (await tf.setBackend(name)) {
-        await tf.ready();
-        return name;
-      }
-    } catch (error) {
-      console.warn(`TensorFlow.js backend ${name} is not available`, error);
-    }
-  }
-  throw new Error("no TensorFlow.js backend works in this browser");
+// One request to the worker; it answers requests in the order they were sent.
+function ask(type, message, transfer = []) {
+  lastRequest += 1;
+  const answer = Promise.withResolvers();
+  requests.set(lastRequest, answer);
+  worker.postMessage({ ...message, id: lastRequest, type }, transfer);
+  return answer.promise;
 }
 
 async function fetchJson(name) {
@@ -122,20 +111,33 @@ async function fetchJson(name) {
   return response.json();
 }
 
+// Loads the model folder: the page reads the class names and the metadata (the verdict's rules),
+// the worker the graph model and the arrays behind the feature-space scores. A new model (an
+// update) replaces the old one in the worker after the predictions asked before it.
 async function loadModel() {
-  const [graphModel, names, metadata] = await Promise.all([
-    tf.loadGraphModel(MODEL_DIR + "model.json"),
+  const [names, metadata] = await Promise.all([
     fetchJson("classes.json"),
     fetchJson("metadata.json"),
   ]);
-  model = graphModel;
+  const loaded = await ask("load", {
+    modelUrl: new URL(MODEL_DIR + "model.json", document.baseURI).href,
+    // ?backend=webgl (or wasm, cpu) picks one, ?threads=N the WASM backend's threads: for the
+    // benchmark.
+    backend: params.get("backend"),
+    threads: Number(params.get("threads")) || 0,
+    size: metadata.input_size,
+    classes: names.length,
+    honesty: metadata.honesty ?? null,
+  });
+  document.body.dataset.backend = loaded.backend;
+  document.body.dataset.threads = loaded.threads;
   classNames = namesFor(navigator.languages ?? [navigator.language], names, metadata.names ?? {});
   inputSize = metadata.input_size;
   allViews = metadata.serve_views.map((_, position) => position);
   resetLive();
   document.body.dataset.modelVersion = metadata.version;
   verdictRules = metadata.verdict_rules;
-  honesty = featureScores(graphModel, metadata.honesty);
+  honesty = featureScores(loaded.honesty, metadata.honesty);
   const unsure = verdictRules.find((rule) => rule.score === "confidence");
   $("threshold").textContent = percent(unsure.below);
   frame = document.createElement("canvas");
@@ -145,37 +147,69 @@ async function loadModel() {
 }
 
 // The rules' feature-space scores, as model_training/honesty.py computes them from a photo's
-// features (mean over its views), with the arrays web/export.py writes to honesty.bin: TF.js
-// loads them as weights of the graph model (a weight group no graph node reads).
-function featureScores(graphModel, described) {
+// features (mean over its views), with the arrays web/export.py writes to honesty.bin (the
+// worker reads them from the graph model's weights, a weight group no graph node reads). Plain
+// JavaScript in float64: two 1280 x 256 products an answer take about a millisecond.
+function featureScores(arrays, described) {
   if (!described) return {};
-  const array = (name) => graphModel.weights[described.weights_prefix + name][0];
   const scores = {};
   if (described.flower_score === "logistic") {
     // Log-odds of the flower/non-flower logistic regression on the raw mean features.
-    const [weights, bias] = [array("flower_weights"), array("flower_bias")];
-    scores.flower_score = (x) => tf.tidy(() => tf.dot(x, weights).add(bias).dataSync()[0]);
+    const [weights, bias] = [arrays.flower_weights, arrays.flower_bias[0]];
+    scores.flower_score = (x) => dot(x, weights, 0) + bias;
   } else if (described.flower_score === "cosine_to_centroids") {
     // Older model folders: cosine to the nearest (unit-length) species centroid.
-    const centroids = array("centroids");
-    scores.flower_score = (x) =>
-      tf.tidy(() => {
-        const unit = x.div(tf.maximum(tf.norm(x), 1e-12));
-        return tf.matMul(unit, centroids, false, true).max().dataSync()[0];
-      });
+    const centroids = arrays.centroids;
+    scores.flower_score = (x) => {
+      const norm = Math.max(Math.sqrt(dot(x, x, 0)), 1e-12);
+      let best = -Infinity;
+      for (let at = 0; at < centroids.length; at += x.length) {
+        best = Math.max(best, dot(x, centroids, at) / norm);
+      }
+      return best;
+    };
   }
   if (described.species_score === "relative_mahalanobis") {
     // Squared whitened distance to all flowers as one Gaussian minus to the nearest species.
-    const [whitening, means] = [array("whitening"), array("species_means")];
-    const [background, backgroundMean] = [array("background_whitening"), array("background_mean")];
-    scores.species_score = (x) =>
-      tf.tidy(() => {
-        const nearest = tf.matMul(x, whitening).sub(means).square().sum(1).min();
-        const far = tf.matMul(x, background).sub(backgroundMean).square().sum();
-        return far.sub(nearest).dataSync()[0];
-      });
+    const [whitening, means] = [arrays.whitening, arrays.species_means];
+    const [background, backgroundMean] = [arrays.background_whitening, arrays.background_mean];
+    scores.species_score = (x) => {
+      const z = times(x, whitening);
+      let nearest = Infinity;
+      for (let at = 0; at < means.length; at += z.length) {
+        nearest = Math.min(nearest, squaredDistance(z, means, at));
+      }
+      return squaredDistance(times(x, background), backgroundMean, 0) - nearest;
+    };
   }
   return scores;
+}
+
+// x · matrix[at : at + x.length]
+function dot(x, matrix, at) {
+  let sum = 0;
+  for (let i = 0; i < x.length; i += 1) sum += x[i] * matrix[at + i];
+  return sum;
+}
+
+// The row vector x times a row-major (x.length, k) matrix.
+function times(x, matrix) {
+  const k = matrix.length / x.length;
+  const out = new Float64Array(k);
+  for (let i = 0; i < x.length; i += 1) {
+    const xi = x[i];
+    if (xi === 0) continue; // pooled ReLU features: many are 0
+    const row = i * k;
+    for (let j = 0; j < k; j += 1) out[j] += xi * matrix[row + j];
+  }
+  return out;
+}
+
+// ‖z − matrix[at : at + z.length]‖²
+function squaredDistance(z, matrix, at) {
+  let sum = 0;
+  for (let j = 0; j < z.length; j += 1) sum += (z[j] - matrix[at + j]) ** 2;
+  return sum;
 }
 
 // The species' names in the first of the browser's languages that the export has names for
@@ -212,24 +246,9 @@ function inputPixels(source, width, height) {
 
 // The model's probabilities and pooled backbone features for `views` (positions in
 // serve_views), each averaged over them: { probabilities, features } (features null for an
-// export whose graph returns probabilities only).
-async function infer(pixels, views) {
-  const outputs = tf.tidy(() =>
-    model.predict({
-      image: tf.tensor4d(pixels, [1, inputSize, inputSize, 3]),
-      view: tf.tensor1d(views, "int32"),
-    }),
-  );
-  // Two outputs (graph outputs carry no names here): the probabilities have a column per class.
-  const [first, second] = Array.isArray(outputs) ? outputs : [outputs];
-  const [probs, feats] =
-    second && second.shape[1] === classNames.length ? [second, first] : [first, second];
-  const answer = {
-    probabilities: await probs.data(),
-    features: feats ? await feats.data() : null,
-  };
-  tf.dispose(outputs);
-  return answer;
+// export whose graph returns probabilities only). The worker runs the model.
+function infer(pixels, views) {
+  return ask("infer", { pixels, size: inputSize, views });
 }
 
 // The mean of answers' probabilities and features (frames of the live camera).
@@ -264,19 +283,34 @@ function meanAbsDifference(a, b) {
 // V frames while the camera is steady. For a still camera the last V frames hold every view of
 // the same picture, so the answer is the photo answer (all views in one pass) once V frames are
 // in; a moved camera starts the average again from its new frame.
-async function liveAnswer(source, width, height) {
-  const pixels = inputPixels(source, width, height);
-  if (live.previous && meanAbsDifference(pixels, live.previous) > MOVED_ABOVE) live.recent = [];
+//
+// sendLiveFrame takes the frame and sends it to the worker at once; showLiveFrame shows its
+// answer. The live loop sends the next frame before it waits for this one's answer, so the page
+// resizes frame k + 1 while the worker runs the model on frame k.
+function sendLiveFrame() {
+  const [width, height] = [video.videoWidth, video.videoHeight];
+  const pixels = inputPixels(video, width, height);
+  const moved = live.previous !== null && meanAbsDifference(pixels, live.previous) > MOVED_ABOVE;
   live.previous = pixels;
   const views = LIVE_ALL_VIEWS ? allViews : [allViews[live.frames % allViews.length]];
   live.frames += 1;
-  live.recent.push(await infer(pixels, views));
+  return { answer: infer(pixels, views), moved, shortSide: Math.min(width, height) };
+}
+
+// Shows a sent live frame's answer, averaged with the frames before it; false when what is on
+// screen changed in the meantime (the answer is dropped).
+async function showLiveFrame({ answer, moved, shortSide }, started) {
+  const answered = await answer;
+  if (started !== generation) return false;
+  if (moved) live.recent = [];
+  live.recent.push(answered);
   if (live.recent.length > (LIVE_ALL_VIEWS ? 1 : allViews.length)) live.recent.shift();
   // How many views the shown answer covers: the test waits for all of them.
   speciesList.dataset.views = LIVE_ALL_VIEWS ? allViews.length : live.recent.length;
   // The features are averaged over the same frames as the probabilities: a still camera's
   // scores are then those of the photo answer (its features are the mean over all views).
-  return meanAnswer(live.recent);
+  render(meanAnswer(live.recent), "camera", shortSide);
+  return true;
 }
 
 function topK(probabilities, k) {
@@ -317,9 +351,7 @@ const VERDICT_TEXT = {
 function scoresOf(answer, confidence, shortSide) {
   const scores = { confidence, short_side: shortSide };
   if (answer.features) {
-    const x = tf.tensor2d(answer.features, [1, answer.features.length]);
-    for (const [name, score] of Object.entries(honesty)) scores[name] = score(x);
-    x.dispose();
+    for (const [name, score] of Object.entries(honesty)) scores[name] = score(answer.features);
   }
   return scores;
 }
@@ -376,18 +408,31 @@ const nextFrame = () =>
   );
 
 async function liveLoop() {
+  const started = generation;
   const times = [];
-  while (mode === "live") {
-    if (video.readyState >= video.HAVE_CURRENT_DATA) {
-      const start = performance.now();
-      await predictAndShow(video, video.videoWidth, video.videoHeight, "camera", liveAnswer);
-      times.push(performance.now() - start);
-      if (times.length > 20) times.shift();
-      const ms = times.reduce((a, b) => a + b) / times.length;
-      speed.textContent = `${(1000 / ms).toFixed(1)} predictions/s (${tf.getBackend()}).`;
-      speed.dataset.msPerFrame = ms.toFixed(1);
+  let sent = null;
+  let shownAt = null;
+  try {
+    while (mode === "live" && started === generation) {
+      if (video.readyState >= video.HAVE_CURRENT_DATA) {
+        const next = sendLiveFrame();
+        if (sent && !(await showLiveFrame(sent, started))) break;
+        sent = next;
+        const now = performance.now();
+        if (shownAt !== null) times.push(now - shownAt);
+        shownAt = now;
+        if (times.length > 20) times.shift();
+        if (times.length) {
+          const ms = times.reduce((a, b) => a + b) / times.length;
+          const backend = document.body.dataset.backend;
+          speed.textContent = `${(1000 / ms).toFixed(1)} predictions/s (${backend}).`;
+          speed.dataset.msPerFrame = ms.toFixed(1);
+        }
+      }
+      await nextFrame();
     }
-    await nextFrame();
+  } catch (error) {
+    if (started === generation) showError(error);
   }
 }
 
@@ -483,14 +528,12 @@ async function startServiceWorker() {
 async function updateModel() {
   await firstLoad.promise;
   if (mode === "error") return;
-  const old = model;
   try {
+    // Predictions asked before it finish with the old model (the worker answers in order).
     await loadModel();
   } catch (error) {
     return console.warn("the updated model did not load; keeping the current one", error);
   }
-  await busy; // predictions started before the swap finish with the old model
-  if (old && old !== model) old.dispose();
   $("offline").textContent = `Updated to model ${document.body.dataset.modelVersion}.`;
   // A frozen frame is answered again by the new model; a photo keeps its answer until the next.
   if (mode === "frozen") predictAndShow(video, video.videoWidth, video.videoHeight, "camera");
@@ -512,10 +555,9 @@ async function main() {
     fileInput.value = ""; // choosing the same file again is a change too
   });
   try {
-    await loadTfjs();
-    const backend = await startBackend();
+    await afterFirstPaint();
+    startWorker();
     await loadModel().finally(firstLoad.resolve);
-    document.body.dataset.backend = backend;
     statusLine.textContent = "Model ready: allow the camera, or choose a photo.";
     fileInput.disabled = false;
     setMode("photo");

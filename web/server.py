@@ -48,6 +48,7 @@ VENDOR_FILES = (
 PAGE_FILES = (
     "index.html",
     "app.js",
+    "worker.js",
     "pillow.js",
     "style.css",
     "manifest.webmanifest",
