@@ -2,7 +2,7 @@
 time per camera frame for each TF.js backend and live mode; or its Lighthouse scores.
 
     python bench/web.py [--seconds 10] [--backends wasm,webgl,cpu] [--live all,cycle]
-                        [--weights none,float16,uint8]
+                        [--threads auto,2] [--weights none,float16,uint8]
     python bench/web.py --lighthouse [--runs 3] [--weights none,float16]
 
 --lighthouse runs Lighthouse (web/node_modules, pinned in web/package.json) in its default mobile
@@ -14,7 +14,8 @@ A sample photo plays as a fake camera; the page runs as a visitor would see it (
 frame -> Pillow-exact resize -> model -> top-5 and verdict on screen). Live modes: "all" runs the
 model's 4 serving views on every frame (the page's only mode before; `?live=all`), "cycle" one view
 a frame, view k mod 4 on frame k, averaged over the last 4 frames while the camera is steady (the
-default).
+default). --threads sets the WASM backend's threads (`?threads=N`; "auto" is TF.js' choice, half
+the cores), which needs the cross-origin isolation `flowerbot web` gives the page.
 WebGL runs on SwiftShader, Chromium's software renderer, since the benchmark machine has no GPU.
 Prints Markdown tables.
 """
@@ -117,12 +118,15 @@ def lighthouse_table(exported: dict[str, Path], runs: int) -> None:
         )
 
 
-def measure(url: str, backend: str, live: str, camera: Path, seconds: float) -> dict[str, object]:
+def measure(
+    url: str, backend: str, live: str, threads: str, camera: Path, seconds: float
+) -> dict[str, object]:
     """Time to the first prediction on screen, then predictions counted over `seconds`."""
     with sync_playwright() as p:
         browser = p.chromium.launch(**launch_options(camera, gpu=backend == "webgl"))
         page = browser.new_page()
-        page.goto(f"{url}?backend={backend}&live={live}")
+        query = f"?backend={backend}&live={live}"
+        page.goto(url + query + (f"&threads={threads}" if threads != "auto" else ""))
         page.wait_for_function(
             f"{PREDICTIONS} >= 1 || document.body.dataset.mode === 'error'", timeout=300_000
         )
@@ -142,7 +146,8 @@ def measure(url: str, backend: str, live: str, camera: Path, seconds: float) -> 
         result = {
             "backend": backend,
             "live": live,
-            "threads": page.evaluate("tf.wasm.getThreadsCount()") if backend == "wasm" else 0,
+            "threads": int(page.evaluate("document.body.dataset.threads")),
+            "isolated": page.evaluate("crossOriginIsolated"),
             "first_ms": first_ms,
             "per_second": count / elapsed,
             "frame_ms": float(page.locator("#speed").get_attribute("data-ms-per-frame")),
@@ -158,6 +163,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--backends", default="wasm,webgl,cpu")
     parser.add_argument("--live", default="all,cycle", help="live modes: all, cycle or both")
+    parser.add_argument(
+        "--threads", default="auto", help="WASM threads: auto (TF.js' choice) and/or counts"
+    )
     parser.add_argument(
         "--weights", default=",".join(QUANTIZE_FLAGS), help="exports for the download table"
     )
@@ -178,8 +186,9 @@ def main() -> int:
             print(f"| {quantize} | {model_bytes(folder):,} B |")
         with serving(exported["none"]) as url:
             results = [
-                measure(url, backend, live, camera, args.seconds)
+                measure(url, backend, live, threads, camera, args.seconds)
                 for backend in args.backends.split(",")
+                for threads in (args.threads.split(",") if backend == "wasm" else ["auto"])
                 for live in args.live.split(",")
             ]
 
@@ -197,7 +206,8 @@ def main() -> int:
             f"| {r['frame_ms']:.0f} | {r['per_second']:.1f} |"
         )
     chromium = next((r["chromium"] for r in results if "chromium" in r), "?")
-    print(f"\nChromium {chromium}, headless")
+    isolated = any(r.get("isolated") for r in results)
+    print(f"\nChromium {chromium}, headless; cross-origin isolated: {isolated}")
     return 0
 
 

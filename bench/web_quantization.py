@@ -20,6 +20,10 @@ from pathlib import Path
 from model_training.defaults import SHIPPED_MODEL_DIR
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Run as `python bench/web_quantization.py`, bench/ comes first on sys.path and "web" would be
+# bench/web.py, not the web/ package: look past it.
+if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
 import numpy as np
 from playwright.sync_api import sync_playwright
 
@@ -32,14 +36,30 @@ from web.server import serving
 
 OXFORD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "oxford102-224"
 BATCH = 16
+# The page runs TF.js in its Web Worker (web/worker.js); the benchmark loads its own copy into the
+# page, the same files with the same WASM backend.
+TFJS = (
+    "node_modules/@tensorflow/tfjs/dist/tf.min.js",
+    "node_modules/@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js",
+)
+START_WASM = """async () => {
+    tf.wasm.setWasmPaths(new URL('node_modules/@tensorflow/tfjs-backend-wasm/dist/',
+                                 document.baseURI).href);
+    await tf.setBackend('wasm');
+    await tf.ready();
+    return tf.getBackend();
+}"""
 PREDICT = """async ([pixels, n, size]) => {
     window.model ??= await tf.loadGraphModel('model/model.json');
     const bytes = Uint8Array.from(atob(pixels), (c) => c.charCodeAt(0));
     const input = tf.tensor4d(Float32Array.from(bytes), [n, size, size, 3]);
     const view = tf.tensor1d([0, 1, 2, 3], 'int32');  // every serving view, as Python
-    const output = window.model.predict({image: input, view});
+    const outputs = [window.model.predict({image: input, view})].flat();
+    // The probabilities and the features: the probabilities have a column per class.
+    const classes = (await (await fetch('model/classes.json')).json()).length;
+    const output = outputs.find((o) => o.shape[1] === classes);
     const probabilities = Array.from(await output.data());
-    tf.dispose([input, view, output]);
+    tf.dispose([input, view, ...outputs]);
     return probabilities;
 }"""
 
@@ -52,7 +72,9 @@ def browser_probabilities(model_dir: Path, images: np.ndarray) -> np.ndarray:
         browser = p.chromium.launch(**launch_options())
         page = browser.new_page()
         page.goto(url + "?backend=wasm")
-        page.wait_for_function("document.body.dataset.backend === 'wasm'", timeout=120_000)
+        for script in TFJS:
+            page.add_script_tag(url=script)
+        assert page.evaluate(START_WASM) == "wasm"
         for start in range(0, n, BATCH):
             batch = images[start : start + BATCH]
             encoded = base64.b64encode(batch.tobytes()).decode("ascii")
