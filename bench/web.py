@@ -82,6 +82,7 @@ def lighthouse(url: str, out: Path) -> dict[str, float]:
     if report.get("runtimeError"):
         raise RuntimeError(report["runtimeError"]["message"])
     audits = report["audits"]
+    urls = [item["url"] for item in audits["network-requests"]["details"]["items"]]
     return {
         **{name: report["categories"][name]["score"] for name in CATEGORIES},
         "fcp_ms": audits["first-contentful-paint"]["numericValue"],
@@ -89,6 +90,9 @@ def lighthouse(url: str, out: Path) -> dict[str, float]:
         "tbt_ms": audits["total-blocking-time"]["numericValue"],
         "bytes": audits["total-byte-weight"]["numericValue"],
         "version": report["lighthouseVersion"],
+        # Whether the trace saw the model's worker load TF.js and the weights (bytes counts them).
+        "model_loaded": any(url.endswith("tf.min.js") for url in urls)
+        and any(url.endswith(".bin") for url in urls),
     }
 
 
@@ -102,19 +106,20 @@ def lighthouse_table(exported: dict[str, Path], runs: int) -> None:
         rows.append((quantize, results[len(results) // 2], [r["performance"] for r in results]))
     print(f"\nLighthouse {rows[0][1]['version']}, mobile emulation, median of {runs} run(s)\n")
     columns = "performance | accessibility | best practices | SEO | FCP | TBT | bytes"
-    print(f"| page | weights | {columns} |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| page | weights | {columns} | TF.js and weights in the trace |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     b = BEFORE
     print(
         f"| before (issue 10) | none | {b['performance']:.2f} | {b['accessibility']:.2f} "
         f"| {b['best-practices']:.2f} | {b['seo']:.2f} | {b['fcp_ms'] / 1000:.1f} s | "
-        f"| {b['bytes'] / 1e6:.1f} MB |"
+        f"| {b['bytes'] / 1e6:.1f} MB | |"
     )
     for quantize, r, scores in rows:
         print(
             f"| now | {quantize} | {r['performance']:.2f} ({min(scores):.2f}-{max(scores):.2f}) "
             f"| {r['accessibility']:.2f} | {r['best-practices']:.2f} | {r['seo']:.2f} "
-            f"| {r['fcp_ms'] / 1000:.1f} s | {r['tbt_ms']:,.0f} ms | {r['bytes'] / 1e6:.1f} MB |"
+            f"| {r['fcp_ms'] / 1000:.1f} s | {r['tbt_ms']:,.0f} ms | {r['bytes'] / 1e6:.1f} MB "
+            f"| {'yes' if r['model_loaded'] else 'no'} |"
         )
 
 
@@ -143,6 +148,7 @@ def measure(
         time.sleep(seconds)
         count, elapsed = page.evaluate(PREDICTIONS) - start_count, time.perf_counter() - started
         backend = page.evaluate("document.body.dataset.backend")
+        speed = page.locator("#speed")
         result = {
             "backend": backend,
             "live": live,
@@ -150,7 +156,12 @@ def measure(
             "isolated": page.evaluate("crossOriginIsolated"),
             "first_ms": first_ms,
             "per_second": count / elapsed,
-            "frame_ms": float(page.locator("#speed").get_attribute("data-ms-per-frame")),
+            "frame_ms": float(speed.get_attribute("data-ms-per-frame")),
+            **{
+                f"{step}_{kind}": float(speed.get_attribute(f"data-{step}-ms-{kind}"))
+                for step in ("model", "resize")
+                for kind in ("fastest", "median")
+            },
             "chromium": browser.version,
         }
         browser.close()
@@ -193,17 +204,22 @@ def main() -> int:
             ]
 
     print(f"\n{os.cpu_count()} CPU cores, no GPU; full-precision weights; 640x480 fake camera\n")
-    print("| backend | live mode | first prediction | ms per frame | predictions/s |")
-    print("|---|---|---:|---:|---:|")
+    print(
+        "| backend | live mode | first prediction | ms per frame | predictions/s "
+        "| model ms (fastest, median) | resize ms (fastest, median) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     for r in results:
         mode = LIVE_MODES[r["live"]]
         if "error" in r:
-            print(f"| {r['backend']} | {mode} | not available: {r['error']} | | |")
+            print(f"| {r['backend']} | {mode} | not available: {r['error']} | | | | |")
             continue
         threads = f" ({r['threads']} thread{'s' * (r['threads'] > 1)})" if r["threads"] else ""
         print(
             f"| {r['backend']}{threads} | {mode} | {r['first_ms'] / 1000:.1f} s "
-            f"| {r['frame_ms']:.0f} | {r['per_second']:.1f} |"
+            f"| {r['frame_ms']:.0f} | {r['per_second']:.1f} "
+            f"| {r['model_fastest']:.0f}, {r['model_median']:.0f} "
+            f"| {r['resize_fastest']:.1f}, {r['resize_median']:.1f} |"
         )
     chromium = next((r["chromium"] for r in results if "chromium" in r), "?")
     isolated = any(r.get("isolated") for r in results)

@@ -255,12 +255,17 @@ def test_model_loads_and_runs_off_the_main_thread(page_url, sample_photos) -> No
 
 
 @needs_browser
-def test_page_names_species_in_the_browsers_language(page_url, sample_photos) -> None:
-    """A browser set to Spanish shows the names file's Spanish names (web/export.py)."""
+def test_page_answers_in_the_browsers_language(page_url, sample_photos, astronaut) -> None:
+    """A browser set to Spanish shows the names file's Spanish names (web/export.py) and the
+    verdicts in the bot's Spanish wording (bot/locales/es); English otherwise."""
     from playwright.sync_api import sync_playwright
 
     path, _, name = sample_photos[0]
     assert name == "sunflower"
+    not_a_flower = {
+        "es-AR": "Esto no me parece una flor.",
+        "en-GB": "This does not look like a flower.",
+    }
     with sync_playwright() as p:
         browser = p.chromium.launch(**launch_options())
         for locale, expected in [("es-AR", "girasol"), ("en-GB", "sunflower")]:
@@ -269,12 +274,12 @@ def test_page_names_species_in_the_browsers_language(page_url, sample_photos) ->
             page.locator("#camera-note").filter(has_text="Choose a photo instead").wait_for(
                 timeout=120_000
             )
-            page.set_input_files("#file", str(path))
-            page.wait_for_function(
-                f"document.getElementById('species').dataset.source === '{path.name}'",
-                timeout=60_000,
-            )
-            assert shown_top5(page)[0][1] == expected, locale
+            assert choose_photo(page, path)[0][1] == expected, locale
+            assert page.locator("#verdict").text_content().startswith(f"{expected} ("), locale
+            choose_photo(page, astronaut)
+            assert shown_verdict(page)[0] == "not_a_flower"
+            assert page.locator("#verdict").text_content() == not_a_flower[locale]
+            assert page.locator("#verdict").get_attribute("lang") == locale[:2]
             page.close()
         browser.close()
 
