@@ -175,10 +175,13 @@ def not_a_flower_cut(held_out_flower_scores: np.ndarray) -> float:
     return float(np.quantile(held_out_flower_scores, FLOWERS_REJECTED_WHEN_FITTING))
 
 
-def unknown_species_cut(val_species_scores: np.ndarray, val_confident: np.ndarray) -> float:
-    """The highest cut that keeps KNOWN_SURE_ON_VAL of val's known flowers 'sure' (confident and
-    above the cut): the goal's budget of known photos not named is spent on catching unknown
-    species. If confidence alone leaves fewer, the cut takes MIN_KNOWN_CALLED_UNKNOWN of them."""
+def unknown_species_cut(
+    val_species_scores: np.ndarray, val_confident: np.ndarray, keep: float = KNOWN_SURE_ON_VAL
+) -> float:
+    """The highest cut that keeps `keep` (KNOWN_SURE_ON_VAL) of val's known flowers 'sure'
+    (confident and above the cut): the goal's budget of known photos not named is spent on
+    catching unknown species. If confidence alone leaves fewer, the cut takes
+    MIN_KNOWN_CALLED_UNKNOWN of them."""
     confident = val_species_scores[val_confident]
-    share = 1 - KNOWN_SURE_ON_VAL * len(val_species_scores) / max(len(confident), 1)
+    share = 1 - keep * len(val_species_scores) / max(len(confident), 1)
     return float(np.quantile(confident, max(share, MIN_KNOWN_CALLED_UNKNOWN)))
