@@ -90,7 +90,8 @@ def lighthouse(url: str, out: Path) -> dict[str, float]:
         "tbt_ms": audits["total-blocking-time"]["numericValue"],
         "bytes": audits["total-byte-weight"]["numericValue"],
         "version": report["lighthouseVersion"],
-        # Whether the trace saw the model's worker load TF.js and the weights (bytes counts them).
+        # Whether tf.min.js and a weight shard were requested during the trace (by the page's
+        # worker or the service worker's precache): the model's loading fell inside it.
         "model_loaded": any(url.endswith("tf.min.js") for url in urls)
         and any(url.endswith(".bin") for url in urls),
     }
@@ -106,7 +107,7 @@ def lighthouse_table(exported: dict[str, Path], runs: int) -> None:
         rows.append((quantize, results[len(results) // 2], [r["performance"] for r in results]))
     print(f"\nLighthouse {rows[0][1]['version']}, mobile emulation, median of {runs} run(s)\n")
     columns = "performance | accessibility | best practices | SEO | FCP | TBT | bytes"
-    print(f"| page | weights | {columns} | TF.js and weights in the trace |")
+    print(f"| page | weights | {columns} | TF.js and weights requested |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     b = BEFORE
     print(
