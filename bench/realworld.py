@@ -9,7 +9,13 @@
 2. Species left out of a training run: a head and the honesty model are fitted as the product
    recipe does (fitting rows, the shipped number of epochs, cuts on val) but without N species
    drawn with a fixed seed; then its verdicts on the base held-out photos of the known species
-   and on the val and base held-out photos of the left-out ones (never trained on).
+   and on the val and base held-out photos of the left-out ones (never trained on); then the
+   unknown-species scores tried (CANDIDATES) on the same run, each cut on val.
+3. With --simulate: the same candidates on species left out of the *fitting rows* (outlier
+   exposure style: the leave-out run's known species in SIMULATED_FOLDS folds, a head and a
+   species space fitted per fold without its species, known = val photos of the other species,
+   unknown = every photo of the fold's species). Chosen here, never on the left-out species of
+   step 2 (which a run of ~4 more head fits, ~4 min, does not touch).
 """
 
 from __future__ import annotations
@@ -28,13 +34,71 @@ from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.data import read_split
 from model_training.features import FeatureCache, split_features
 from model_training.heldout import heldout_ids
-from model_training.honesty import fit_species_space, unknown_species_cut
+from model_training.honesty import SpeciesSpace, fit_species_space, unknown_species_cut
 from model_training.model import head_probabilities
 from model_training.realworld import UNKNOWN_CLASS, read_realworld
 from model_training.train import RowRecipe, fit_rows
 
 COLUMNS = [Verdict.NOT_A_FLOWER, Verdict.UNKNOWN_SPECIES, Verdict.NOT_SURE, Verdict.SURE]
 LEAVE_OUT_SEED = 0
+SIMULATED_FOLDS = 4
+# Shares of val's known photos kept 'sure' by the unknown-species cut (honesty.KNOWN_SURE_ON_VAL).
+KEEP_ON_VAL = (0.80, 0.78)
+
+
+def squared_distances(space: SpeciesSpace, rows: np.ndarray) -> np.ndarray:
+    """(photos, dim) -> (photos, species) squared whitened distances to each species' mean."""
+    z = rows.astype(np.float64) @ space.whitening
+    return (z**2).sum(axis=1)[:, None] - 2 * z @ space.means.T + (space.means**2).sum(axis=1)
+
+
+def lda_log_posterior(space: SpeciesSpace, rows: np.ndarray, temperature: float) -> np.ndarray:
+    """The nearest species' log-posterior under the species' Gaussians, tempered (<= 0)."""
+    squared = squared_distances(space, rows)
+    gaps = (squared.min(axis=1)[:, None] - squared) / (2 * temperature)
+    return -np.log(np.exp(gaps).sum(axis=1))
+
+
+# Unknown-species scores tried: (space, mean rows, head probabilities) -> higher: more known.
+CANDIDATES = {
+    "relative Mahalanobis (shipped)": lambda s, x, p: s.scores(x),
+    "plain Mahalanobis": lambda s, x, p: -squared_distances(s, x).min(axis=1),
+    "relative + 16 x LDA log-posterior (T 16)": lambda s, x, p: (
+        s.scores(x) + 16 * lda_log_posterior(s, x, 16.0)
+    ),
+    "relative + 50 x log top-1 confidence": lambda s, x, p: s.scores(x) + 50 * np.log(p.max(1)),
+}
+
+
+def candidate_rows(
+    space: SpeciesSpace,
+    unsure_below: float,
+    val: tuple[np.ndarray, np.ndarray],
+    known: tuple[np.ndarray, np.ndarray, np.ndarray],
+    unknown: tuple[np.ndarray, np.ndarray],
+) -> list[tuple[str, float, float, float, float]]:
+    """Each candidate, cut on val's known photos (mean rows, probabilities) to keep each share of
+    KEEP_ON_VAL sure -> (candidate, share, known sure, right of sure, unknown sure).
+    known: (rows, probabilities, right); unknown: (rows, probabilities). The flower rule is left
+    out (it rejects 0.0-0.1% of these Oxford photos)."""
+    rows = []
+    for name, score in CANDIDATES.items():
+        val_scores = score(space, *val)
+        known_scores, unknown_scores = score(space, *known[:2]), score(space, *unknown)
+        for keep in KEEP_ON_VAL:
+            cut = unknown_species_cut(val_scores, val[1].max(axis=1) >= unsure_below, keep)
+            sure = (known_scores >= cut) & (known[1].max(axis=1) >= unsure_below)
+            unknown_sure = (unknown_scores >= cut) & (unknown[1].max(axis=1) >= unsure_below)
+            right = known[2][sure].mean() if sure.any() else float("nan")
+            rows.append((name, keep, sure.mean(), right, unknown_sure.mean()))
+    return rows
+
+
+def print_candidates(title: str, rows: list[tuple[str, float, float, float, float]]) -> None:
+    print(f"\n| score ({title}) | val kept sure | known sure | right of sure | unknown sure |")
+    print("|---|---:|---:|---:|---:|")
+    for name, keep, sure, right, unknown in rows:
+        print(f"| {name} | {keep:.0%} | {sure:.1%} | {right:.1%} | {unknown:.1%} |")
 
 
 def verdicts_of(
@@ -99,7 +163,7 @@ def shipped_heldout(classifier: FlowerClassifier, folder: Path) -> None:
 
 
 def leave_species_out(
-    classifier: FlowerClassifier, oxford: Path, cache: FeatureCache, n_out: int
+    classifier: FlowerClassifier, oxford: Path, cache: FeatureCache, n_out: int, simulate: bool
 ) -> None:
     metadata = classifier.artifact.metadata
     views = tuple(metadata.serve_views)
@@ -158,6 +222,59 @@ def leave_species_out(
     print(share_row("known species, base held-out", known_verdicts, f"{right[sure].mean():.1%}"))
     print(share_row("left-out species (val + held-out)", unknown_verdicts))
     trade_off(rules.unsure_below, (probabilities, known_verdicts, right), verdicts(unknown_x))
+    val_pair = (x["val"][val_known].mean(axis=1), val_probabilities)
+    known_triple = (held_x[known_rows].mean(axis=1), probabilities, right)
+    unknown_pair = (unknown_x.mean(axis=1), head_probabilities(head, unknown_x))
+    print_candidates(
+        f"left-out species, seed {LEAVE_OUT_SEED}",
+        candidate_rows(space, unsure_below, val_pair, known_triple, unknown_pair),
+    )
+    if simulate:
+        simulated_unknowns(
+            (fit_x, fit_y), (x["val"][val_known], index[y["val"][val_known]]), metadata.recipe
+        )
+
+
+def simulated_unknowns(
+    fit: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], recipe: dict
+) -> None:
+    """The candidates on species left out of the fitting rows, SIMULATED_FOLDS folds of the known
+    species (seeded): per fold a head (the product recipe's epochs) and a species space without
+    the fold's species, unsure and unknown-species cuts on the other species' val photos; known:
+    those val photos, unknown: every photo (fitting rows and val) of the fold's species. The
+    shares are the folds' means."""
+    (fit_x, fit_y), (val_x, val_y) = fit, val
+    n_known = int(fit_y.max()) + 1
+    fold = np.random.default_rng(1).permutation(n_known) % SIMULATED_FOLDS
+    per_fold = []
+    for k in range(SIMULATED_FOLDS):
+        inside = np.flatnonzero(fold != k)
+        index = np.full(n_known, -1)
+        index[inside] = np.arange(len(inside))
+        rows, val_in = fold[fit_y] != k, fold[val_y] != k
+        head, _ = fit_rows(
+            len(inside),
+            (fit_x[rows].mean(axis=1), index[fit_y[rows]], None),
+            RowRecipe(),
+            recipe["epochs"],
+        )
+        space = fit_species_space(fit_x[rows].mean(axis=1), index[fit_y[rows]], len(inside))
+        val_probabilities = head_probabilities(head, val_x[val_in])
+        unsure_below = unsure_cut(val_probabilities, index[val_y[val_in]])
+        right = val_probabilities.argmax(axis=1) == index[val_y[val_in]]
+        unknown_x = np.concatenate([fit_x[~rows], val_x[~val_in]])
+        val_pair = (val_x[val_in].mean(axis=1), val_probabilities)
+        unknown_pair = (unknown_x.mean(axis=1), head_probabilities(head, unknown_x))
+        per_fold.append(
+            candidate_rows(space, unsure_below, val_pair, (*val_pair, right), unknown_pair)
+        )
+    mean = [
+        (*first[:2], *np.mean([fold_rows[i][2:] for fold_rows in per_fold], axis=0))
+        for i, first in enumerate(per_fold[0])
+    ]
+    print_candidates(
+        f"simulated: {SIMULATED_FOLDS} folds of the {n_known} known species; known = val", mean
+    )
 
 
 def trade_off(
@@ -189,13 +306,18 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--leave-out", type=int, default=10, help="species left out of training")
     parser.add_argument("--no-leave-out", action="store_true", help="only the real-world table")
+    parser.add_argument(
+        "--simulate", action="store_true", help="also species left out of the fitting rows"
+    )
     args = parser.parse_args()
     classifier = FlowerClassifier.from_folder(args.model)
     cache = FeatureCache(args.cache_dir, classifier.artifact.metadata.scaling)
     shipped_heldout(classifier, args.model)
     realworld_table(classifier, args.data, cache)
     if not args.no_leave_out:
-        leave_species_out(classifier, args.data / "oxford102-224", cache, args.leave_out)
+        leave_species_out(
+            classifier, args.data / "oxford102-224", cache, args.leave_out, args.simulate
+        )
 
 
 if __name__ == "__main__":
