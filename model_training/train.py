@@ -76,10 +76,15 @@ def feature_batches(
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _compiled_head(n_classes: int, recipe: Recipe | RowRecipe) -> keras.Model:
+def _compiled_head(
+    n_classes: int, recipe: Recipe | RowRecipe, ema_momentum: float = 0.0
+) -> keras.Model:
+    """ema_momentum > 0: Keras' moving average of the weights, which replaces them when fitting
+    ends (the last steps' noise averaged out); 0: the last step's weights."""
     head = build_head(n_classes, recipe.l2)
+    averaged = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
     head.compile(
-        optimizer=keras.optimizers.Adam(recipe.learning_rate),
+        optimizer=keras.optimizers.Adam(recipe.learning_rate, **averaged),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
@@ -157,11 +162,22 @@ class RowRecipe:
     max_epochs: int = 100
     patience: int = 8
     l2: float = 0.0
+    # The head served is the moving average of its weights over about the last 100 steps. Three
+    # seeds, base held-out top-1: 0.936 / 0.930 / 0.932 against 0.925 / 0.925 / 0.924 without;
+    # flower_photos 0.386 / 0.376 / 0.370 against 0.400 / 0.384 / 0.360 (README).
+    ema_momentum: float = 0.99
     serve_views: tuple[str, ...] = ("full", "full-flip", "centre80", "centre80-flip")
     scaling: str = "mobilenet_v2"
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def ema_momentum_for(steps_per_epoch: int, momentum: float) -> float:
+    """At most about one epoch's steps in the average. Keras' average starts from the initial
+    weights and is not bias-corrected, so with a handful of steps a longer one would still hold
+    the random start (0 turns it off: one step an epoch)."""
+    return min(momentum, 1.0 - 1.0 / steps_per_epoch)
 
 
 # Steps per epoch stop growing past this many: above it the batch grows instead (a power of two),
@@ -211,10 +227,14 @@ def fit_rows(
     seed: int = 0,
     val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """A fresh head fitted on (rows, labels, weights); with `val` (rows, labels), early stopping
-    on its accuracy restores the best epoch."""
+    """A fresh head fitted on (rows, labels, weights), its weights averaged over the last steps
+    (RowRecipe.ema_momentum); with `val` (rows, labels), early stopping on its accuracy restores
+    the best epoch's weights instead: that run only picks the epoch count."""
     keras.utils.set_random_seed(seed)
-    head = _compiled_head(n_classes, recipe)
+    x, y, w = train
+    batch_size = batch_size_for(len(y), recipe.batch_size)
+    momentum = ema_momentum_for(-(-len(y) // batch_size), recipe.ema_momentum)
+    head = _compiled_head(n_classes, recipe, momentum)
     callbacks = []
     validation = None
     if val is not None:
@@ -226,9 +246,8 @@ def fit_rows(
         validation = tf.data.Dataset.from_tensor_slices((val[0].astype(np.float32), val[1])).batch(
             1024
         )
-    x, y, w = train
     fit = head.fit(
-        row_batches(x, y.astype(np.int64), w, batch_size_for(len(y), recipe.batch_size), seed),
+        row_batches(x, y.astype(np.int64), w, batch_size, seed),
         validation_data=validation,
         epochs=epochs,
         callbacks=callbacks,

@@ -36,7 +36,13 @@ from model_training.retrain import (
     user_weights,
     wilson,
 )
-from model_training.train import MAX_STEPS_PER_EPOCH, RowRecipe, batch_size_for, fit_rows
+from model_training.train import (
+    MAX_STEPS_PER_EPOCH,
+    RowRecipe,
+    batch_size_for,
+    ema_momentum_for,
+    fit_rows,
+)
 from storage import (
     Database,
     add_photo,
@@ -312,6 +318,22 @@ def test_fit_rows_ignores_rows_of_weight_zero():
     weights = np.concatenate([np.ones(len(y)), np.zeros(len(y))]).astype(np.float32)
     head, _ = fit_rows(3, (*rows, weights), RowRecipe(), epochs=10, seed=0)
     assert (head.predict(x.astype(np.float32), verbose=0).argmax(axis=1) == y).mean() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("steps_per_epoch", "momentum"), [(218, 0.99), (1000, 0.99), (10, 0.9), (2, 0.5), (1, 0.0)]
+)
+def test_weight_average_spans_at_most_about_one_epoch(steps_per_epoch: int, momentum: float):
+    assert ema_momentum_for(steps_per_epoch, 0.99) == pytest.approx(momentum)
+
+
+def test_served_head_is_the_average_of_its_last_weights():
+    x, y = separable(per_class=400)  # 38 steps an epoch at batch 32: the average is on
+    averaged, _ = fit_rows(3, (x, y, None), RowRecipe(), epochs=2, seed=0)
+    last, _ = fit_rows(3, (x, y, None), RowRecipe(ema_momentum=0.0), epochs=2, seed=0)
+    kernel_averaged, kernel_last = averaged.get_weights()[0], last.get_weights()[0]
+    assert not np.allclose(kernel_averaged, kernel_last)
+    assert (averaged.predict(x.astype(np.float32), verbose=0).argmax(axis=1) == y).mean() == 1.0
 
 
 @pytest.mark.parametrize("rows", [1, 7_000, 32_000, 32_001, 108_000, 1_008_000])
