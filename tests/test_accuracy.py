@@ -23,9 +23,8 @@ from model_training.honesty import load_honesty
 pytestmark = pytest.mark.slow
 # The CLI's cache: FEATURE_CACHE_DIR, or the default one under the repository.
 CACHE = Path(os.environ.get("FEATURE_CACHE_DIR", ROOT / defaults.FEATURE_CACHE_DIR))
-# Base held-out top-1, backbone frozen: a floor under the measured 0.925. The goal was
-# 0.93; the README says what was tried.
-MIN_TOP1 = 0.92
+# Base held-out top-1, backbone frozen: the goal (the shipped model measures 0.935).
+MIN_TOP1 = 0.93
 
 
 def test_shipped_model_holds_its_accuracy_on_the_base_heldout_set(tmp_path) -> None:
