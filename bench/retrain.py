@@ -111,6 +111,7 @@ def fill_database(url: str, size: int) -> None:
 def measure(model: Path, size: int, url: str | None) -> dict[str, float]:
     from model_training.artifact import load_artifact, load_base_rows
     from model_training.retrain import LabelledPhoto, retrain, retrain_rows
+    from model_training.train import batch_size_for
 
     serving, base = load_artifact(model), load_base_rows(model)
     started = time.perf_counter()
@@ -129,9 +130,10 @@ def measure(model: Path, size: int, url: str | None) -> dict[str, float]:
     loaded = time.perf_counter() - started
     result = retrain(serving, base, rows, f"bench-{size}")
     return {
+        "photos": rows.n_feedback_train + len(rows.heldout_y),  # read back, trained or held out
         "load_s": loaded,
         "retrain_s": result.seconds,
-        "epochs": int(serving.metadata.recipe["epochs"]),
+        "batch": batch_size_for(len(rows.y), int(serving.metadata.recipe["batch_size"])),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     }
 
@@ -143,16 +145,17 @@ def main() -> None:
     parser.add_argument("--database", help="store the feedback here first (SQLAlchemy URL)")
     args = parser.parse_args()
     source = args.database.split(":")[0] if args.database else "streamed"
-    print("| feedback photos | source | read rows (s) | retrain (s) | epochs | peak memory (MB) |")
-    print("|---:|---|---:|---:|---:|---:|")
+    columns = ["feedback photos", "source", "read back", "read rows (s)", "retrain (s)", "batch"]
+    print(f"| {' | '.join(columns)} | peak memory (MB) |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         for size in args.sizes:
             if args.database:
                 pool.apply(fill_database, (args.database, size))
             row = pool.apply(measure, (args.model, size, args.database))
             print(
-                f"| {size:,} | {source} | {row['load_s']:.1f} | {row['retrain_s']:.1f} "
-                f"| {row['epochs']} | {row['peak_mb']:,.0f} |",
+                f"| {size:,} | {source} | {row['photos']:,} | {row['load_s']:.1f} "
+                f"| {row['retrain_s']:.1f} | {row['batch']:,} | {row['peak_mb']:,.0f} |",
                 flush=True,
             )
 
