@@ -46,15 +46,9 @@ SIMULATED_FOLDS = 4
 KEEP_ON_VAL = (0.80, 0.78)
 
 
-def squared_distances(space: SpeciesSpace, rows: np.ndarray) -> np.ndarray:
-    """(photos, dim) -> (photos, species) squared whitened distances to each species' mean."""
-    z = rows.astype(np.float64) @ space.whitening
-    return (z**2).sum(axis=1)[:, None] - 2 * z @ space.means.T + (space.means**2).sum(axis=1)
-
-
 def lda_log_posterior(space: SpeciesSpace, rows: np.ndarray, temperature: float) -> np.ndarray:
     """The nearest species' log-posterior under the species' Gaussians, tempered (<= 0)."""
-    squared = squared_distances(space, rows)
+    squared = space.squared_distances(rows)
     gaps = (squared.min(axis=1)[:, None] - squared) / (2 * temperature)
     return -np.log(np.exp(gaps).sum(axis=1))
 
@@ -62,7 +56,7 @@ def lda_log_posterior(space: SpeciesSpace, rows: np.ndarray, temperature: float)
 # Unknown-species scores tried: (space, mean rows, head probabilities) -> higher: more known.
 CANDIDATES = {
     "relative Mahalanobis (shipped)": lambda s, x, p: s.scores(x),
-    "plain Mahalanobis": lambda s, x, p: -squared_distances(s, x).min(axis=1),
+    "plain Mahalanobis": lambda s, x, p: -s.squared_distances(x).min(axis=1),
     "relative + 16 x LDA log-posterior (T 16)": lambda s, x, p: (
         s.scores(x) + 16 * lda_log_posterior(s, x, 16.0)
     ),

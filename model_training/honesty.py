@@ -61,12 +61,15 @@ class SpeciesSpace:
     background_whitening: np.ndarray  # (dim, directions), for all flowers as one Gaussian
     background_mean: np.ndarray  # (directions,)
 
+    def squared_distances(self, rows: np.ndarray) -> np.ndarray:
+        """(photos, dim) -> (photos, species): squared whitened distances to each species' mean."""
+        z = rows.astype(np.float64) @ self.whitening
+        return (z**2).sum(axis=1)[:, None] - 2 * z @ self.means.T + (self.means**2).sum(axis=1)
+
     def scores(self, rows: np.ndarray) -> np.ndarray:
         """(photos, dim) -> species scores (higher: closer to a species we know)."""
+        nearest = self.squared_distances(rows).min(axis=1)
         rows = rows.astype(np.float64)
-        z = rows @ self.whitening
-        squared = (z**2).sum(axis=1)[:, None] - 2 * z @ self.means.T
-        nearest = (squared + (self.means**2).sum(axis=1)[None]).min(axis=1)
         background = ((rows @ self.background_whitening - self.background_mean) ** 2).sum(axis=1)
         return background - nearest
 
