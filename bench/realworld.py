@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,39 +47,39 @@ SIMULATED_FOLDS = 4
 KEEP_ON_VAL = (0.80, 0.78)
 
 
-def lda_log_posterior(space: SpeciesSpace, rows: np.ndarray, temperature: float) -> np.ndarray:
-    """The nearest species' log-posterior under the species' Gaussians, tempered (<= 0)."""
-    squared = space.squared_distances(rows)
-    gaps = (squared.min(axis=1)[:, None] - squared) / (2 * temperature)
-    return -np.log(np.exp(gaps).sum(axis=1))
+def relative(space: SpeciesSpace, rows: np.ndarray, p: np.ndarray, weight: float) -> np.ndarray:
+    """The space's relative distance plus `weight` x the log of the top-1 confidence."""
+    return replace(space, confidence_weight=weight).scores(rows, p.max(axis=1))
 
 
-# Unknown-species scores tried: (space, mean rows, head probabilities) -> higher: more known.
+# Unknown-species scores tried: (root-normalised space, raw space, mean rows, head
+# probabilities) -> higher: more known.
 CANDIDATES = {
-    "relative Mahalanobis (shipped)": lambda s, x, p: s.scores(x),
-    "plain Mahalanobis": lambda s, x, p: -s.squared_distances(x).min(axis=1),
-    "relative + 16 x LDA log-posterior (T 16)": lambda s, x, p: (
-        s.scores(x) + 16 * lda_log_posterior(s, x, 16.0)
+    "root-normalised, relative + 50 x log top-1 confidence (shipped)": lambda root, raw, x, p: (
+        root.scores(x, p.max(axis=1))
     ),
-    "relative + 50 x log top-1 confidence": lambda s, x, p: s.scores(x) + 50 * np.log(p.max(1)),
+    "root-normalised, relative": lambda root, raw, x, p: relative(root, x, p, 0.0),
+    "raw, relative (the rule before)": lambda root, raw, x, p: relative(raw, x, p, 0.0),
+    "raw, relative + 50 x log top-1 confidence": lambda root, raw, x, p: relative(raw, x, p, 50.0),
+    "raw, plain Mahalanobis": lambda root, raw, x, p: -raw.squared_distances(x).min(axis=1),
 }
 
 
 def candidate_rows(
-    space: SpeciesSpace,
+    spaces: tuple[SpeciesSpace, SpeciesSpace],
     unsure_below: float,
     val: tuple[np.ndarray, np.ndarray],
     known: tuple[np.ndarray, np.ndarray, np.ndarray],
     unknown: tuple[np.ndarray, np.ndarray],
 ) -> list[tuple[str, float, float, float, float]]:
-    """Each candidate, cut on val's known photos (mean rows, probabilities) to keep each share of
-    KEEP_ON_VAL sure -> (candidate, share, known sure, right of sure, unknown sure).
-    known: (rows, probabilities, right); unknown: (rows, probabilities). The flower rule is left
-    out (it rejects 0.0-0.1% of these Oxford photos)."""
+    """Each candidate (spaces: fitted on root-normalised and on raw rows), cut on val's known
+    photos (mean rows, probabilities) to keep each share of KEEP_ON_VAL sure -> (candidate, share,
+    known sure, right of sure, unknown sure). known: (rows, probabilities, right); unknown: (rows,
+    probabilities). The flower rule is left out (it rejects 0.0-0.1% of these Oxford photos)."""
     rows = []
     for name, score in CANDIDATES.items():
-        val_scores = score(space, *val)
-        known_scores, unknown_scores = score(space, *known[:2]), score(space, *unknown)
+        val_scores = score(*spaces, *val)
+        known_scores, unknown_scores = score(*spaces, *known[:2]), score(*spaces, *unknown)
         for keep in KEEP_ON_VAL:
             cut = unknown_species_cut(val_scores, val[1].max(axis=1) >= unsure_below, keep)
             sure = (known_scores >= cut) & (known[1].max(axis=1) >= unsure_below)
@@ -118,7 +119,7 @@ def realworld_table(classifier: FlowerClassifier, data: Path, cache: FeatureCach
     measure = ~photos.fitting
     features = photos.features(views, cache)[measure]
     probabilities = head_probabilities(classifier.artifact.head, features)
-    flower, species = classifier.honesty_scores(features)
+    flower, species = classifier.honesty_scores(features, probabilities.max(axis=1))
     verdicts = verdicts_of(classifier.rules, probabilities, flower, species)
     folders, classes = photos.folders[measure], photos.oxford_class[measure]
     print("| measuring half | photos | not a flower | unknown species | not sure | sure | top-1 |")
@@ -146,7 +147,7 @@ def shipped_heldout(classifier: FlowerClassifier, folder: Path) -> None:
     base = load_base_rows(folder)
     features = base.heldout_x.astype(np.float32)
     probabilities = head_probabilities(classifier.artifact.head, features)
-    flower, species = classifier.honesty_scores(features)
+    flower, species = classifier.honesty_scores(features, probabilities.max(axis=1))
     verdicts = verdicts_of(classifier.rules, probabilities, flower, species)
     right = probabilities.argmax(axis=1) == base.heldout_y
     sure = verdicts == Verdict.SURE
@@ -178,6 +179,7 @@ def leave_species_out(
         len(known), (fit_x.mean(axis=1), fit_y, None), RowRecipe(), metadata.recipe["epochs"]
     )
     space = fit_species_space(fit_x.mean(axis=1), fit_y, len(known))
+    raw_space = fit_species_space(fit_x.mean(axis=1), fit_y, len(known), root=False)
     val_known = np.isin(y["val"], known)
     val_probabilities = head_probabilities(head, x["val"][val_known])
     unsure_below = unsure_cut(val_probabilities, index[y["val"][val_known]])
@@ -186,7 +188,7 @@ def leave_species_out(
             **metadata.thresholds,
             "unsure_below": unsure_below,
             "unknown_species_below": unknown_species_cut(
-                space.scores(x["val"][val_known].mean(axis=1)),
+                space.scores(x["val"][val_known].mean(axis=1), val_probabilities.max(axis=1)),
                 val_probabilities.max(axis=1) >= unsure_below,
             ),
         }
@@ -194,8 +196,8 @@ def leave_species_out(
 
     def verdicts(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         probabilities = head_probabilities(head, features)
-        flower, _ = classifier.honesty_scores(features)
-        species = space.scores(features.mean(axis=1))
+        flower, _ = classifier.honesty_scores(features, probabilities.max(axis=1))
+        species = space.scores(features.mean(axis=1), probabilities.max(axis=1))
         return verdicts_of(rules, probabilities, flower, species), probabilities
 
     held_x, held_y = x["test"][held], y["test"][held]
@@ -221,7 +223,7 @@ def leave_species_out(
     unknown_pair = (unknown_x.mean(axis=1), head_probabilities(head, unknown_x))
     print_candidates(
         f"left-out species, seed {LEAVE_OUT_SEED}",
-        candidate_rows(space, unsure_below, val_pair, known_triple, unknown_pair),
+        candidate_rows((space, raw_space), unsure_below, val_pair, known_triple, unknown_pair),
     )
     if simulate:
         simulated_unknowns(
@@ -252,7 +254,10 @@ def simulated_unknowns(
             RowRecipe(),
             recipe["epochs"],
         )
-        space = fit_species_space(fit_x[rows].mean(axis=1), index[fit_y[rows]], len(inside))
+        spaces = tuple(
+            fit_species_space(fit_x[rows].mean(axis=1), index[fit_y[rows]], len(inside), root)
+            for root in (True, False)
+        )
         val_probabilities = head_probabilities(head, val_x[val_in])
         unsure_below = unsure_cut(val_probabilities, index[val_y[val_in]])
         right = val_probabilities.argmax(axis=1) == index[val_y[val_in]]
@@ -260,7 +265,7 @@ def simulated_unknowns(
         val_pair = (val_x[val_in].mean(axis=1), val_probabilities)
         unknown_pair = (unknown_x.mean(axis=1), head_probabilities(head, unknown_x))
         per_fold.append(
-            candidate_rows(space, unsure_below, val_pair, (*val_pair, right), unknown_pair)
+            candidate_rows(spaces, unsure_below, val_pair, (*val_pair, right), unknown_pair)
         )
     mean = [
         (*first[:2], *np.mean([fold_rows[i][2:] for fold_rows in per_fold], axis=0))

@@ -92,7 +92,7 @@ def main() -> None:
     # verdicts come from the model's rules, which alone compare scores with thresholds.
     features = split_features(test, views, cache, "test")
     probs = head_probabilities(classifier.artifact.head, features)
-    scores, species = classifier.honesty_scores(features)
+    scores, species = classifier.honesty_scores(features, probs.max(axis=1))
     verdicts = np.array(
         [
             rules.verdict(float(p.max()), float(score), side, float(known))

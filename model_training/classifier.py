@@ -92,7 +92,7 @@ class FlowerClassifier:
         if not photos:
             return []
         probabilities, features = self.classify(np.stack([p.image for p in photos]))
-        flower, species = self.honesty_scores(features)
+        flower, species = self.honesty_scores(features, probabilities.max(axis=1))
         return [
             Answer(
                 top5=self.top_k_of(probs),
@@ -112,13 +112,16 @@ class FlowerClassifier:
             )
         ]
 
-    def honesty_scores(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(photos, views, dim) -> flower scores and species scores, as the rules expect them."""
+    def honesty_scores(
+        self, features: np.ndarray, confidences: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(photos, views, dim) and the top-1 confidences -> flower scores and species scores,
+        as the rules expect them."""
         honesty = self.artifact.honesty
         if honesty is None:  # a folder from before honesty.npz: cosine, no unknown-species rule
             scores = flower_scores(features, self.artifact.centroids)
             return scores, np.full(len(scores), np.inf)
-        return honesty.flower_scores(features), honesty.species_scores(features)
+        return honesty.flower_scores(features), honesty.species_scores(features, confidences)
 
     def identify(self, data: bytes) -> Answer:
         """Encoded photo bytes -> its answer (PhotoError for unreadable input)."""

@@ -77,6 +77,6 @@ def grown_scores(
     labels = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
     centroids = np.concatenate([centroids, class_centroids(features, labels, len(rows))])
     if honesty is not None:
-        means = np.stack([r.mean(axis=0) @ honesty.whitening for r in rows])
+        means = np.stack([honesty.space.whitened_mean(r) for r in rows])
         honesty = replace(honesty, species_means=np.concatenate([honesty.species_means, means]))
     return centroids, honesty

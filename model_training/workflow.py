@@ -175,7 +175,8 @@ def train_product(
     heldout_x, heldout_y = features["test"][held], splits["test"].labels[held]
     honesty, honesty_thresholds = fit_honesty(
         (fit_x, fit_y),
-        (val_x, val_probabilities.max(axis=1) >= unsure_below),
+        (val_x, val_probabilities.max(axis=1)),
+        unsure_below,
         (all_x, all_y),
         n_classes,
         (cache, views),
@@ -210,7 +211,8 @@ def train_product(
 
 def fit_honesty(
     fit: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],  # features, and whether the head is confident
+    val: tuple[np.ndarray, np.ndarray],  # features, and the head's top-1 confidences
+    unsure_below: float,
     everything: tuple[np.ndarray, np.ndarray],
     n_classes: int,
     features: tuple[FeatureCache, tuple[str, ...]],
@@ -222,7 +224,7 @@ def fit_honesty(
     from val under means and covariance of the fitting rows, the flower cut from cross-validated
     log-odds of the real-world fitting half. Served: both refitted on everything.
     """
-    (fit_x, fit_y), (val_x, val_confident), (all_x, all_y) = fit, val, everything
+    (fit_x, fit_y), (val_x, val_confidences), (all_x, all_y) = fit, val, everything
     folder = Path(realworld)
     if not (folder / FLOWER_PHOTOS).is_dir() or not (folder / NONFLOWER).is_dir():
         val_scores = flower_scores(val_x, class_centroids(fit_x, fit_y, n_classes))
@@ -236,10 +238,12 @@ def fit_honesty(
     weights, bias, held_out = fit_flower_model(
         np.concatenate([mean_rows(all_x), real_x]), is_flower, group
     )
-    val_species = fit_species_space(mean_rows(fit_x), fit_y, n_classes).scores(mean_rows(val_x))
+    val_species = fit_species_space(mean_rows(fit_x), fit_y, n_classes).scores(
+        mean_rows(val_x), val_confidences
+    )
     space = fit_species_space(mean_rows(all_x), all_y, n_classes)
     thresholds = {
         "not_a_flower_below": flower_log_odds_cut(held_out[group == 1]),
-        "unknown_species_below": unknown_species_cut(val_species, val_confident),
+        "unknown_species_below": unknown_species_cut(val_species, val_confidences >= unsure_below),
     }
     return HonestyModel.of(weights.astype(np.float32), bias, space), thresholds

@@ -5,6 +5,7 @@ real-world split, what the model folder carries, and the shipped model's verdict
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -35,13 +36,31 @@ def blobs(rng: np.random.Generator, centres: np.ndarray, n: int) -> tuple[np.nda
 
 def test_the_species_score_is_low_far_from_every_species() -> None:
     rng = np.random.default_rng(0)
-    centres = rng.normal(scale=6, size=(3, 300))
+    # Non-negative, like pooled ReLU6 features: the space reads their square roots.
+    centres = rng.uniform(0, 12, size=(3, 300))
     rows, labels = blobs(rng, centres, 200)
-    space = fit_species_space(rows, labels, 3)
     known, _ = blobs(rng, centres, 20)
-    unknown, _ = blobs(rng, rng.normal(scale=6, size=(2, 300)), 20)
-    known_scores, unknown_scores = (space.scores(x) for x in (known, unknown))
-    assert unknown_scores.max() < known_scores.min()
+    unknown, _ = blobs(rng, rng.uniform(0, 12, size=(2, 300)), 20)
+    for root in (True, False):
+        space = fit_species_space(np.maximum(rows, 0), labels, 3, root)
+        known_scores, unknown_scores = (
+            space.scores(np.maximum(x, 0), np.ones(len(x))) for x in (known, unknown)
+        )
+        assert unknown_scores.max() < known_scores.min(), root
+
+
+def test_a_hesitant_head_lowers_the_species_score_by_the_log_of_its_confidence() -> None:
+    from model_training.honesty import CONFIDENCE_WEIGHT
+
+    rng = np.random.default_rng(3)
+    rows, labels = blobs(rng, rng.uniform(0, 12, size=(3, 50)), 100)
+    space = fit_species_space(np.maximum(rows, 0), labels, 3)
+    photo = np.maximum(rows[:4], 0)
+    sure, hesitant = space.scores(photo, np.ones(4)), space.scores(photo, np.full(4, 0.25))
+    np.testing.assert_allclose(sure - hesitant, CONFIDENCE_WEIGHT * np.log(4))
+    # The space before: raw rows, the distance alone.
+    raw = fit_species_space(np.maximum(rows, 0), labels, 3, root=False)
+    np.testing.assert_allclose(raw.scores(photo, np.ones(4)), raw.scores(photo, np.full(4, 0.25)))
 
 
 def test_the_flower_model_separates_and_its_held_out_scores_are_honest() -> None:
@@ -86,10 +105,24 @@ def test_the_honesty_model_round_trips_through_its_file(tmp_path) -> None:
     model.save(tmp_path / HONESTY_FILE)
     loaded = load_honesty(tmp_path)
     assert loaded is not None
-    features = rng.normal(size=(5, 2, 8)).astype(np.float32)
+    features = rng.uniform(size=(5, 2, 8)).astype(np.float32)
+    confidences = rng.uniform(0.1, 1, size=5)
     np.testing.assert_allclose(loaded.flower_scores(features), model.flower_scores(features))
-    np.testing.assert_allclose(loaded.species_scores(features), model.species_scores(features))
+    np.testing.assert_allclose(
+        loaded.species_scores(features, confidences), model.species_scores(features, confidences)
+    )
+    assert loaded.root_normalised and loaded.confidence_weight == model.confidence_weight
     assert load_honesty(tmp_path / "elsewhere") is None
+    # A folder from before root-normalising (oxford102-v4): raw rows and the distance alone.
+    with np.load(tmp_path / HONESTY_FILE) as stored:
+        older = {k: stored[k] for k in stored if k not in ("root_normalised", "confidence_weight")}
+    np.savez(tmp_path / HONESTY_FILE, **older)
+    old = load_honesty(tmp_path)
+    assert old is not None and not old.root_normalised and old.confidence_weight == 0
+    before = replace(model, root_normalised=False, confidence_weight=0.0)
+    np.testing.assert_allclose(
+        old.species_scores(features, confidences), before.species_scores(features, confidences)
+    )
 
 
 def test_the_shipped_folder_carries_the_honesty_model_and_its_cuts() -> None:

@@ -38,7 +38,8 @@ let inputSize;
 // graph also returns and the arrays of honesty.bin (`honesty`); a rule on a score the export
 // does not give (an export from before honesty.bin) is skipped.
 let verdictRules;
-// score name -> function of the mean features (Float32Array) -> number (featureScores).
+// score name -> function of the mean features (Float32Array) and the top-1 confidence -> number
+// (featureScores).
 let honesty = {};
 let frame;
 let cameraOn = false;
@@ -157,6 +158,8 @@ async function loadModel() {
 // features (mean over its views), with the arrays web/export.py writes to honesty.bin (the
 // worker reads them from the graph model's weights, a weight group no graph node reads). Plain
 // JavaScript in float64: two 1280 x 256 products an answer, 0.9 to 1.4 ms here (web/README.md).
+// `described` (metadata.honesty) says which scores and how; an older export's species score
+// has no root_normalised and confidence_weight: the raw features and the distance alone.
 function featureScores(arrays, described) {
   if (!described) return {};
   const scores = {};
@@ -180,16 +183,27 @@ function featureScores(arrays, described) {
     // Squared whitened distance to all flowers as one Gaussian minus to the nearest species.
     const [whitening, means] = [arrays.whitening, arrays.species_means];
     const [background, backgroundMean] = [arrays.background_whitening, arrays.background_mean];
-    scores.species_score = (x) => {
+    const weight = described.confidence_weight ?? 0;
+    const rows = described.root_normalised ? rootNormalised : (x) => x;
+    scores.species_score = (features, confidence) => {
+      const x = rows(features);
       const z = times(x, whitening);
       let nearest = Infinity;
       for (let at = 0; at < means.length; at += z.length) {
         nearest = Math.min(nearest, squaredDistance(z, means, at));
       }
-      return squaredDistance(times(x, background), backgroundMean, 0) - nearest;
+      const relative = squaredDistance(times(x, background), backgroundMean, 0) - nearest;
+      return relative + weight * Math.log(Math.max(confidence, 1e-12));
     };
   }
   return scores;
+}
+
+// The square root of each feature, then unit length (honesty.py's root_normalised).
+function rootNormalised(x) {
+  const roots = Float64Array.from(x, (v) => Math.sqrt(Math.max(v, 0)));
+  const norm = Math.max(Math.sqrt(dot(roots, roots, 0)), 1e-12);
+  return roots.map((v) => v / norm);
 }
 
 // x · matrix[at : at + x.length]
@@ -389,7 +403,9 @@ const VERDICT_TEXT = {
 function scoresOf(answer, confidence, shortSide) {
   const scores = { confidence, short_side: shortSide };
   if (answer.features) {
-    for (const [name, score] of Object.entries(honesty)) scores[name] = score(answer.features);
+    for (const [name, score] of Object.entries(honesty)) {
+      scores[name] = score(answer.features, confidence);
+    }
   }
   return scores;
 }

@@ -200,8 +200,9 @@ def write_honesty(artifact: ModelArtifact, out: Path, quantize: str) -> dict[str
 
     With honesty.npz (model_training/honesty.py): the flower log-odds (weights on the raw mean
     features, bias) and the species space (whitening, whitened species means, the all-flowers
-    Gaussian's whitening and mean). Without it, as FlowerClassifier.honesty_scores: the flower
-    score is the cosine to the nearest species centroid and there is no species score.
+    Gaussian's whitening and mean; whether it reads root-normalised rows, and the weight of the
+    log top-1 confidence in the species score). Without it, as FlowerClassifier.honesty_scores:
+    the flower score is the cosine to the nearest species centroid and there is no species score.
     float32 unless the export quantizes the weights: then float16 (2.7 MB -> 1.4 MB), which
     TF.js expands back to float32 when it loads them.
     """
@@ -218,7 +219,13 @@ def write_honesty(artifact: ModelArtifact, out: Path, quantize: str) -> dict[str
             "background_whitening": honesty.background_whitening,
             "background_mean": honesty.background_mean,
         }
-        scores = {"flower_score": "logistic", "species_score": "relative_mahalanobis"}
+        scores = {
+            "flower_score": "logistic",
+            "species_score": "relative_mahalanobis",
+            # How the page reads the species space (model_training/honesty.py's SpeciesSpace).
+            "root_normalised": bool(honesty.root_normalised),
+            "confidence_weight": float(honesty.confidence_weight),
+        }
     stored = np.float32 if quantize == "none" else np.float16
     specs, chunks = [], []
     for name, array in arrays.items():
