@@ -74,7 +74,11 @@ async def test_users_labels_are_learned_and_promoted(halves, bot_folder):
     probe = learning.per_species(probe_half, PROBE_PER_SPECIES)
     before = learning.probe_top1(SHIPPED_MODEL, probe)
 
-    run = await learning.labelled_and_retrained(learning.shares(labelling, USERS, seed=0))
+    # One user at a time: the photos' ids, and so which fifth of them the gate holds out, are
+    # the same on every run. With 8 photos in flight they follow the bot's timing, and the base
+    # held-out drop varied between runs: 2 of 5 fell by 1.0 to 1.1 points (the gate allows 1.0).
+    dealt = learning.shares(labelling, USERS, seed=0)
+    run = await learning.labelled_and_retrained(dealt, concurrency=1)
 
     assert run.labelling.photos == len(labelling)
     assert run.candidate is not None, run.report
