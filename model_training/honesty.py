@@ -82,14 +82,18 @@ class SpeciesSpace:
 
     def squared_distances(self, rows: np.ndarray) -> np.ndarray:
         """(photos, dim) -> (photos, species): squared whitened distances to each species' mean."""
-        z = self.species_rows(rows) @ self.whitening
+        return self._squared_distances(self.species_rows(rows))
+
+    def _squared_distances(self, modelled: np.ndarray) -> np.ndarray:
+        z = modelled @ self.whitening
         return (z**2).sum(axis=1)[:, None] - 2 * z @ self.means.T + (self.means**2).sum(axis=1)
 
     def scores(self, rows: np.ndarray, confidences: np.ndarray) -> np.ndarray:
         """(photos, dim) and the head's top-1 confidences -> species scores (higher: closer to a
         species we know)."""
-        nearest = self.squared_distances(rows).min(axis=1)
-        background_z = self.species_rows(rows) @ self.background_whitening
+        modelled = self.species_rows(rows)  # once: both distances read the same rows
+        nearest = self._squared_distances(modelled).min(axis=1)
+        background_z = modelled @ self.background_whitening
         background = ((background_z - self.background_mean) ** 2).sum(axis=1)
         confidence = self.confidence_weight * np.log(np.maximum(confidences, 1e-12))
         return background - nearest + confidence
