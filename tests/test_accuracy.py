@@ -62,9 +62,11 @@ def test_one_command_rebuilds_the_shipped_model(tmp_path) -> None:
     ours, theirs = load_honesty(out), load_honesty(SHIPPED_MODEL)
     assert ours is not None and theirs is not None
     np.testing.assert_allclose(ours.flower_weights, theirs.flower_weights, rtol=1e-3, atol=1e-6)
-    # Scores, not the whitened means: each direction's sign is the eigensolver's choice.
+    # Scores, not the whitened means: each direction's sign is the eigensolver's choice. They
+    # run from about -40 to 70 and cross zero, so float32 noise from features computed on
+    # another machine (1e-4 seen in CI) needs an absolute tolerance beside the relative one.
     held = base.heldout_x.astype(np.float32)
     sure = np.ones(len(held))
     np.testing.assert_allclose(
-        ours.species_scores(held, sure), theirs.species_scores(held, sure), rtol=1e-3
+        ours.species_scores(held, sure), theirs.species_scores(held, sure), rtol=1e-3, atol=1e-2
     )
