@@ -44,7 +44,7 @@ demo: setup
 	$(BIN)/flowerbot identify $(SHARED)/samples/photos/*.jpg
 
 test: setup lint web-setup
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=15
 
 lint: setup
 	$(BIN)/ruff check .
