@@ -12,19 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import OXFORD, ROOT, SHIPPED_MODEL
+from conftest import OXFORD, ROOT, SHARED, SHIPPED_MODEL
 
 from model_training import defaults
 from model_training.artifact import load_artifact, load_base_rows
 from model_training.cli import main
+from model_training.features import FeatureCache
 from model_training.heldout import PER_SPECIES, heldout_ids
 from model_training.honesty import load_honesty
+from model_training.realworld import read_realworld
 
 pytestmark = pytest.mark.slow
 # The CLI's cache: FEATURE_CACHE_DIR, or the default one under the repository.
 CACHE = Path(os.environ.get("FEATURE_CACHE_DIR", ROOT / defaults.FEATURE_CACHE_DIR))
 # Base held-out top-1, backbone frozen: the goal (the shipped model measures 0.935).
 MIN_TOP1 = 0.93
+# How far a rebuild on another machine may move the flower model (log-odds; see below).
+FLOWER_CUT_TOLERANCE = 0.05
+FLOWER_SCORE_TOLERANCE = 0.5
 
 
 def test_shipped_model_holds_its_accuracy_on_the_base_heldout_set(tmp_path) -> None:
@@ -56,16 +61,28 @@ def test_one_command_rebuilds_the_shipped_model(tmp_path) -> None:
     assert len(base.train_y) == 8189 - len(heldout_ids())
     np.testing.assert_array_equal(np.bincount(base.heldout_y), np.full(102, PER_SPECIES))
     # The honesty model (fitted on ../shared's real-world photos too) and its cuts come back.
+    # The flower model's lbfgs stops at its tolerance, so backbone features computed on another
+    # processor (float32 noise) move it a little: rebuilt on an AMD machine, weights correlated
+    # 0.9998 with the shipped ones, flower log-odds within 0.21 and the cut within 0.005; not
+    # one real-world verdict changed. So its scores and verdicts are compared, not its weights.
     assert set(rebuilt.thresholds) == set(shipped.thresholds)
     for key, value in shipped.thresholds.items():
-        assert rebuilt.thresholds[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+        near = FLOWER_CUT_TOLERANCE if key == "not_a_flower_below" else 1e-6
+        assert rebuilt.thresholds[key] == pytest.approx(value, rel=1e-4, abs=near), key
     ours, theirs = load_honesty(out), load_honesty(SHIPPED_MODEL)
     assert ours is not None and theirs is not None
-    np.testing.assert_allclose(ours.flower_weights, theirs.flower_weights, rtol=1e-3, atol=1e-6)
+    held = base.heldout_x.astype(np.float32)
+    real = read_realworld(SHARED / "data")
+    real_x = real.features(tuple(rebuilt.serve_views), FeatureCache(CACHE, rebuilt.scaling))
+    cut, shipped_cut = (m.thresholds["not_a_flower_below"] for m in (rebuilt, shipped))
+    for rows in (real_x, held):
+        mine, shipped_scores = ours.flower_scores(rows), theirs.flower_scores(rows)
+        np.testing.assert_allclose(mine, shipped_scores, atol=FLOWER_SCORE_TOLERANCE)
+        changed = (mine < cut) != (shipped_scores < shipped_cut)
+        assert changed.mean() <= 0.01, f"{changed.sum()} 'not a flower' verdicts changed"
     # Scores, not the whitened means: each direction's sign is the eigensolver's choice. They
     # run from about -40 to 70 and cross zero, so float32 noise from features computed on
     # another machine (1e-4 seen in CI) needs an absolute tolerance beside the relative one.
-    held = base.heldout_x.astype(np.float32)
     sure = np.ones(len(held))
     np.testing.assert_allclose(
         ours.species_scores(held, sure), theirs.species_scores(held, sure), rtol=1e-3, atol=1e-2
