@@ -51,6 +51,7 @@ from storage.report import Confusion, ModelAccuracy, Stats, stats
 from storage.repository import (
     add_photo,
     add_prediction,
+    answer_sent_as,
     delete_older_than,
     ensure_user,
     forget_user,
@@ -59,12 +60,15 @@ from storage.repository import (
     prediction_by_id,
     record_feedback,
     set_language,
+    tapped_on_its_answer,
     user_language,
 )
 from storage.state import (
+    allow_naming,
     ask,
     close_question,
     instance_setting,
+    may_name,
     pending_question,
     take_photo_slot,
 )
@@ -99,6 +103,8 @@ __all__ = [
     "add_prediction",
     "add_version",
     "album_of",
+    "allow_naming",
+    "answer_sent_as",
     "answered_together",
     "approve",
     "approve_when_enough",
@@ -117,6 +123,7 @@ __all__ = [
     "latest_album",
     "list_versions",
     "lock_holder",
+    "may_name",
     "merge",
     "new_labels_since_last_run",
     "new_species_by_key",
@@ -137,5 +144,6 @@ __all__ = [
     "stats",
     "take_lock",
     "take_photo_slot",
+    "tapped_on_its_answer",
     "user_language",
 ]

@@ -155,6 +155,10 @@ class Prediction(Base):
     verdict: Mapped[str | None] = mapped_column(String(16))
     latency_ms: Mapped[float]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The message that carries this prediction's buttons, once sent (None: answered before
+    # revision 0007, or not sent yet): a tap counts only from that message.
+    answer_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    answer_message_id: Mapped[int | None] = mapped_column(BigInteger)
 
     photo: Mapped[Photo] = relationship(back_populates="predictions")
     feedback: Mapped[list[Feedback]] = relationship(
@@ -228,6 +232,21 @@ class PendingQuestion(Base):
     kind: Mapped[str] = mapped_column(String(32))  # what is asked, e.g. "species_name"
     prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="CASCADE"))
     expires_at: Mapped[datetime]
+
+
+class NamingRight(Base):
+    """A user who tapped "None of these" under an answer, and so may name its photo: the
+    typed-name and new-species buttons (in the user's private chat, not under the answer)
+    count only for them."""
+
+    __tablename__ = "naming_rights"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    prediction_id: Mapped[int] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class PhotoRequest(Base):

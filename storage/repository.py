@@ -191,6 +191,25 @@ def prediction_by_id(session: Session, prediction_id: int) -> Prediction | None:
     return session.get(Prediction, prediction_id)
 
 
+def answer_sent_as(session: Session, prediction_id: int, chat_id: int, message_id: int) -> None:
+    """Remember the message that carries the prediction's buttons (see tapped_on_its_answer)."""
+    prediction = session.get(Prediction, prediction_id)
+    if prediction is not None:  # deleted meanwhile (/forget): nothing left to tap
+        prediction.answer_chat_id, prediction.answer_message_id = chat_id, message_id
+
+
+def tapped_on_its_answer(prediction: Prediction, chat_id: int, message_id: int) -> bool:
+    """Whether a button naming this prediction was tapped under its own answer message.
+
+    Telegram does not check callback data against the buttons of the message it comes from, so
+    anyone can send any prediction id; only the message is Telegram's word. A prediction with no
+    message stored (answered before revision 0007, or its answer is being sent right now) is
+    held to the chat its photo was sent in."""
+    if prediction.answer_message_id is None:
+        return prediction.photo.chat_id == chat_id
+    return (prediction.answer_chat_id, prediction.answer_message_id) == (chat_id, message_id)
+
+
 def forget_user(session: Session, user_id: int) -> dict[str, int]:
     """Delete the user and everything of theirs: their photos (with embeddings), the
     predictions and anyone's feedback on those photos, and their feedback on other photos."""

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from storage.models import InstanceSetting, PendingQuestion, PhotoRequest, User
+from storage.models import InstanceSetting, NamingRight, PendingQuestion, PhotoRequest, User
 from storage.repository import upsert_insert
 
 RATE_WINDOW = timedelta(minutes=1)
@@ -34,6 +34,19 @@ def pending_question(session: Session, user_id: int, now: datetime) -> PendingQu
 
 def close_question(session: Session, user_id: int) -> None:
     session.execute(delete(PendingQuestion).where(PendingQuestion.user_id == user_id))
+
+
+def allow_naming(session: Session, user_id: int, prediction_id: int) -> None:
+    """The user tapped "None of these" under this answer: they may name its photo (the user
+    must exist). Kept after the question closes: the buttons that confirm a name come later."""
+    statement = upsert_insert(session, NamingRight).values(
+        user_id=user_id, prediction_id=prediction_id
+    )
+    session.execute(statement.on_conflict_do_nothing(index_elements=["user_id", "prediction_id"]))
+
+
+def may_name(session: Session, user_id: int, prediction_id: int) -> bool:
+    return session.get(NamingRight, (user_id, prediction_id)) is not None
 
 
 def take_photo_slot(session: Session, user_id: int, now: datetime, per_minute: int) -> bool:

@@ -31,6 +31,8 @@ from storage import (
     add_photo,
     add_prediction,
     album_of,
+    allow_naming,
+    answer_sent_as,
     answered_together,
     count_labelled_examples,
     delete_albums_older_than,
@@ -41,11 +43,13 @@ from storage import (
     labelled_examples,
     last_photo,
     latest_album,
+    may_name,
     photo_by_message,
     prediction_by_id,
     record_feedback,
     set_excluded,
     stats,
+    tapped_on_its_answer,
 )
 from storage.db import MIGRATIONS
 from storage.models import Base, decode_features, encode_features
@@ -125,6 +129,7 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
         "new_species",
         "albums",
         "album_predictions",
+        "naming_rights",
     }
     assert differences == []
     with db.engine.connect() as connection:
@@ -132,8 +137,10 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
             table: {c["name"]: c for c in inspect(connection).get_columns(table)}
             for table in ("photos", "predictions")
         }
-    # Migration 0003: nullable, since rows stored before it did not record them.
-    for table, name in (("photos", "width"), ("photos", "height"), ("predictions", "verdict")):
+    # Migrations 0003 and 0007: nullable, since rows stored before them did not record them.
+    nullable = [("photos", "width"), ("photos", "height"), ("predictions", "verdict")]
+    nullable += [("predictions", "answer_chat_id"), ("predictions", "answer_message_id")]
+    for table, name in nullable:
         assert columns[table][name]["nullable"], (table, name)
     assert "shape" not in columns["photos"]
     db.upgrade()  # at head already: a no-op, as on every bot start
@@ -222,6 +229,29 @@ def test_downgrading_0003_drops_its_columns_and_keeps_every_row(url: str) -> Non
         assert "verdict" not in {c["name"] for c in inspect(connection).get_columns("predictions")}
         photo_columns = {c["name"] for c in inspect(connection).get_columns("photos")}
         assert not {"width", "height"} & photo_columns
+    counts_after = row_counts(database)
+    database.dispose()
+    assert counts_after == {"users": 1, "photos": 1, "predictions": 1, "feedback": 1}
+
+
+def test_answers_stored_before_0007_keep_their_rows_and_no_message(url: str) -> None:
+    database = Database(url)
+    store_rows_at_0002(database, embedding(7))
+    database.upgrade()
+    with database.session() as session:
+        prediction = prediction_by_id(session, 1)
+        assert prediction is not None
+        assert (prediction.answer_chat_id, prediction.answer_message_id) == (None, None)
+        # No message stored: a tap is held to the photo's chat (Alice's private chat).
+        assert tapped_on_its_answer(prediction, ALICE, 999)
+        assert not tapped_on_its_answer(prediction, BOB, 999)
+        answer_sent_as(session, 1, ALICE, 6)
+        allow_naming(session, ALICE, 1)
+    migrate(database, "0006", down=True)
+    with database.engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns("predictions")}
+        assert not {"answer_chat_id", "answer_message_id"} & columns
+        assert "naming_rights" not in inspect(connection).get_table_names()
     counts_after = row_counts(database)
     database.dispose()
     assert counts_after == {"users": 1, "photos": 1, "predictions": 1, "feedback": 1}
@@ -606,6 +636,46 @@ def an_album(session: Session, user_id: int, *predictions: Prediction, age: time
     )
     album.created_at = NOW - age
     return album.id
+
+
+def test_a_tap_counts_only_from_the_message_its_answer_was_sent_as(db: Database) -> None:
+    with db.session() as session:
+        sent = predicted(session, photo(session, ALICE, 1), 3)
+        sending = predicted(session, photo(session, ALICE, 2), 3)
+        answer_sent_as(session, sent.id, ALICE, 7)
+        answer_sent_as(session, 10_000, ALICE, 8)  # a prediction deleted meanwhile: no error
+    with db.session() as session:
+        stored = prediction_by_id(session, sent.id)
+        assert stored is not None
+        assert (stored.answer_chat_id, stored.answer_message_id) == (ALICE, 7)
+        assert tapped_on_its_answer(stored, ALICE, 7)
+        assert not tapped_on_its_answer(stored, ALICE, 8)  # another message of the chat
+        assert not tapped_on_its_answer(stored, BOB, 7)  # the same message id elsewhere
+        unsent = prediction_by_id(session, sending.id)
+        assert unsent is not None
+        assert tapped_on_its_answer(unsent, ALICE, 9)  # no message yet: the photo's chat
+        assert not tapped_on_its_answer(unsent, BOB, 9)
+
+
+def test_naming_rights_are_per_user_and_go_with_user_and_photo(db: Database) -> None:
+    with db.session() as session:
+        alices = predicted(session, photo(session, ALICE, 1), 3)
+        old = predicted(session, photo(session, ALICE, 2, age=timedelta(days=40)), 3)
+        bobs = predicted(session, photo(session, BOB, 3), 3)
+        for prediction in (alices, old, bobs):
+            allow_naming(session, ALICE, prediction.id)
+        allow_naming(session, ALICE, alices.id)  # "None of these" tapped twice
+        allow_naming(session, BOB, alices.id)
+    with db.session() as session:
+        assert may_name(session, ALICE, alices.id) and may_name(session, BOB, alices.id)
+        assert not may_name(session, BOB, bobs.id)
+        assert delete_older_than(session, NOW - timedelta(days=30)) == 1
+    with db.session() as session:
+        assert not may_name(session, ALICE, old.id)
+        forget_user(session, BOB)  # his photo goes, and his right to name hers
+    with db.session() as session:
+        assert may_name(session, ALICE, alices.id)
+        assert not may_name(session, BOB, alices.id) and not may_name(session, ALICE, bobs.id)
 
 
 def test_an_album_links_its_photos_predictions(db: Database) -> None:
