@@ -57,9 +57,8 @@ COPY model_training model_training
 COPY storage storage
 # The command line's web commands import web/ (the page itself is served by `flowerbot web`).
 COPY web/*.py web/*.html web/*.js web/*.css web/
-# The bot's catalogues are compiled here too (.mo files are build output, not in git).
+# The bot reads its catalogues' .po files itself: nothing to compile for them.
 RUN pip install --no-deps --no-build-isolation --editable . \
-    && pybabel compile -d bot/locales -D messages \
     && python -m compileall -q bot model_training storage web \
     && rm -rf build *.egg-info
 

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 WEIGHTS := mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
 
-.PHONY: setup run demo test lint messages compile-messages
+.PHONY: setup run demo test lint messages
 
 $(BIN)/flowerbot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,20 +20,17 @@ $(KERAS_HOME)/models/$(WEIGHTS):
 	mkdir -p $(dir $@)
 	if [ -f $(SHARED)/keras/models/$(WEIGHTS) ]; then cp $(SHARED)/keras/models/$(WEIGHTS) $@; fi
 
-setup: $(BIN)/flowerbot $(KERAS_HOME)/models/$(WEIGHTS) compile-messages
+setup: $(BIN)/flowerbot $(KERAS_HOME)/models/$(WEIGHTS)
 
 # The bot's languages (README "Languages"). `messages` after changing a text: extract them all
 # into the template (`t` is a translator, N_ marks a constant), then update each catalogue.
-# `compile-messages` makes the .mo files the bot reads; they are built, never committed.
+# Nothing is compiled: the bot reads the .po files themselves (bot/i18n.py).
 LOCALES := bot/locales
 messages: $(BIN)/flowerbot
 	$(BIN)/pybabel -q extract -F babel.cfg -k t -o $(LOCALES)/messages.pot --width=100 \
 		--project=flowerbot --copyright-holder="the flowerbot authors" --no-location --sort-output .
 	$(BIN)/pybabel -q update -i $(LOCALES)/messages.pot -d $(LOCALES) -D messages \
 		--no-fuzzy-matching --ignore-obsolete --width=100
-
-compile-messages: $(BIN)/flowerbot
-	$(BIN)/pybabel compile --statistics -d $(LOCALES) -D messages
 
 # The main job: the Telegram bot on the shipped model and a SQLite file (needs TELEGRAM_BOT_TOKEN).
 run: setup

@@ -1,9 +1,12 @@
-"""The bot's languages: gettext catalogues compiled by Babel, one Translator per language.
+"""The bot's languages: gettext catalogues read by Babel, one Translator per language.
 
 Texts are written in English in the code and marked for extraction (`N_` for module constants,
 `t(...)` where they are used); bot/locales/messages.pot lists them and each language has its
-catalogue, bot/locales/<code>/LC_MESSAGES/messages.po, compiled to messages.mo at install time
-(`make compile-messages`; README "Languages"). A handler gets the Translator of the user it
+catalogue, bot/locales/<code>/LC_MESSAGES/messages.po (README "Languages"). The bot reads the
+.po itself and compiles it in memory, so every kind of install (a checkout, `pip install .`, a
+wheel, the Docker image) has what it needs with no build step. It costs about 35 ms once per
+process (measured: importing Babel's reader 12 ms, reading and compiling the 86 Spanish texts
+16-23 ms), on a start that takes seconds. A handler gets the Translator of the user it
 answers and passes it down: updates from many users are handled at once, so there is no
 "current language".
 """
@@ -11,11 +14,14 @@ answers and passes it down: updates from many users are handled at once, so ther
 from __future__ import annotations
 
 import gettext
+import io
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from babel import Locale
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
 
 from model_training.species_names import translated
@@ -72,21 +78,33 @@ class Translator:
 ENGLISH = Translator(DEFAULT, gettext.NullTranslations())
 
 
+def read_catalogue(language: str) -> gettext.GNUTranslations:
+    """The language's .po, compiled in memory as `pybabel compile` would (fuzzy texts left
+    out). A missing catalogue is an installation error, said clearly instead of answering in
+    English."""
+    path = LOCALES / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    try:
+        with path.open("rb") as po:
+            catalogue = read_po(po, locale=language, domain=DOMAIN)
+    except OSError as err:
+        raise MissingCatalogue(
+            f"cannot read the catalogue for {language!r}: {path}: {err.strerror} "
+            "(an incomplete installation: install flowerbot again)"
+        ) from None
+    compiled = io.BytesIO()
+    write_mo(compiled, catalogue)
+    compiled.seek(0)
+    return gettext.GNUTranslations(compiled)
+
+
 @cache
 def translator(language: str) -> Translator:
-    """The language's Translator; English for a language the bot does not speak. A missing
-    compiled catalogue is an installation error, said clearly instead of answering in English."""
+    """The language's Translator; English for a language the bot does not speak."""
     if language not in LANGUAGES:
         language = DEFAULT
     if language == DEFAULT:
         return ENGLISH
-    try:
-        catalogue = gettext.translation(DOMAIN, LOCALES, languages=[language])
-    except FileNotFoundError:
-        raise MissingCatalogue(
-            f"no compiled catalogue for {language!r} in {LOCALES}: run `make compile-messages`"
-        ) from None
-    return Translator(language, catalogue)
+    return Translator(language, read_catalogue(language))
 
 
 def check_catalogues() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -90,19 +91,28 @@ def test_every_text_is_translated(language) -> None:
 
 
 @pytest.mark.parametrize("language", [code for code in LANGUAGES if code != i18n.DEFAULT])
-def test_compiled_catalogue_is_current(language) -> None:
-    """The .mo the bot reads (compiled at install) says what the .po says."""
-    t = translator(language)
-    for message in catalogue(language):
-        if message.id:
-            assert t(message.id) == message.string
-
-
-def test_a_missing_compiled_catalogue_stops_the_bot_clearly(tmp_path, monkeypatch) -> None:
+def test_the_bot_says_what_the_po_says_with_nothing_compiled(language, tmp_path, monkeypatch):
+    """The bot reads the .po itself: a folder holding only the .po files (as a fresh checkout
+    or a wheel has them) is enough, and a stale compiled .mo beside them is not what it reads."""
+    shutil.copytree(LOCALES, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.mo"))
+    stale = tmp_path / language / "LC_MESSAGES" / "messages.mo"
+    stale.write_bytes(b"not a catalogue")
     monkeypatch.setattr(i18n, "LOCALES", tmp_path)
     i18n.translator.cache_clear()
     try:
-        with pytest.raises(MissingCatalogue, match="make compile-messages"):
+        t = translator(language)
+        for message in catalogue(language):
+            if message.id:
+                assert t(message.id) == message.string
+    finally:
+        i18n.translator.cache_clear()
+
+
+def test_a_missing_catalogue_stops_the_bot_clearly(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(i18n, "LOCALES", tmp_path)
+    i18n.translator.cache_clear()
+    try:
+        with pytest.raises(MissingCatalogue, match=r"messages\.po: No such file.*install"):
             i18n.check_catalogues()
     finally:
         i18n.translator.cache_clear()
