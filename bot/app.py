@@ -8,7 +8,9 @@ from datetime import UTC, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from alembic.util import CommandError
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from telegram import BotCommand, Update
 from telegram.ext import (
     Application,
@@ -17,6 +19,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from tornado.netutil import bind_sockets
 
 from bot import callbacks
 from bot.config import Settings
@@ -43,10 +46,61 @@ def commands(t: Translator) -> list[BotCommand]:
     return [BotCommand(name, t(description)) for name, description in COMMANDS.items()]
 
 
+class StartError(RuntimeError):
+    """What stops the bot before it answers anyone, said in one line: what to fix, and where."""
+
+
+def check_ports(settings: Settings) -> None:
+    """The ports the bot will listen on are free, said before the model loads (seconds) rather
+    than after. Bound as tornado binds them (SO_REUSEADDR), all at once, then let go."""
+    wanted = [("HEALTH_PORT", settings.health_listen, settings.health_port)]
+    if settings.webhook_url:
+        wanted.append(("WEBHOOK_PORT", settings.webhook_listen, settings.webhook_port))
+    held = []
+    try:
+        for name, address, port in wanted:
+            if not port:  # HEALTH_PORT=0: no health server
+                continue
+            try:
+                held += bind_sockets(port, address)
+            except OSError as err:
+                raise StartError(
+                    f"{name}: cannot listen on {address}:{port}: {err.strerror or err}"
+                ) from None
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def open_database(url: str) -> Database:
+    """The database, migrated to the code's schema (Alembic, at every start; a no-op when
+    current), or a StartError saying why not: the server, file or folder the URL names."""
+    try:
+        database = Database(url)
+    except NoSuchModuleError as err:  # an unknown database or driver name
+        raise StartError(f"DATABASE_URL: {err}") from None
+    except ArgumentError:  # its message echoes the URL, which may hold a password
+        raise StartError(
+            "DATABASE_URL is not a database URL (such as sqlite:///flowerbot.sqlite or "
+            "postgresql+psycopg://user:password@host/name)"
+        ) from None
+    try:
+        database.upgrade()
+    except (SQLAlchemyError, CommandError) as err:
+        database.dispose()
+        reason = err.orig if isinstance(err, DBAPIError) else err
+        shown = database.url.render_as_string(hide_password=True)
+        # Drivers' messages may run over several lines (psycopg: one per address tried).
+        raise StartError(
+            f"DATABASE_URL: cannot open {shown}: {' '.join(str(reason).split())}"
+        ) from None
+    return database
+
+
 def build_application(settings: Settings) -> Application:
-    check_catalogues()  # a missing compiled catalogue stops the bot here, not a user's answer
-    database = Database(settings.database_url)
-    database.upgrade()  # Alembic migrations, applied at every start (a no-op when current)
+    check_catalogues()  # a missing catalogue stops the bot here, not a user's answer
+    check_ports(settings)
+    database = open_database(settings.database_url)
     classifier = serving_classifier(database, settings.model_dir)
     identifier = BatchingIdentifier(classifier, settings.batch_size)
     services = Services(settings, identifier, database)

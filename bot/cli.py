@@ -35,10 +35,19 @@ def _bot(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level="INFO")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the token
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # 7 lines per import
 
-    from bot.app import run
+    from bot.app import StartError, run
+    from bot.i18n import MissingCatalogue
+    from model_training.artifact import ModelFolderError
+    from model_training.model import BackboneUnavailable
 
-    run(settings)
+    try:
+        run(settings)
+    except (StartError, MissingCatalogue, ModelFolderError, BackboneUnavailable) as err:
+        # Raised before the bot answers anyone (handlers' errors never get here): one line.
+        print(f"flowerbot bot: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from bot.services import Services
+from model_training.artifact import ModelFolderError
 from model_training.classifier import FlowerClassifier
 from storage import Database, register_first_version, serving_version
 
@@ -18,7 +19,10 @@ def serving_classifier(database: Database, model_dir: Path) -> FlowerClassifier:
     with database.session() as session:
         row = serving_version(session)
         if row is None:
-            classifier = FlowerClassifier.from_folder(model_dir)
+            try:
+                classifier = FlowerClassifier.from_folder(model_dir)
+            except ModelFolderError as err:  # the setting to fix, in the message
+                raise ModelFolderError(f"MODEL_DIR: {err}") from None
             metrics = classifier.artifact.metadata.metrics
             row = register_first_version(session, classifier.version, str(model_dir), metrics)
             if row.version == classifier.version:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +112,101 @@ def test_retraining_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("RETRAIN_CRON", "every night")
     with pytest.raises(ValueError, match="retrain_cron"):
         Settings()
+
+
+# `flowerbot bot`, with a stand-in for the installed catalogue folder when one is given.
+START = """import pathlib, sys
+from bot import i18n
+from bot.cli import main
+if len(sys.argv) > 1:
+    i18n.LOCALES = pathlib.Path(sys.argv[1])
+sys.exit(main(["bot"]))
+"""
+
+
+def test_start_problems_stop_the_bot_with_one_clear_line(tmp_path):
+    """What the bot cannot start without, each said in one line and exit status 2, never a
+    traceback. All but the model folder are found before the database is touched, so nothing
+    else is on stderr; the model comes after the migrations, which log their steps."""
+    (tmp_path / "empty-model").mkdir()
+    (tmp_path / "no-catalogues").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        cases = {  # name: (environment, catalogue folder, expected message, alone on stderr)
+            "catalogue": ({}, "no-catalogues", "cannot read the catalogue for 'es'", True),
+            "database": (
+                {"DATABASE_URL": "sqlite:////nonexistent/dir/x.db"},
+                None,
+                "DATABASE_URL: cannot open sqlite:////nonexistent/dir/x.db: unable to open",
+                True,
+            ),
+            "health port": (
+                {"HEALTH_PORT": port},
+                None,
+                f"HEALTH_PORT: cannot listen on 127.0.0.1:{port}: Address already in use",
+                True,
+            ),
+            "webhook port": (
+                {
+                    "WEBHOOK_URL": "https://bot.example/hook",
+                    "WEBHOOK_LISTEN": "127.0.0.1",
+                    "WEBHOOK_PORT": port,
+                },
+                None,
+                f"WEBHOOK_PORT: cannot listen on 127.0.0.1:{port}: Address already in use",
+                True,
+            ),
+            "empty model folder": (
+                {"MODEL_DIR": str(tmp_path / "empty-model")},
+                None,
+                f"MODEL_DIR: {tmp_path / 'empty-model'} is not a flowerbot model folder",
+                False,
+            ),
+            "missing model folder": (
+                {"MODEL_DIR": str(tmp_path / "missing")},
+                None,
+                f"MODEL_DIR: {tmp_path / 'missing'} is not a flowerbot model folder",
+                False,
+            ),
+        }
+        started = {}
+        for name, (env, catalogues, _, _) in cases.items():  # all at once: each takes ~10 s
+            folder = tmp_path / name.replace(" ", "-")
+            folder.mkdir()
+            started[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    START,
+                    *([str(tmp_path / catalogues)] if catalogues else []),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=folder,
+                env={
+                    "PATH": "/usr/bin:/bin",
+                    "HOME": str(tmp_path),
+                    "KERAS_HOME": os.environ["KERAS_HOME"],
+                    "TF_CPP_MIN_LOG_LEVEL": "3",
+                    "TELEGRAM_BOT_TOKEN": TOKEN,
+                    "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot",  # never reached
+                    "HEALTH_PORT": "0",
+                    **env,
+                },
+            )
+        outcomes = {
+            name: (process, *process.communicate(timeout=240)) for name, process in started.items()
+        }
+    for name, (process, _, stderr) in outcomes.items():
+        expected, alone = cases[name][2:]
+        lines = stderr.splitlines()
+        assert process.returncode == 2, f"{name}: {stderr}"
+        assert "Traceback" not in stderr, f"{name}: {stderr}"
+        assert lines and lines[-1].startswith("flowerbot bot: "), f"{name}: {stderr}"
+        assert expected in lines[-1], f"{name}: {lines[-1]}"
+        assert [line for line in lines if line.startswith("flowerbot")] == lines[-1:]
+        if alone:
+            assert len(lines) == 1, f"{name}: {stderr}"
