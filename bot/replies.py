@@ -51,6 +51,7 @@ REPLY_TOP5 = N_("Reply /top5 to a photo and I will identify it.")
 SEND_A_PHOTO = N_("Send me a photo of a flower and I will identify it. /help")
 THANKS_SHORT = N_("Thanks!")
 GONE = N_("That answer is no longer stored.")
+NOT_THIS_ANSWER = N_("This button does not belong to this answer")
 NEW_SPECIES_OFFER = N_(
     "I do not know a species called “{typed}”. If the spelling is right, I can record it as a "
     "new species, “{name}”, and learn it once enough people have sent it. Or type the name again."

@@ -120,6 +120,38 @@ async def test_a_typed_name_labels_every_photo_of_the_album(tg, bot, handled, sa
     assert len(rows) == 2 and {r[3] for r in rows} == {"cyclamen"}
 
 
+async def test_album_answer_taps_count_only_under_it(tg, bot, handled, sample_photos, db):
+    """Bob sends the album answer's button data from his own chat: refused, nothing stored. Under
+    the answer, and under its /top5 repeat, Alice's taps label the album's photos."""
+    mark = tg.mark()
+    album = tg.user_album(ALICE, photos_of(sample_photos, "rose"))
+    answer = await only_answer(tg, ALICE, mark, handled, album)
+    mark = tg.mark()
+    tg.user_command(BOB, "start")
+    elsewhere = await reply_to(tg, BOB, mark)
+    query = tg.user_callback(elsewhere, tg.keyboard(answer)[0][0]["callback_data"], user_id=BOB)
+    await handled.wait(query)
+    [answered] = [
+        c.params
+        for c in tg.calls("answerCallbackQuery")
+        if str(c.params["callback_query_id"]) == query["id"]
+    ]
+    assert answered["text"] == "This button does not belong to this answer"
+    assert answered["show_alert"] is True
+    assert feedback_rows(db) == []
+    named = in_db(db, lambda s: s.get(Prediction, prediction_under(tg, answer)))
+    assert (named.answer_chat_id, named.answer_message_id) == (ALICE, answer["message_id"])
+    await tap(tg, answer, "Rose", user=ALICE)
+    assert len(feedback_rows(db)) == 2
+    mark = tg.mark()
+    tg.user_command(ALICE, "top5", reply_to=album[0])
+    again = await reply_to(tg, ALICE, mark)
+    await tap(tg, again, "Rose", user=ALICE)
+    rows = feedback_rows(db)
+    assert sorted(r[1] for r in rows) == albums(db)[1][1]  # the repeat's own predictions
+    assert {(r[0], r[3]) for r in rows} == {(ALICE, "rose")}
+
+
 async def test_a_broken_photo_is_named_and_left_out(tg, bot, handled, sample_photos, db):
     roses = photos_of(sample_photos, "rose")
     mark = tg.mark()

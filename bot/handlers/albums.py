@@ -25,6 +25,7 @@ from bot.handlers.answering import (
     Identified,
     answer_stored,
     identify_message,
+    remember_answer,
     store_answer,
     store_prediction,
 )
@@ -108,7 +109,7 @@ async def answer_album(
         return ids[combined.used[0]]  # the buttons name the album through this prediction
 
     prediction_id = await svc.db(store)
-    await _reply(messages[0], prediction_id, combined, left_out, t)
+    await _reply(context, messages[0], prediction_id, combined, left_out, t)
 
 
 async def answer_album_again(
@@ -156,7 +157,7 @@ async def answer_album_again(
 
     prediction_id = await svc.db(store)
     t = await translator_for(update, context)
-    await _reply(update.effective_message, prediction_id, combined, left_out, t)
+    await _reply(context, update.effective_message, prediction_id, combined, left_out, t)
     return True
 
 
@@ -199,11 +200,17 @@ def _store_album(
 
 
 async def _reply(
-    to: Message, prediction_id: int, combined: AlbumAnswer, left_out: list[dict], t: Translator
+    context: ContextTypes.DEFAULT_TYPE,
+    to: Message,
+    prediction_id: int,
+    combined: AlbumAnswer,
+    left_out: list[dict],
+    t: Translator,
 ) -> None:
     header = replies.album_header(len(combined.used), left_out, t)
-    await to.reply_html(
+    sent = await to.reply_html(
         replies.top5_answer(combined.top5, combined.verdict, header=header, t=t),
         reply_markup=feedback_keyboard(prediction_id, combined.top5, t),
         do_quote=True,
     )
+    await remember_answer(context, prediction_id, sent)

@@ -21,7 +21,7 @@ from bot.services import jpeg_bytes
 from model_training.classifier import Answer
 from model_training.photos import Photo, PhotoError, decode_photo
 from storage import Photo as StoredPhoto
-from storage import add_photo, add_prediction, ensure_user
+from storage import add_photo, add_prediction, answer_sent_as, ensure_user
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -106,3 +106,11 @@ def store_prediction(session: Session, photo_id: int, answer: Answer, latency_ms
         verdict=answer.verdict.value,
     )
     return prediction.id
+
+
+async def remember_answer(
+    context: ContextTypes.DEFAULT_TYPE, prediction_id: int, sent: Message
+) -> None:
+    """The message an answer with buttons went out as: its buttons count only there."""
+    chat_id, message_id = sent.chat_id, sent.message_id
+    await services(context).db(lambda s: answer_sent_as(s, prediction_id, chat_id, message_id))

@@ -2,6 +2,10 @@
 
 Each button names the prediction it sits under (bot/callbacks.py); the feedback row points at
 that prediction, so /stats credits the model version that gave the answer the user saw.
+Telegram does not check a button's data against the message it comes from, so a tap counts only
+from the answer message stored with its prediction (anyone in a group may label the group's
+photos there), and the typed-name and new-species buttons only in the private chat of a user who
+tapped "None of these" under that answer.
 """
 
 from __future__ import annotations
@@ -34,16 +38,19 @@ from storage import (
     NewSpecies,
     add_new_species,
     album_of,
+    allow_naming,
     answered_together,
     approve_when_enough,
     ask,
     close_question,
     ensure_user,
+    may_name,
     new_species_by_key,
     open_new_species,
     pending_question,
     prediction_by_id,
     record_feedback,
+    tapped_on_its_answer,
 )
 
 log = logging.getLogger(__name__)
@@ -97,6 +104,13 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     query = update.callback_query
     tap = callbacks.parse(query.data)
     t = await translator_for(update, context)
+    belongs = await _belongs(update, context, tap)
+    if belongs is None:
+        await query.answer(t(replies.GONE), show_alert=True)
+        return
+    if not belongs:  # forged, or from another message: nothing is recorded
+        await query.answer(t(replies.NOT_THIS_ANSWER), show_alert=True)
+        return
     if tap.choice == NONE_OF_THESE:
         user = update.effective_user
 
@@ -104,6 +118,7 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
             ensure_user(session, user.id, user.username, user.first_name)
             expires = datetime.now(UTC) + QUESTION_EXPIRES
             ask(session, user.id, NAME_QUESTION, tap.prediction_id, expires)
+            allow_naming(session, user.id, tap.prediction_id)
 
         await services(context).db(ask_name)
         await query.answer()
@@ -132,6 +147,39 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     except BadRequest as err:  # the same button tapped twice: nothing to change
         if "not modified" not in str(err).lower():
             raise
+
+
+async def _belongs(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, tap: callbacks.Tap
+) -> bool | None:
+    """Whether a tap counts where it comes from (see the module's docstring); None when its
+    answer is no longer stored."""
+    user_id, data = update.effective_user.id, update.callback_query.data
+    message = update.callback_query.message
+    if message is None:  # a button of an inline message: the bot sends none
+        log.info("tap refused: user %s, data %r, not under a message", user_id, data)
+        return False
+    chat_id, message_id = message.chat.id, message.message_id
+
+    def check(session: Session) -> bool | None:
+        prediction = prediction_by_id(session, tap.prediction_id)
+        if prediction is None:
+            return None
+        if tap.source == Source.ANSWER:
+            return tapped_on_its_answer(prediction, chat_id, message_id)
+        # Under the reply to a typed name: a private chat, whose id is the user's.
+        return chat_id == user_id and may_name(session, user_id, prediction.id)
+
+    belongs = await services(context).db(check)
+    if belongs is False:
+        log.info(
+            "tap refused: user %s, data %r, from chat %s message %s, not its answer's",
+            user_id,
+            data,
+            chat_id,
+            message_id,
+        )
+    return belongs
 
 
 async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -18,6 +18,7 @@ from bot.handlers.answering import (
     answer_stored,
     identify_message,
     photo_file,
+    remember_answer,
     store_answer,
     store_prediction,
 )
@@ -88,11 +89,12 @@ async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEF
             await photo.reply_text(text, do_quote=True)
         return
     prediction_id = await svc.db(lambda s: store_answer(s, user, result))
-    await photo.reply_html(
+    sent = await photo.reply_html(
         replies.top5_answer(result.answer.top5, result.answer.verdict, t=t),
         reply_markup=feedback_keyboard(prediction_id, result.answer.top5, t),
         do_quote=True,
     )
+    await remember_answer(context, prediction_id, sent)
 
 
 async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -109,7 +111,8 @@ async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE)
     answer = await answer_stored(context, stored)
     latency_ms = (time.perf_counter() - started) * 1000
     prediction_id = await svc.db(lambda s: store_prediction(s, stored.id, answer, latency_ms))
-    await update.effective_message.reply_html(
+    sent = await update.effective_message.reply_html(
         replies.top5_answer(answer.top5, answer.verdict, t=t),
         reply_markup=feedback_keyboard(prediction_id, answer.top5, t),
     )
+    await remember_answer(context, prediction_id, sent)
