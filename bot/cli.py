@@ -10,6 +10,7 @@ from model_training import cli as training_cli
 from model_training.native_logs import filter_native_logs
 
 MISSING = "not set (in the environment or a .env file; a token comes from @BotFather)"
+REJECTED = "Telegram rejected the token (revoked or mistyped? @BotFather shows the current one)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,12 @@ def _bot(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the token
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # 7 lines per import
 
+    from telegram.error import InvalidToken
+
+    # PTB logs a rejected token with a traceback whose message holds the token: said below.
+    logging.getLogger("telegram.ext").addFilter(
+        lambda record: not (record.exc_info and isinstance(record.exc_info[1], InvalidToken))
+    )
     from bot.app import StartError, run
     from bot.i18n import MissingCatalogue
     from model_training.artifact import ModelFolderError
@@ -47,6 +54,9 @@ def _bot(args: argparse.Namespace) -> int:
     except (StartError, MissingCatalogue, ModelFolderError, BackboneUnavailable) as err:
         # Raised before the bot answers anyone (handlers' errors never get here): one line.
         print(f"flowerbot bot: {err}", file=sys.stderr)
+        return 2
+    except InvalidToken:  # at start (getMe); PTB's own message would print the token
+        print(f"flowerbot bot: TELEGRAM_BOT_TOKEN: {REJECTED}", file=sys.stderr)
         return 2
     return 0
 

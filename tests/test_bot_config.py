@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_telegram import FakeTelegram
 
 from bot.config import Settings
 from model_training import defaults
@@ -126,11 +127,11 @@ sys.exit(main(["bot"]))
 
 def test_start_problems_stop_the_bot_with_one_clear_line(tmp_path):
     """What the bot cannot start without, each said in one line and exit status 2, never a
-    traceback. All but the model folder are found before the database is touched, so nothing
-    else is on stderr; the model comes after the migrations, which log their steps."""
+    traceback. All but the model folder and the token are found before the database is
+    touched, so nothing else is on stderr; those two come after the migrations, which log."""
     (tmp_path / "empty-model").mkdir()
     (tmp_path / "no-catalogues").mkdir()
-    with socket.socket() as taken:
+    with socket.socket() as taken, FakeTelegram(token="654321:" + "B" * 35) as other_bot:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
@@ -168,6 +169,12 @@ def test_start_problems_stop_the_bot_with_one_clear_line(tmp_path):
                 {"MODEL_DIR": str(tmp_path / "missing")},
                 None,
                 f"MODEL_DIR: {tmp_path / 'missing'} is not a flowerbot model folder",
+                False,
+            ),
+            "rejected token": (  # by a Bot API that knows another bot only
+                {"TELEGRAM_API_BASE_URL": other_bot.base_url},
+                None,
+                "TELEGRAM_BOT_TOKEN: Telegram rejected the token",
                 False,
             ),
         }
@@ -208,5 +215,6 @@ def test_start_problems_stop_the_bot_with_one_clear_line(tmp_path):
         assert lines and lines[-1].startswith("flowerbot bot: "), f"{name}: {stderr}"
         assert expected in lines[-1], f"{name}: {lines[-1]}"
         assert [line for line in lines if line.startswith("flowerbot")] == lines[-1:]
+        assert TOKEN not in stderr, f"{name}: {stderr}"
         if alone:
             assert len(lines) == 1, f"{name}: {stderr}"
