@@ -11,11 +11,12 @@ from urllib.parse import urlsplit
 from alembic.util import CommandError
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
-from telegram import BotCommand, Update
+from telegram import BotCommand, LinkPreviewOptions, Update
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
     CommandHandler,
+    Defaults,
     MessageHandler,
     filters,
 )
@@ -128,6 +129,8 @@ def build_application(settings: Settings) -> Application:
         .base_file_url(settings.telegram_file_base_url)
         .rate_limiter(RetryingRateLimiter())  # Telegram's flood limits; network errors retried
         .concurrent_updates(True)  # photos from many chats reach the batcher together
+        # Answers link each species to Wikipedia: no preview card under every answer.
+        .defaults(Defaults(link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from bot.i18n import ENGLISH, N_, Translator
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
+from model_training.taxonomy import Group, Level, family_name, group_of, species_url
 from storage import ModelStatus, ModelVersion, SpeciesCount, Stats
 
 if TYPE_CHECKING:
@@ -145,6 +146,34 @@ VERDICT_LINES = {
     ),
     Verdict.NOT_SURE: N_("🤔 I am not sure about this one. My best guesses:"),
 }
+# The coarser answer of an unsure verdict (model_training/taxonomy.py); {family} is the family's
+# scientific name in English, its Spanish name (taxonomy.csv) in Spanish.
+GROUP_LINES = {
+    Level.GENUS: N_("🌼 Probably a flower of the genus {genus}, perhaps {species}."),
+    Level.FAMILY: N_("🌼 Probably a flower of the family {family}, perhaps {species}."),
+}
+OR = N_("{species} or {last}")
+
+
+def group_line(group: Group, t: Translator = ENGLISH) -> str:
+    """HTML: "Probably a flower of the genus Dahlia, perhaps orange dahlia or pink-yellow
+    dahlia"."""
+    names = [escape(t.species(name)) for name in group.species]
+    species = t(OR).format(species=", ".join(names[:-1]), last=names[-1])
+    if group.level == Level.GENUS:
+        return t(GROUP_LINES[Level.GENUS]).format(
+            genus=f"<i>{escape(group.name)}</i>", species=species
+        )
+    family = escape(family_name(group.name, t.language))
+    return t(GROUP_LINES[Level.FAMILY]).format(family=family, species=species)
+
+
+def species_link(species: str, t: Translator = ENGLISH) -> str:
+    """HTML: the species' name as shown to the user, linked to its Wikipedia article in the
+    user's language when the taxonomy file has it."""
+    name = escape(t.species(species))
+    url = species_url(species, t.language)
+    return name if url is None else f'<a href="{escape(url)}">{name}</a>'
 
 
 def top5_answer(
@@ -156,7 +185,8 @@ def top5_answer(
 ) -> str:
     """HTML: the verdict in one line, then one line per species with a bar and a percentage;
     after a tap, what was recorded. An album's answer starts with its header. Species names and
-    percentages in the user's language."""
+    percentages in the user's language; each species links to its Wikipedia article, and an
+    unsure answer names the genus or family it is probably in (model_training/taxonomy.py)."""
     best = top5[0]
     if verdict == Verdict.SURE:
         species = f"<b>{escape(t.species(best.species))}</b>"
@@ -165,8 +195,11 @@ def top5_answer(
         verdict_line = t(VERDICT_LINES[verdict])
     lines = [escape(header), ""] if header else []
     lines += [verdict_line, ""]
+    group = group_of(top5, verdict)
+    if group is not None:
+        lines += [group_line(group, t), ""]
     for rank, score in enumerate(top5, 1):
-        lines.append(f"{rank}. {escape(t.species(score.species))}")
+        lines.append(f"{rank}. {species_link(score.species, t)}")
         lines.append(f"<code>{bar(score.confidence)}</code> {t.percent(score.confidence)}")
     lines += ["", t("Was I right? Tap the species:")]
     if recorded is not None:

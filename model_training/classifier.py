@@ -19,6 +19,7 @@ import tensorflow as tf
 from model_training.abstention import Verdict, VerdictRules, flower_scores
 from model_training.artifact import ModelArtifact, load_artifact
 from model_training.photos import INPUT_SIZE, Photo, decode_photo
+from model_training.taxonomy import Group, group_of
 
 TOP_K = 5
 
@@ -43,12 +44,20 @@ class Answer:
     # Every species' probability (n_classes,): what an album's answer combines.
     probabilities: np.ndarray | None = None
 
+    @property
+    def group(self) -> Group | None:
+        """The genus or family it is probably in when the species is unsure (taxonomy.py)."""
+        return group_of(self.top5, self.verdict)
+
     def as_json(self) -> dict[str, object]:
-        """What a front end shows: the verdict and the top-5 (no pixels, no features)."""
+        """What a front end shows: the verdict, the top-5 and the group, if any (no pixels, no
+        features)."""
+        group = self.group
         return {
             "verdict": self.verdict.value,
             "model_version": self.model_version,
             "top5": [asdict(score) for score in self.top5],
+            "group": None if group is None else group.as_json(),
         }
 
 

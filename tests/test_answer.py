@@ -14,7 +14,7 @@ from PIL import Image
 
 from model_training.abstention import MIN_PHOTO_SIDE, Verdict, VerdictRules
 from model_training.albums import Combine, combine
-from model_training.classifier import TOP_K, Answer
+from model_training.classifier import TOP_K, Answer, SpeciesScore
 from model_training.photos import INPUT_SIZE, decode_photo, read_photo
 
 RULES = VerdictRules(
@@ -140,8 +140,9 @@ def test_a_clear_flower_photo_is_named_for_sure(classifier, sample_photos) -> No
         [s.confidence for s in answer.top5], np.sort(probabilities)[::-1][:TOP_K], atol=1e-6
     )
     as_json = json.loads(json.dumps(answer.as_json()))
-    assert set(as_json) == {"verdict", "model_version", "top5"}
+    assert set(as_json) == {"verdict", "model_version", "top5", "group"}
     assert as_json["verdict"] == "sure" and as_json["model_version"] == answer.model_version
+    assert as_json["group"] is None  # sure of the species: no coarser answer
     assert as_json["top5"][0] == {
         "species": name,
         "index": label,
@@ -196,3 +197,31 @@ def test_mean_of_log_probabilities_favours_the_species_all_photos_agree_on() -> 
         assert combined.argmax() == 1
         assert combined.sum() == pytest.approx(1.0)
     assert combine(photos, Combine.MEAN) == pytest.approx([0.3, 0.45, 0.25])
+
+
+def test_an_unsure_answer_carries_its_group_in_json() -> None:
+    """model_training/taxonomy.py: two dahlias hold most of the confidence."""
+    answer = Answer(
+        top5=[
+            SpeciesScore("orange dahlia", 58, 0.45),
+            SpeciesScore("pink-yellow dahlia", 59, 0.30),
+            SpeciesScore("sunflower", 53, 0.10),
+            SpeciesScore("rose", 73, 0.05),
+            SpeciesScore("carnation", 30, 0.02),
+        ],
+        verdict=Verdict.NOT_SURE,
+        model_version="test",
+        features=np.zeros((1, 1280), np.float32),
+        image=np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8),
+        photo_size=(500, 400),
+        flower_score=3.0,
+    )
+    as_json = json.loads(json.dumps(answer.as_json()))
+    assert as_json["group"] == {
+        "level": "genus",
+        "name": "Dahlia",
+        "species": ["orange dahlia", "pink-yellow dahlia"],
+        "confidence": pytest.approx(0.75),
+    }
+    sure = Answer(**{**answer.__dict__, "verdict": Verdict.SURE})
+    assert sure.as_json()["group"] is None

@@ -230,6 +230,12 @@ def species_buttons(tg: FakeTelegram, message: dict) -> list[str]:
     return [b["text"] for row in tg.keyboard(message) for b in row][:-2]
 
 
+def sent_html(tg: FakeTelegram, message: dict) -> str:
+    """The HTML the bot sent for a message (the stored message holds the text a user sees)."""
+    calls = tg.calls("sendMessage")
+    return next(c.params["text"] for c in calls if c.ok and c.result == message)
+
+
 def ranked_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line[:2] in {"1.", "2.", "3.", "4.", "5."}]
 
@@ -277,6 +283,11 @@ async def test_photo_is_answered_with_top5_and_feedback_buttons(tg, bot, sample_
     assert lines[0] == f"🌼 I think this is {name.capitalize()}."
     assert lines[2] == f"1. {name.capitalize()}" and lines[3].endswith("%")
     assert len(ranked_lines(reply["text"])) == 5
+    # Each species links to its English Wikipedia article (model_training/taxonomy.py).
+    html = sent_html(tg, reply)
+    wikipedia = "https://en.wikipedia.org/w/index.php?search=Helianthus+annuus&amp;go=Go"
+    assert f'1. <a href="{wikipedia}">{name.capitalize()}</a>' in html
+    assert html.count('<a href="https://en.wikipedia.org/') == 5
     buttons = [b["text"] for row in tg.keyboard(reply) for b in row]
     assert buttons[0] == name.capitalize() and buttons[-2:] == ["None of these", "Not a flower"]
     assert len(buttons) == 7

@@ -52,7 +52,9 @@ def test_identify_json_names_the_right_species(tmp_path, sample_photos) -> None:
     assert [a["file"] for a in answers] == photos
     shipped_version = json.loads((SHIPPED_MODEL / "metadata.json").read_text())["version"]
     for answer in answers:
-        assert set(answer) == {"file", "verdict", "model_version", "top5"}
+        assert set(answer) == {"file", "verdict", "model_version", "top5", "group"}
+        if answer["verdict"] == "sure":
+            assert answer["group"] is None
         assert answer["model_version"] == shipped_version
         top5 = answer["top5"]
         assert len(top5) == 5
@@ -93,6 +95,11 @@ def test_identify_json_says_unknown_species_for_a_tulip(tmp_path) -> None:
     answer = json.loads(result.stdout)
     assert answer["verdict"] == "unknown_species"
     assert len(answer["top5"]) == 5
+    # Unsure of the species: a genus or family when one holds enough of the confidence.
+    group = answer["group"]
+    if group is not None:
+        assert group["level"] in {"genus", "family"} and len(group["species"]) >= 2
+        assert set(group["species"]) <= {s["species"] for s in answer["top5"]}
     text = flowerbot("identify", str(DATA / TULIP), cwd=tmp_path)
     assert "maybe a species I do not know yet" in text.stdout.splitlines()[0]
 

@@ -203,6 +203,9 @@ async def test_spanish_user_gets_a_spanish_answer(tg, bot, sample_photos, db) ->
     lines = reply["text"].splitlines()
     assert lines[0] == "🌼 Creo que es Girasol."
     assert lines[2] == "1. Girasol"
+    html = next(c.params["text"] for c in tg.calls("sendMessage") if c.ok and c.result == reply)
+    wikipedia = "https://es.wikipedia.org/w/index.php?search=Helianthus+annuus&amp;go=Go"
+    assert f'1. <a href="{wikipedia}">Girasol</a>' in html and "en.wikipedia" not in html
     stored = in_db(db, lambda s: s.get(Prediction, prediction_under(tg, reply)).top5)
     confidence = round(stored[0]["confidence"] * 100)
     assert lines[3].endswith(f" {confidence}{NBSP}%")
