@@ -264,8 +264,9 @@ async def label_all(
 ) -> LabellingStats:
     """Every user labels their photos (as `item.name`), one after the other; users run
     concurrently, with at most `concurrency` photos in flight. With 1 the users take turns
-    whole, one after another: the photos' ids, and so the gate's held-out fifth (every fifth id),
-    are the same on every run; with several in flight they follow the bot's timing."""
+    whole, one after another: the photos' ids, and so which photos the gate holds out (a keyed
+    hash of the id), are the same on every run; with several in flight they follow the bot's
+    timing."""
     stats = LabellingStats(users=sum(1 for items in dealt.values() if items))
     in_flight = asyncio.Semaphore(concurrency)
     started = time.perf_counter()

@@ -10,8 +10,8 @@ halves with a fixed seed. The real bot runs against the fake Bot API (as in benc
    "tulip" and taps "Record “Tulip” as a new species".
 2. The admin sends `/addspecies tulip` (automatic approval may have come first) and `/retrain`.
 3. The other half (the probe) is answered by the retraining's candidate (the newest model folder
-   in the registry, promoted or not: a few dozen held-out tulips are fewer than the 50 held-out
-   feedback photos the gate needs to promote anything) and by the shipped model.
+   in the registry, promoted or not: the gate needs 20 held-out feedback photos from 4 users to
+   promote anything, and 5 users' held-out tulips may be fewer) and by the shipped model.
 
 Prints the tables: teaching, the retraining's report, the probe's top-1 "tulip" and the verdicts,
 and the base held-out top-1 before and after.

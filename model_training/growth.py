@@ -2,8 +2,8 @@
 
 A retraining may be given more class names than the serving model knows: the new ones come
 last, and their rows are the users' photos labelled with them. A new species joins the model
-only once the candidate answers its held-out photos (the gate's fifth of the feedback, which
-never trains) right at least MIN_NEW_SPECIES_TOP1 of the time; otherwise it stays a candidate,
+only once the candidate answers its held-out photos (the gate's fifth or so of the feedback,
+which never trains) right at least MIN_NEW_SPECIES_TOP1 of the time; otherwise it stays a candidate,
 its rows weigh nothing in a second fit, and its output is cut from the head. The feature-space
 scores behind the verdicts (centroids, the honesty model's species means) grow with the head,
 from the same rows.

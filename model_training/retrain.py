@@ -7,14 +7,17 @@ in the README). Each user's photos together weigh at most `max_photos_per_user` 
 person labelling 200 sunflowers as roses counts like a handful of photos, and a user whose labels
 everyone else contradicts weighs nothing (contradicted_users).
 
-The gate measures what users meet. A fixed fifth of the feedback (by photo id) never trains; the
-candidate is promoted when it answers those photos better than the serving head by a paired
-test (exact McNemar, one-sided, p < 0.05, at least 50 photos) and loses at most one point of
-top-1 on the base held-out set.
+The gate measures what users meet. About a fifth of the feedback never trains: the photos whose
+id, hashed with a fixed key, falls in one fifth of the hash values (held_out), so which photos
+are held out does not depend on who sent which or in what order. The candidate is promoted when
+it answers those photos better than the serving head by a paired test (exact McNemar, one-sided,
+p < 0.05, at least 20 photos from at least 4 users) and loses at most one point of top-1 on the
+base held-out set.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import time
@@ -31,11 +34,24 @@ from model_training.growth import check_new_species, grown_scores, without_class
 from model_training.model import FEATURE_DIM, head_probabilities
 from model_training.train import RowRecipe, fit_rows
 
-HOLDOUT_EVERY = 5  # photo ids divisible by this are held out of training for the gate
-MIN_HELDOUT = 50  # held-out feedback photos needed before any candidate can be promoted
+HOLDOUT_EVERY = 5  # about one photo in this many is held out of training for the gate
+HOLDOUT_KEY = b"flowerbot gate hold-out v1"  # changing it changes which photos are held out
+# Before any candidate can be promoted: this many held-out feedback photos, from this many
+# distinct users. Each user's held-out photos count at most the per-user cap, and one user alone
+# never reaches MIN_HELDOUT_USERS.
+MIN_HELDOUT = 20
+MIN_HELDOUT_USERS = 4
 SIGNIFICANCE = 0.05
 MAX_BASE_DROP = 0.01  # base held-out top-1 may fall by at most one point
 CHANGED_SPECIES = 3  # species listed in the report
+
+
+def held_out(photo_id: int) -> bool:
+    """Whether the gate holds this photo out of training: a keyed hash of its id, the same for
+    a photo whoever sent it and whenever it arrived. Ids divisible by HOLDOUT_EVERY were chosen
+    before; users taking turns put all of those on a few of them (README)."""
+    digest = hashlib.blake2b(str(photo_id).encode(), key=HOLDOUT_KEY, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % HOLDOUT_EVERY == 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,7 @@ class RetrainRows:
     heldout_y: np.ndarray
     n_feedback_train: int
     users: np.ndarray  # who labelled each feedback training row (rows after the base's)
+    heldout_users: np.ndarray  # who labelled each held-out photo
 
 
 def retrain_rows(
@@ -71,21 +88,24 @@ def retrain_rows(
     users = np.empty(n_photos, np.int64)
     held_x = np.empty((n_photos // HOLDOUT_EVERY + 1, FEATURE_DIM), np.float16)
     held_y = np.empty(len(held_x), np.int64)
+    held_users = np.empty(len(held_x), np.int64)
     n_train = n_held = 0
     held_per_user: Counter[int] = Counter()
     # At most n_photos: labels that arrived after they were counted wait for the next run.
     for photo in itertools.islice(photos, n_photos):
         row = photo.features.mean(axis=0)
-        if photo.photo_id % HOLDOUT_EVERY == 0:
+        if held_out(photo.photo_id):
             # The gate's evidence is capped per user like training: one user's 200 labels must
             # not add up to a "significant" improvement on that user's own held-out photos.
             if held_per_user[photo.user_id] >= cap:
                 continue
             held_per_user[photo.user_id] += 1
-            if n_held == len(held_x):  # more held-out photos than a fifth: grow (rare)
+            if n_held == len(held_x):  # more held-out photos than a fifth: grow
                 held_x = np.resize(held_x, (2 * len(held_x), FEATURE_DIM))
                 held_y = np.resize(held_y, 2 * len(held_y))
+                held_users = np.resize(held_users, 2 * len(held_users))
             held_x[n_held], held_y[n_held] = row, photo.label
+            held_users[n_held] = photo.user_id
             n_held += 1
         else:
             x[n_base + n_train], y[n_base + n_train] = row, photo.label
@@ -94,7 +114,14 @@ def retrain_rows(
     w = np.concatenate([np.ones(n_base, np.float32), user_weights(users[:n_train], cap)])
     end = n_base + n_train
     return RetrainRows(
-        x[:end], y[:end], w, held_x[:n_held], held_y[:n_held], n_train, users[:n_train]
+        x[:end],
+        y[:end],
+        w,
+        held_x[:n_held],
+        held_y[:n_held],
+        n_train,
+        users[:n_train],
+        held_users[:n_held],
     )
 
 
@@ -182,6 +209,7 @@ def fit_candidate(
 class Scores:
     base_right: np.ndarray  # per base held-out photo: top-1 right
     feedback_right: np.ndarray  # per held-out feedback photo
+    feedback_users: np.ndarray  # who labelled each held-out feedback photo
 
     def summary(self) -> dict[str, object]:
         return {
@@ -190,13 +218,14 @@ class Scores:
             "feedback_top1": _mean(self.feedback_right),
             "feedback_ci": wilson(self.feedback_right),
             "feedback_holdout": len(self.feedback_right),
+            "feedback_holdout_users": len(np.unique(self.feedback_users)),
         }
 
 
 def score(head: keras.Model, base: BaseRows, rows: RetrainRows) -> Scores:
     base_probs = head_probabilities(head, base.heldout_x.astype(np.float32))
     feedback_right = _top1(head, rows.heldout_x) == rows.heldout_y
-    return Scores(base.heldout_y == base_probs.argmax(axis=1), feedback_right)
+    return Scores(base.heldout_y == base_probs.argmax(axis=1), feedback_right, rows.heldout_users)
 
 
 def _mean(right: np.ndarray) -> float:
@@ -234,11 +263,15 @@ def mcnemar(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
 
 
 def gate(before: Scores, after: Scores) -> tuple[bool, dict[str, object]]:
-    """Promote only when held-out feedback improves significantly and the base set holds."""
+    """Promote only when held-out feedback from enough users improves significantly and the base
+    set holds."""
     test = mcnemar(before.feedback_right, after.feedback_right)
     base_drop = _mean(before.base_right) - _mean(after.base_right)
+    n_users = len(np.unique(after.feedback_users))
     if len(after.feedback_right) < MIN_HELDOUT:
         reason = f"only {len(after.feedback_right)} held-out feedback photos (needs {MIN_HELDOUT})"
+    elif n_users < MIN_HELDOUT_USERS:
+        reason = f"held-out feedback from too few users: {n_users} (needs {MIN_HELDOUT_USERS})"
     elif not (test["difference"] > 0 and test["p_value"] < SIGNIFICANCE):
         reason = f"held-out feedback not better (McNemar p = {test['p_value']:.3f})"
     elif base_drop > MAX_BASE_DROP + 1e-9:  # exactly one point is allowed
@@ -309,7 +342,12 @@ def retrain(
         new_index = {old: new for new, old in enumerate(keep)}
         held = ~np.isin(rows.heldout_y, refused)
         heldout_y = np.array([new_index[int(y)] for y in rows.heldout_y[held]], np.int64)
-        rows = replace(rows, heldout_x=rows.heldout_x[held], heldout_y=heldout_y)
+        rows = replace(
+            rows,
+            heldout_x=rows.heldout_x[held],
+            heldout_y=heldout_y,
+            heldout_users=rows.heldout_users[held],
+        )
         class_names = [class_names[label] for label in keep]
     before_scores, after_scores = score(serving.head, base, rows), score(head, base, rows)
     promote, verdict = gate(before_scores, after_scores)

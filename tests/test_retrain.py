@@ -2,7 +2,7 @@
 and real training in a child process, from nothing but the model folder (its base.npz) and the
 database.
 
-Users label photos through the bot's buttons. A handful of labels is far from the 50 held-out
+Users label photos through the bot's buttons. A handful of labels is far from the 20 held-out
 feedback photos the gate needs, so every retraining here is recorded but not promoted; the
 learning experiment that does get a candidate promoted is tests/test_learning.py."""
 
@@ -38,7 +38,7 @@ from test_bot import (
 from bot.config import Settings
 from bot.services import Services
 from model_training.artifact import BASE_FILE, load_artifact
-from model_training.retrain import HOLDOUT_EVERY, MIN_HELDOUT
+from model_training.retrain import MIN_HELDOUT, held_out
 from storage import (
     Database,
     ModelStatus,
@@ -59,6 +59,7 @@ from storage import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 RETRAIN_TIMEOUT = 900
+FIRST_HELD_OUT = next(i for i in range(1, 100) if held_out(i))  # photo 9
 EARLIER = "oxford102-earlier"
 PERCENT_WITH_INTERVAL = r"\d+\.\d% \(\d+\.\d% to \d+\.\d%\)"
 
@@ -141,10 +142,11 @@ async def label(tg: FakeTelegram, sample_photos: list, n: int) -> None:
 
 
 def held_out_and_training(app: Application) -> tuple[int, int]:
-    """The labelled photos the gate holds out (id divisible by five) and those that train."""
+    """The labelled photos the gate holds out (model_training.retrain.held_out) and those that
+    train."""
     with database(app).session() as session:
         ids = [e.photo_id for e in labelled_examples(session)]
-    held = sum(1 for i in ids if i % HOLDOUT_EVERY == 0)
+    held = sum(1 for i in ids if held_out(i))
     return held, len(ids) - held
 
 
@@ -250,7 +252,7 @@ async def test_a_retraining_already_running_elsewhere_is_not_started_twice(tg, b
 
 
 async def test_a_killed_retraining_leaves_everything_consistent(tg, bot, sample_photos):
-    await label(tg, sample_photos, HOLDOUT_EVERY)  # photo 5 held out: the run can score
+    await label(tg, sample_photos, FIRST_HELD_OUT)  # the last one held out: the run can score
     replies = asyncio.create_task(command(tg, ADMIN, "retrain", n=2))
     for _ in range(600):
         if svc(bot).retrain_process is not None:
@@ -265,12 +267,12 @@ async def test_a_killed_retraining_leaves_everything_consistent(tg, bot, sample_
     with database(bot).session() as session:
         assert lock_holder(session) is None
         assert [v.version for v in list_versions(session)] == [SHIPPED_VERSION]
-        assert new_labels_since_last_run(session) == HOLDOUT_EVERY  # not counted as seen
+        assert new_labels_since_last_run(session) == FIRST_HELD_OUT  # not counted as seen
     registry = Path(svc(bot).settings.model_registry_dir)
     assert not registry.exists() or not any(registry.iterdir())  # not even a staging folder
 
     report = (await command(tg, ADMIN, "retrain", n=2))[1]
-    assert "not promoted: only 1 held-out feedback photos (needs 50)" in report, report
+    assert "not promoted: only 1 held-out feedback photos (needs 20)" in report, report
     with database(bot).session() as session:
         assert lock_holder(session) is None
         assert [v.status for v in list_versions(session)] == [
@@ -282,7 +284,7 @@ async def test_a_killed_retraining_leaves_everything_consistent(tg, bot, sample_
 
 async def test_scheduler_retrains_only_once_enough_new_labels_arrived(tg, tmp_path, sample_photos):
     settings = retrain_settings(
-        tg, tmp_path, retrain_cron="* * * * *", retrain_min_new_labels=HOLDOUT_EVERY
+        tg, tmp_path, retrain_cron="* * * * *", retrain_min_new_labels=FIRST_HELD_OUT
     )
     app = await running(settings)
     try:
@@ -297,12 +299,12 @@ async def test_scheduler_retrains_only_once_enough_new_labels_arrived(tg, tmp_pa
         with database(app).session() as session:
             assert len(list_versions(session)) == 1 and lock_holder(session) is None
 
-        await label(tg, sample_photos, HOLDOUT_EVERY - 1)
+        await label(tg, sample_photos, FIRST_HELD_OUT - 1)
         await scheduled_run()  # one label short: skipped
         with database(app).session() as session:
             assert len(list_versions(session)) == 1 and lock_holder(session) is None
 
-        await label(tg, sample_photos[HOLDOUT_EVERY - 1 :], 1)
+        await label(tg, sample_photos[FIRST_HELD_OUT - 1 :], 1)
         await scheduled_run()
         for _ in range(RETRAIN_TIMEOUT):  # until the run has recorded its candidate
             with database(app).session() as session:

@@ -1,7 +1,7 @@
 """Retraining's building blocks without the bot: the database lock, the rows a retraining trains
-on (base first, then the feedback that trains; a fixed fifth held out; each user capped), the
-statistics of the gate, the gate itself, and the labels stored by the bot arriving unchanged as
-training rows (and an excluded user's not at all)."""
+on (base first, then the feedback that trains; about a fifth held out by a keyed hash of the
+photo id; each user capped), the statistics of the gate, the gate itself, and the labels stored
+by the bot arriving unchanged as training rows (and an excluded user's not at all)."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ from model_training.model import FEATURE_DIM
 from model_training.retrain import (
     HOLDOUT_EVERY,
     MIN_HELDOUT,
+    MIN_HELDOUT_USERS,
     LabelledPhoto,
     RetrainRows,
     Scores,
     changed_species,
     contradicted_users,
     gate,
+    held_out,
     mcnemar,
     retrain,
     retrain_rows,
@@ -110,11 +112,11 @@ def test_the_lock_is_exclusive_and_expires(tmp_path):
 
 def test_rows_are_base_first_then_the_feedback_that_trains():
     base = tiny_base(n_train=3)
-    labelled = photos(list(range(1, 13)))  # ids 5 and 10 are held out
+    labelled = photos(list(range(1, 13)))  # ids 9 and 12 are held out
     rows = retrain_rows(base, iter(labelled), len(labelled), cap=100)
-    trains = [p for p in labelled if p.photo_id % HOLDOUT_EVERY]
-    held = [p for p in labelled if not p.photo_id % HOLDOUT_EVERY]
-    assert [p.photo_id for p in held] == [5, 10]
+    trains = [p for p in labelled if not held_out(p.photo_id)]
+    held = [p for p in labelled if held_out(p.photo_id)]
+    assert [p.photo_id for p in held] == [9, 12]
 
     assert rows.n_feedback_train == len(trains) == 10
     assert len(rows.x) == len(rows.y) == len(rows.w) == 3 + 10
@@ -126,23 +128,65 @@ def test_rows_are_base_first_then_the_feedback_that_trains():
     assert rows.w.tolist() == [1.0] * 13  # nobody is over the cap
     np.testing.assert_array_equal(rows.heldout_x, [as_row(p) for p in held])
     assert rows.heldout_y.tolist() == [p.label for p in held]
+    assert rows.heldout_users.tolist() == [ALICE, ALICE]
 
 
-def test_held_out_photos_are_those_with_ids_divisible_by_five():
+def test_held_out_photos_are_chosen_by_a_keyed_hash_of_the_id():
+    # Pinned: a change of key or rule would change which stored photos are held out.
+    assert [i for i in range(1, 41) if held_out(i)] == [9, 12, 14, 24, 27, 29, 37, 40]
+    assert sum(held_out(i) for i in range(1, 100_001)) == 20_038  # a fifth, give or take
     labelled = photos(list(range(1, 101)))
     rows = retrain_rows(tiny_base(), labelled, len(labelled), cap=100)
-    assert (rows.n_feedback_train, len(rows.heldout_y)) == (80, 20)
-    held = [as_row(p) for p in labelled if p.photo_id % 5 == 0]
+    assert (rows.n_feedback_train, len(rows.heldout_y)) == (81, 19)
+    held = [as_row(p) for p in labelled if held_out(p.photo_id)]
     np.testing.assert_array_equal(rows.heldout_x, held)
+
+
+def test_which_photos_are_held_out_does_not_depend_on_the_order_they_arrive():
+    labelled = [
+        LabelledPhoto(i, 100 + i % 7, np.full((VIEWS, FEATURE_DIM), i, np.float32), i % 3)
+        for i in range(1, 301)
+    ]
+    shuffled = [labelled[k] for k in np.random.default_rng(0).permutation(len(labelled))]
+    in_order = retrain_rows(tiny_base(), labelled, len(labelled), cap=100)
+    mixed = retrain_rows(tiny_base(), shuffled, len(shuffled), cap=100)
+    # Each row is its photo id repeated: the held-out ids, in whatever order they came.
+    ids = sorted(in_order.heldout_x[:, 0].astype(int).tolist())
+    assert ids == sorted(mixed.heldout_x[:, 0].astype(int).tolist())
+    assert ids == [i for i in range(1, 301) if held_out(i)] and len(ids) == 76
+    assert in_order.n_feedback_train == mixed.n_feedback_train == 224
+    # Under the cap the order only decides which of a user's held-out photos count, not how many.
+    capped = [retrain_rows(tiny_base(), p, len(p), cap=5) for p in (labelled, shuffled)]
+    counts = [np.unique(rows.heldout_users, return_counts=True) for rows in capped]
+    assert counts[0][0].tolist() == counts[1][0].tolist() == list(range(100, 107))
+    assert counts[0][1].tolist() == counts[1][1].tolist() == [5] * 7
+
+
+def test_users_taking_turns_are_all_held_out():
+    """40 users, one photo each in a round, 669 photos: ids divisible by five fell on 8 users,
+    whose cap left 40 held-out photos; the keyed hash spreads them over all 40."""
+    labelled = [
+        LabelledPhoto(i, 1000 + (i - 1) % 40, np.zeros((VIEWS, FEATURE_DIM), np.float32), 0)
+        for i in range(1, 670)
+    ]
+    by_id = {(i - 1) % 40 for i in range(1, 670) if i % HOLDOUT_EVERY == 0}
+    assert len(by_id) == 8  # the old choice
+    rows = retrain_rows(tiny_base(), labelled, len(labelled), cap=5)
+    users, counts = np.unique(rows.heldout_users, return_counts=True)
+    assert len(users) == 40 and counts.min() == 1 and counts.max() == 5
+    assert len(rows.heldout_y) == 145  # 151 held out, 6 over a user's cap
+    assert rows.n_feedback_train == 669 - 151
 
 
 def test_more_held_out_photos_than_a_fifth_still_fit():
     # Every one held out, each from another user (one user's held-out photos stop at the cap).
-    labelled = [p for k in range(1, 13) for p in photos([5 * k], user_id=100 + k, seed=k)]
+    held_ids = [i for i in range(1, 100) if held_out(i)][:12]
+    labelled = [p for k, i in enumerate(held_ids) for p in photos([i], user_id=100 + k, seed=k)]
     rows = retrain_rows(tiny_base(n_train=3), labelled, len(labelled), cap=5)
     assert rows.n_feedback_train == 0 and len(rows.x) == len(rows.w) == 3
     np.testing.assert_array_equal(rows.heldout_x, [as_row(p) for p in labelled])
     assert rows.heldout_y.tolist() == [p.label for p in labelled]
+    assert rows.heldout_users.tolist() == list(range(100, 112))
 
 
 def test_no_labels_yet_gives_the_base_rows_alone():
@@ -154,17 +198,17 @@ def test_no_labels_yet_gives_the_base_rows_alone():
 
 
 def test_one_user_with_200_photos_weighs_as_much_as_the_cap():
-    eve = photos(list(range(1, 201)), user_id=EVE)
-    alice = photos([201, 202, 203], user_id=ALICE, seed=2)
+    eve = photos(list(range(1, 201)), user_id=EVE)  # 48 of them held out
+    alice = photos([201, 203, 204], user_id=ALICE, seed=2)  # none held out
     rows = retrain_rows(tiny_base(n_train=3), eve + alice, 203, cap=5)
-    assert rows.n_feedback_train == 160 + 3
-    eve_weights, alice_weights = rows.w[3 : 3 + 160], rows.w[3 + 160 :]
+    assert rows.n_feedback_train == 152 + 3
+    eve_weights, alice_weights = rows.w[3 : 3 + 152], rows.w[3 + 152 :]
     assert eve_weights.sum() == pytest.approx(5)
-    np.testing.assert_allclose(eve_weights, 5 / 160)
+    np.testing.assert_allclose(eve_weights, 5 / 152)
     assert alice_weights.tolist() == [1.0, 1.0, 1.0]
     assert rows.w[:3].tolist() == [1.0, 1.0, 1.0]  # the base rows are never down-weighted
-    # Eve's 40 held-out photos count as 5 for the gate: one user cannot carry a promotion.
-    assert len(rows.heldout_y) == 5
+    # Eve's 48 held-out photos count as 5 for the gate: one user cannot carry a promotion.
+    assert len(rows.heldout_y) == 5 and rows.heldout_users.tolist() == [EVE] * 5
 
 
 def test_user_weights_cap_each_users_total():
@@ -234,15 +278,47 @@ def test_mcnemar_agrees_with_scipys_exact_binomial_test():
 # -- the gate ------------------------------------------------------------------------------------
 
 
-def scores(base: np.ndarray, feedback: np.ndarray) -> Scores:
-    return Scores(base_right=base, feedback_right=feedback)
+def scores(base: np.ndarray, feedback: np.ndarray, users: int = 10) -> Scores:
+    """Held-out feedback photos from `users` users, dealt in turn."""
+    return Scores(
+        base_right=base, feedback_right=feedback, feedback_users=np.arange(len(feedback)) % users
+    )
 
 
 def test_gate_needs_enough_held_out_feedback():
     before, after = paired(MIN_HELDOUT - 1, 0)  # every single one gained, still too few
     promote, details = gate(scores(right(90, 100), before), scores(right(90, 100), after))
     assert not promote
-    assert details["reason"] == f"only {MIN_HELDOUT - 1} held-out feedback photos (needs 50)"
+    assert details["reason"] == f"only {MIN_HELDOUT - 1} held-out feedback photos (needs 20)"
+
+
+def test_gate_needs_held_out_feedback_from_four_users():
+    before, after = paired(MIN_HELDOUT, 0)  # 20 photos, every one gained: p = 1e-6
+    three = gate(scores(right(90, 100), before, 3), scores(right(90, 100), after, 3))
+    assert not three[0]
+    assert three[1]["reason"] == "held-out feedback from too few users: 3 (needs 4)"
+    four = gate(scores(right(90, 100), before, 4), scores(right(90, 100), after, 4))
+    assert four[0] and four[1]["reason"] == "promoted" and MIN_HELDOUT_USERS == 4
+
+
+def test_one_user_alone_is_never_promoted():
+    """Eve labels 1,000 photos, and the candidate gets every held-out one right that the serving
+    model got wrong: under the cap her held-out photos are 5, and with no cap at all (an admin's
+    RETRAIN_MAX_PHOTOS_PER_USER of 1,000) they are one user's."""
+    eve = [
+        LabelledPhoto(i, EVE, np.zeros((VIEWS, FEATURE_DIM), np.float32), 0) for i in range(1, 1001)
+    ]
+    for cap, reason in (
+        (5, "only 5 held-out feedback photos (needs 20)"),
+        (1000, "held-out feedback from too few users: 1 (needs 4)"),
+    ):
+        rows = retrain_rows(tiny_base(), eve, len(eve), cap=cap)
+        n = len(rows.heldout_y)
+        before = Scores(right(90, 100), np.zeros(n, bool), rows.heldout_users)
+        after = Scores(right(90, 100), np.ones(n, bool), rows.heldout_users)
+        promote, details = gate(before, after)
+        assert not promote and details["reason"] == reason, (cap, n)
+    assert n == 213 and details["p_value"] < 1e-60  # evidence enough, from one person
 
 
 def test_gate_promotes_a_significant_gain_that_keeps_the_base_set():
@@ -365,6 +441,27 @@ def tiny_model() -> tuple[ModelArtifact, BaseRows, np.ndarray]:
     return ModelArtifact(head, ["a", "b", "c"], metadata, centroids, base), base, x
 
 
+def test_users_taking_turns_get_a_better_candidate_promoted():
+    """The round robin above, through the whole retraining: 40 users label photos of three
+    regions the base set lacks (like Flickr photos of known species), one photo each in turn."""
+    serving, base, _ = tiny_model()
+    rng = np.random.default_rng(7)
+    regions = rng.normal(0, 1, (3, FEATURE_DIM))
+    labelled = []
+    for i in range(1, 670):
+        label = i % 3
+        features = regions[label] + rng.normal(0, 0.1, (VIEWS, FEATURE_DIM))
+        labelled.append(LabelledPhoto(i, 1000 + (i - 1) % 40, features.astype(np.float32), label))
+    rows = retrain_rows(base, labelled, len(labelled), cap=5)
+    result = retrain(serving, base, rows, "tiny-turns")
+    assert result.promote, result.gate
+    assert result.gate["reason"] == "promoted" and result.gate["contradicted_users"] == 0
+    assert (result.after["feedback_holdout"], result.after["feedback_holdout_users"]) == (145, 40)
+    assert result.before["feedback_top1"] < 0.5 and result.after["feedback_top1"] == 1.0
+    assert result.gate["lost"] == 0 and result.gate["p_value"] < 1e-20
+    assert result.after["base_heldout_top1"] == result.before["base_heldout_top1"] == 1.0
+
+
 def test_scores_are_per_photo_on_both_held_out_sets():
     serving, base, x = tiny_model()
     labelled = [
@@ -374,14 +471,15 @@ def test_scores_are_per_photo_on_both_held_out_sets():
     rows = retrain_rows(base, labelled, len(labelled), cap=5)
     measured = score(serving.head, base, rows)
     assert measured.base_right.shape == base.heldout_y.shape and measured.base_right.all()
-    assert measured.feedback_right.shape == (4,)  # photos 5, 10, 15 and 20
+    assert measured.feedback_right.shape == (3,)  # photos 9, 12 and 14
     summary = measured.summary()
-    assert summary["base_heldout_top1"] == 1.0 and summary["feedback_holdout"] == 4
+    assert summary["base_heldout_top1"] == 1.0 and summary["feedback_holdout"] == 3
+    assert summary["feedback_holdout_users"] == 1
 
 
 def test_scores_without_held_out_feedback():
-    """Fewer than five labelled photos (or none) hold none out: the gate then says "only 0
-    held-out feedback photos", rather than the scoring failing."""
+    """Photos 1 to 3 are none of them held out: the gate then says "only 0 held-out feedback
+    photos", rather than the scoring failing."""
     serving, base, _ = tiny_model()
     rows = retrain_rows(base, photos([1, 2, 3]), 3, cap=5)
     measured = score(serving.head, base, rows)
@@ -400,8 +498,9 @@ def test_retrain_fits_a_candidate_and_keeps_what_the_folder_needs(tmp_path):
     rows = retrain_rows(base, labelled, len(labelled), cap=10)
     result = retrain(serving, base, rows, "tiny-r1")
     assert not result.promote  # 6 held-out photos are far too few to judge
-    assert result.gate["reason"] == "only 6 held-out feedback photos (needs 50)"
+    assert result.gate["reason"] == "only 6 held-out feedback photos (needs 20)"
     assert result.after["feedback_train"] == 24 and result.after["feedback_holdout"] == 6
+    assert result.after["feedback_holdout_users"] == 2
     assert result.after["base_heldout_top1"] == 1.0
     assert set(result.before) == {
         "base_heldout_top1",
@@ -409,6 +508,7 @@ def test_retrain_fits_a_candidate_and_keeps_what_the_folder_needs(tmp_path):
         "feedback_top1",
         "feedback_ci",
         "feedback_holdout",
+        "feedback_holdout_users",
     }
     meta = result.candidate.metadata
     assert meta.version == "tiny-r1" and meta.recipe["retrained_from"] == "tiny-v1"
@@ -472,23 +572,24 @@ def build_rows(db: Database, base: BaseRows, cap: int) -> RetrainRows:
 
 def test_an_excluded_users_labels_never_reach_the_training_rows(tmp_path):
     rng = np.random.default_rng(0)
-    alice = list(rng.random((8, VIEWS, FEATURE_DIM), dtype=np.float32))
+    alice = list(rng.random((10, VIEWS, FEATURE_DIM), dtype=np.float32))
     eve = list(rng.random((12, VIEWS, FEATURE_DIM), dtype=np.float32))
-    db = labelled_db(tmp_path, {ALICE: alice, EVE: eve})  # Alice: photos 1-8, Eve: 9-20
+    db = labelled_db(tmp_path, {ALICE: alice, EVE: eve})  # Alice: photos 1-10, Eve: 11-22
     base = tiny_base(n_train=3)
     eve_rows = {as_row(LabelledPhoto(0, EVE, f, 0)).tobytes() for f in eve}
 
     everyone = build_rows(db, base, cap=100)
-    assert everyone.n_feedback_train == 16 and len(everyone.heldout_y) == 4
+    assert everyone.n_feedback_train == 19 and len(everyone.heldout_y) == 3
+    assert everyone.heldout_users.tolist() == [ALICE, EVE, EVE]
     trained = {row.tobytes() for row in everyone.x[3:]}
-    assert len(trained & eve_rows) == 9  # her photos 10, 15 and 20 are held out
+    assert len(trained & eve_rows) == 10  # her photos 12 and 14 are held out
 
     with db.session() as session:
         assert set_excluded(session, EVE, True)
     excluded = build_rows(db, base, cap=100)
     db.dispose()
-    alice_trains = [f for n, f in enumerate(alice, start=1) if n % HOLDOUT_EVERY]
-    assert excluded.n_feedback_train == len(alice_trains) == 7
+    alice_trains = [f for n, f in enumerate(alice, start=1) if not held_out(n)]
+    assert excluded.n_feedback_train == len(alice_trains) == 9
     np.testing.assert_array_equal(excluded.x[:3], base.train_x)
     np.testing.assert_array_equal(
         excluded.x[3:], [as_row(LabelledPhoto(0, ALICE, f, 0)) for f in alice_trains]
@@ -496,9 +597,10 @@ def test_an_excluded_users_labels_never_reach_the_training_rows(tmp_path):
     assert not {row.tobytes() for row in excluded.x} & eve_rows
     assert not {row.tobytes() for row in excluded.heldout_x} & eve_rows
     np.testing.assert_array_equal(
-        excluded.heldout_x, [as_row(LabelledPhoto(0, ALICE, alice[4], 0))]
+        excluded.heldout_x,
+        [as_row(LabelledPhoto(0, ALICE, alice[8], 0))],  # photo 9
     )
-    assert len(excluded.w) == 3 + 7
+    assert len(excluded.w) == 3 + 9
 
 
 # -- labels that everyone else contradicts ----------------------------------------------------
@@ -524,7 +626,7 @@ def test_a_user_whose_labels_everyone_contradicts_is_found():
     def label(user: int, species_seen: int, label_given: int, n: int) -> None:
         nonlocal photo_id
         for row in clustered(n, species_seen, rng):
-            if photo_id % HOLDOUT_EVERY == 0:  # keep every photo in training
+            while held_out(photo_id):  # keep every photo in training
                 photo_id += 1
             labelled.append(LabelledPhoto(photo_id, user, np.tile(row, (VIEWS, 1)), label_given))
             photo_id += 1
