@@ -39,8 +39,8 @@ from PIL import Image
 
 from model_training.albums import CHOSEN, Combine, album_answer, combine
 from model_training.classifier import FlowerClassifier
-from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.data import PhotoSet, read_split
+from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.features import FeatureCache, split_features
 from model_training.heldout import heldout_ids
 from model_training.model import head_probabilities

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from model_training.artifact import load_artifact, load_base_rows
-from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
+from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.features import FeatureCache
 from model_training.model import head_probabilities
 from model_training.realworld import read_realworld

@@ -31,8 +31,8 @@ import numpy as np
 from model_training.abstention import Verdict, VerdictRules, unsure_cut
 from model_training.artifact import load_base_rows
 from model_training.classifier import FlowerClassifier
-from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.data import read_split
+from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.features import FeatureCache, split_features
 from model_training.heldout import heldout_ids
 from model_training.honesty import SpeciesSpace, fit_species_space, unknown_species_cut

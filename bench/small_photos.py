@@ -41,8 +41,8 @@ from tqdm import tqdm
 
 from model_training.abstention import Verdict, VerdictRules
 from model_training.classifier import FlowerClassifier
-from model_training.cli import DEFAULT_MODEL_DIR
 from model_training.data import UNLABELLED, read_split
+from model_training.defaults import DEFAULT_MODEL_DIR
 from model_training.photos import decode_photo
 
 SIZES = (96, 128, 160, 192, 224)

@@ -31,8 +31,8 @@ import numpy as np
 from model_training.abstention import Verdict
 from model_training.artifact import load_base_rows
 from model_training.classifier import FlowerClassifier, SpeciesScore
-from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.data import content_hash, read_split
+from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.features import FeatureCache, cached_features, split_features
 from model_training.model import head_probabilities
 from model_training.realworld import UNKNOWN_CLASS, read_realworld

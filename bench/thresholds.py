@@ -25,8 +25,8 @@ from PIL import Image
 
 from model_training.abstention import Verdict
 from model_training.classifier import FlowerClassifier
-from model_training.cli import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.data import PhotoSet, read_split
+from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.features import FeatureCache, split_features
 from model_training.model import head_probabilities
 from model_training.photos import Photo, read_photo

@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
 from bot.i18n import N_
-from model_training import defaults
 from model_training.abstention import Verdict
+from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.native_logs import filter_native_logs
-
-DEFAULT_MODEL_DIR = Path(os.environ.get("MODEL_DIR", defaults.SHIPPED_MODEL_DIR))
-DEFAULT_CACHE_DIR = Path(os.environ.get("FEATURE_CACHE_DIR", defaults.FEATURE_CACHE_DIR))
 
 
 def main(argv: list[str] | None = None) -> int:

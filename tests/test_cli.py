@@ -196,7 +196,8 @@ def test_missing_backbone_weights_are_named_in_one_line(tmp_path, sample_photos)
 
 def test_model_and_feature_cache_defaults_follow_the_environment(tmp_path) -> None:
     show = (
-        "from model_training import cli; print(cli.DEFAULT_MODEL_DIR); print(cli.DEFAULT_CACHE_DIR)"
+        "from model_training import defaults; "
+        "print(defaults.DEFAULT_MODEL_DIR); print(defaults.DEFAULT_CACHE_DIR)"
     )
 
     def defaults(**env: str) -> list[str]:
