@@ -22,7 +22,7 @@ $(KERAS_HOME)/models/$(WEIGHTS):
 
 setup: $(BIN)/flowerbot $(KERAS_HOME)/models/$(WEIGHTS)
 
-# The bot's languages (README "Languages"). `messages` after changing a text: extract them all
+# The bot's languages (docs/languages.md). `messages` after changing a text: extract them all
 # into the template (`t` is a translator, N_ marks a constant), then update each catalogue.
 # Nothing is compiled: the bot reads the .po files themselves (bot/i18n.py).
 LOCALES := bot/locales
@@ -47,7 +47,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The web page (web/README.md): the TF.js converter in its own venv, TF.js from npm, and the
+# The web page (docs/web.md): the TF.js converter in its own venv, TF.js from npm, and the
 # browser test and benchmark (they also need Debian's chromium: apt-get install -y chromium).
 .PHONY: web-setup web test-web bench-web
 WEB_VENV ?= .venv-web

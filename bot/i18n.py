@@ -2,7 +2,7 @@
 
 Texts are written in English in the code and marked for extraction (`N_` for module constants,
 `t(...)` where they are used); bot/locales/messages.pot lists them and each language has its
-catalogue, bot/locales/<code>/LC_MESSAGES/messages.po (README "Languages"). The bot reads the
+catalogue, bot/locales/<code>/LC_MESSAGES/messages.po (docs/languages.md). The bot reads the
 .po itself and compiles it in memory, so every kind of install (a checkout, `pip install .`, a
 wheel, the Docker image) has what it needs with no build step. It costs about 35 ms once per
 process (measured: importing Babel's reader 12 ms, reading and compiling the 86 Spanish texts

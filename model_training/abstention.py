@@ -4,7 +4,7 @@ only place that compares a score with them.
 
 Too small: a photo whose short side is below `min_photo_side` pixels has lost the detail that
 tells species apart, and its features drift away from every species' centroid, so it would be
-called "not a flower". Measured by bench/small_photos.py (README, "Small photos").
+called "not a flower". Measured by bench/small_photos.py (docs/honesty.md, "Small photos").
 
 Not a flower: the log-odds of a flower/non-flower logistic regression on the backbone features
 (model_training/honesty.py), fitted on Oxford and real-world flowers against real non-flower

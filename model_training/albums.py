@@ -4,7 +4,7 @@ Each photo is answered on its own first (model_training/classifier.py); the phot
 a flower are then combined into one top-5 and one verdict. Photos that do not look like a flower
 are left out and named, so one photo of the pot does not drag the answer down.
 
-The combining rule was chosen on Oxford val by bench/albums.py (README, "Albums"): the mean of
+The combining rule was chosen on Oxford val by bench/albums.py (docs/albums.md): the mean of
 the photos' log-probabilities (a product of independent opinions: one confident photo counts
 for more than several unsure ones) against the mean of their probabilities.
 """

@@ -1,5 +1,5 @@
 """The base held-out set: a fixed number of Oxford test photos per species that no product model
-ever trains on. The gate and the README's "base held-out" figures are measured on it.
+ever trains on. The gate and the "base held-out" figures of docs/results.md are measured on it.
 
 The list ships with the package (splits/oxford102-heldout.csv, column `id`: the photos' TFRecord
 ids) so every model, retraining and benchmark uses the same photos. It was written once by

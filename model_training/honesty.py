@@ -60,8 +60,8 @@ class SpeciesSpace:
     second discounts what makes a photo unusual for any flower (light, framing) and keeps what
     sets it apart from every species; on a leave-10-species-out run it let 19.5% of the unknown
     species' photos through as 'sure' where the plain distance let 37.3% through, at the same
-    cost to known species. On root-normalised rows, with the confidence term, 8.6% (README,
-    "Honest answers")."""
+    cost to known species. On root-normalised rows, with the confidence term, 8.6%
+    (docs/honesty.md)."""
 
     whitening: np.ndarray  # (dim, directions): z = species_rows(x) @ whitening
     means: np.ndarray  # (n_classes, directions): each species' mean, whitened

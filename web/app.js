@@ -157,7 +157,7 @@ async function loadModel() {
 // The rules' feature-space scores, as model_training/honesty.py computes them from a photo's
 // features (mean over its views), with the arrays web/export.py writes to honesty.bin (the
 // worker reads them from the graph model's weights, a weight group no graph node reads). Plain
-// JavaScript in float64: two 1280 x 256 products an answer, 0.9 to 1.4 ms here (web/README.md).
+// JavaScript in float64: two 1280 x 256 products an answer, 0.9 to 1.4 ms here (docs/web.md).
 // `described` (metadata.honesty) says which scores and how; an older export's species score
 // has no root_normalised and confidence_weight: the raw features and the distance alone.
 function featureScores(arrays, described) {

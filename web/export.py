@@ -15,7 +15,7 @@
 
 The converter (the `tensorflowjs` pip package) lives in its own virtual environment, `.venv-web`
 (`make web-setup`): it pins packages the project does not want in its own environment (see
-web/README.md). This module only writes a SavedModel and runs the converter's command.
+docs/web.md). This module only writes a SavedModel and runs the converter's command.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def save_serving_model(artifact: ModelArtifact, folder: str | Path) -> None:
     `view` is int32 (V,): positions in `metadata.serve_views`. With every position (0..V-1) the
     graph computes what `artifact.composed()` does (the same crops and flips, backbone, head,
     probabilities averaged over the views); the page's live camera asks for one view per frame
-    and averages over frames instead (web/README.md).
+    and averages over frames instead (docs/web.md).
     """
     import keras
     import tensorflow as tf

@@ -1,5 +1,5 @@
 // Python's photos.load_photo in the browser, so the page feeds the model the same pixels:
-// Pillow's JPEG draft decode and its Lanczos resize (web/README.md has the measurements).
+// Pillow's JPEG draft decode and its Lanczos resize (docs/web.md has the measurements).
 
 /**
  * Decode a photo as Pillow does: EXIF orientation applied, no colour-profile conversion, and a
