@@ -52,6 +52,7 @@ COPY docker/healthcheck.py /opt/healthcheck.py
 # model; compiled here because the bot's user cannot write __pycache__ into /app.
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY flowerbot flowerbot
 COPY bot bot
 COPY model_training model_training
 COPY storage storage
@@ -59,7 +60,7 @@ COPY storage storage
 COPY web/*.py web/*.html web/*.js web/*.css web/
 # The bot reads its catalogues' .po files itself: nothing to compile for them.
 RUN pip install --no-deps --no-build-isolation --editable . \
-    && python -m compileall -q bot model_training storage web \
+    && python -m compileall -q flowerbot bot model_training storage web \
     && rm -rf build *.egg-info
 
 # The database and retrained model versions live on the volume.

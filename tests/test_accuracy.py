@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from conftest import OXFORD, ROOT, SHARED, SHIPPED_MODEL
 
+from flowerbot.cli import main
 from model_training import defaults
 from model_training.artifact import load_artifact, load_base_rows
-from model_training.cli import main
 from model_training.features import FeatureCache
 from model_training.heldout import PER_SPECIES, heldout_ids
 from model_training.honesty import load_honesty

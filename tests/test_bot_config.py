@@ -80,7 +80,7 @@ def test_missing_or_malformed_token_fails_with_one_clear_line(tmp_path):
     for token, expected in ((None, "not set"), ("not-a-token", "does not look like")):
         run_env = env if token is None else {**env, "TELEGRAM_BOT_TOKEN": token}
         result = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "bot"],
+            [sys.executable, "-m", "flowerbot", "bot"],
             capture_output=True,
             text=True,
             env=run_env,
@@ -118,7 +118,7 @@ def test_retraining_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
 # `flowerbot bot`, with a stand-in for the installed catalogue folder when one is given.
 START = """import pathlib, sys
 from bot import i18n
-from bot.cli import main
+from flowerbot.cli import main
 if len(sys.argv) > 1:
     i18n.LOCALES = pathlib.Path(sys.argv[1])
 sys.exit(main(["bot"]))

@@ -142,7 +142,7 @@ def test_empty_incomplete_or_invalid_model_folders_are_named_in_one_line(
     tmp_path, capsys, sample_photos
 ) -> None:
     """In this process: the CLI's own dispatch, without a TensorFlow start-up for each case."""
-    from model_training.cli import dispatch, parser
+    from flowerbot.cli import dispatch, parser
 
     metadata = (SHIPPED_MODEL / "metadata.json").read_text()
     cases = {
@@ -162,7 +162,7 @@ def test_empty_incomplete_or_invalid_model_folders_are_named_in_one_line(
         folder.mkdir()
         for file, text in files.items():
             (folder / file).write_text(text)
-        code = dispatch(parser()[0], ["identify", "--model", str(folder), str(sample_photos[0][0])])
+        code = dispatch(parser(), ["identify", "--model", str(folder), str(sample_photos[0][0])])
         out, err = capsys.readouterr()
         assert (code, out) == (1, ""), name
         (line,) = err.splitlines()
@@ -223,10 +223,10 @@ def test_model_and_feature_cache_defaults_follow_the_environment(tmp_path) -> No
 
 
 def test_an_unknown_recipe_is_named_on_stderr(tmp_path, capsys) -> None:
-    from model_training.cli import dispatch, parser
+    from flowerbot.cli import dispatch, parser
 
     argv = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--recipe", "magic"]
-    assert dispatch(parser()[0], argv) == 2
+    assert dispatch(parser(), argv) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("flowerbot: unknown recipe 'magic' (choose product, default, ")

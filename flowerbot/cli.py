@@ -1,10 +1,15 @@
-"""`flowerbot`: train, evaluate and identify from the command line."""
+"""The `flowerbot` command: train, evaluate, identify, the web page and the Telegram bot.
+
+It sits above every other package (bot, model_training, storage, web) and none of them
+imports it. Each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -13,10 +18,16 @@ from model_training.abstention import Verdict
 from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.native_logs import filter_native_logs
 
+# What `flowerbot --help` says about itself.
+DESCRIPTION = "`flowerbot`: train, evaluate and identify from the command line."
+# `flowerbot bot`'s lines about the token.
+MISSING = "not set (in the environment or a .env file; a token comes from @BotFather)"
+REJECTED = "Telegram rejected the token (revoked or mistyped? @BotFather shows the current one)"
+
 
 def main(argv: list[str] | None = None) -> int:
-    filter_native_logs()
-    return dispatch(parser()[0], argv)
+    filter_native_logs()  # first: building the parser may import TensorFlow
+    return dispatch(parser(), argv)
 
 
 def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
@@ -34,9 +45,9 @@ def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         return 1
 
 
-def parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
-    """The training commands; the bot package adds its own `bot` command to the same parser."""
-    main_parser = argparse.ArgumentParser(prog="flowerbot", description=__doc__)
+def parser() -> argparse.ArgumentParser:
+    """Every command, each with its options and the function that runs it."""
+    main_parser = argparse.ArgumentParser(prog="flowerbot", description=DESCRIPTION)
     commands = main_parser.add_subparsers(title="commands")
 
     train = commands.add_parser("train", help="fit the head on a data set and save a model folder")
@@ -98,7 +109,10 @@ def parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     web.add_argument("--port", type=int, default=8000)
     web.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     web.set_defaults(command=_web)
-    return main_parser, commands
+
+    bot = commands.add_parser("bot", help="run the Telegram bot (configuration: env or .env)")
+    bot.set_defaults(command=_bot)
+    return main_parser
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -224,5 +238,41 @@ def _web(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _bot(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from bot.config import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as err:  # one clear line per problem, no traceback
+        for problem in err.errors():
+            name = str(problem["loc"][0]).upper() if problem["loc"] else "configuration"
+            message = MISSING if problem["type"] == "missing" else problem["msg"]
+            print(f"flowerbot bot: {name}: {message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level="INFO")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the token
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # 7 lines per import
+
+    from telegram.error import InvalidToken
+
+    # PTB logs a rejected token with a traceback whose message holds the token: said below.
+    logging.getLogger("telegram.ext").addFilter(
+        lambda record: not (record.exc_info and isinstance(record.exc_info[1], InvalidToken))
+    )
+    from bot.app import StartError, run
+    from bot.i18n import MissingCatalogue
+    from model_training.artifact import ModelFolderError
+    from model_training.model import BackboneUnavailable
+
+    try:
+        run(settings)
+    except (StartError, MissingCatalogue, ModelFolderError, BackboneUnavailable) as err:
+        # Raised before the bot answers anyone (handlers' errors never get here): one line.
+        print(f"flowerbot bot: {err}", file=sys.stderr)
+        return 2
+    except InvalidToken:  # at start (getMe); PTB's own message would print the token
+        print(f"flowerbot bot: TELEGRAM_BOT_TOKEN: {REJECTED}", file=sys.stderr)
+        return 2
+    return 0

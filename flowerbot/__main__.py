@@ -1,0 +1,7 @@
+"""`python -m flowerbot ...` is the `flowerbot` command."""
+
+import sys
+
+from flowerbot.cli import main
+
+sys.exit(main())
