@@ -1,7 +1,7 @@
 """The `flowerbot` command: train, evaluate, identify, the web page and the Telegram bot.
 
 It sits above every other package (bot, model_training, storage, web) and none of them
-imports it. Each command imports what it needs when it runs.
+imports it (tests/test_layers.py). Each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
