@@ -22,23 +22,28 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from model_training.abstention import Verdict, VerdictRules, unsure_cut
-from model_training.artifact import load_base_rows
+from model_training.artifact import Metadata, load_base_rows
 from model_training.classifier import FlowerClassifier
-from model_training.data import read_split
 from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
-from model_training.features import FeatureCache, split_features
-from model_training.heldout import heldout_ids
+from model_training.features import FeatureCache, cached_features
 from model_training.honesty import SpeciesSpace, fit_species_space, unknown_species_cut
 from model_training.model import head_probabilities
-from model_training.realworld import UNKNOWN_CLASS, read_realworld
+from model_training.realworld import (
+    NONFLOWER_FOLDER,
+    UNKNOWN_CLASS,
+    RealWorld,
+    read_garden,
+    read_realworld,
+)
 from model_training.train import RowRecipe, fit_rows
+from model_training.workflow import calibrated_species_cut, mean_rows, product_rows
 
 COLUMNS = [Verdict.NOT_A_FLOWER, Verdict.UNKNOWN_SPECIES, Verdict.NOT_SURE, Verdict.SURE]
 LEAVE_OUT_SEED = 0
@@ -113,32 +118,78 @@ def share_row(name: str, verdicts: np.ndarray, top1: str = "") -> str:
     return f"| {name} | {len(verdicts)} | {shares} | {top1} |"
 
 
-def realworld_table(classifier: FlowerClassifier, data: Path, cache: FeatureCache) -> None:
-    photos = read_realworld(data)
-    views = tuple(classifier.artifact.metadata.serve_views)
+@dataclass(frozen=True)
+class SetScores:
+    """A real-world set's measuring half as the model answers it (known species only for the
+    accuracy columns)."""
+
+    folders: np.ndarray
+    oxford_class: np.ndarray
+    probabilities: np.ndarray
+    verdicts: np.ndarray
+
+    def row(self, name: str, rows: np.ndarray) -> str:
+        verdicts, known = self.verdicts[rows], self.oxford_class[rows] != UNKNOWN_CLASS
+        shares = " | ".join(f"{(verdicts == v).mean():.1%}" for v in COLUMNS)
+        if not known.all():
+            return f"| {name} | {rows.sum()} | {shares} | | | | |"
+        ranks = np.argsort(-self.probabilities[rows], axis=1)[:, :5]
+        right = ranks[:, 0] == self.oxford_class[rows]
+        top5 = (ranks == self.oxford_class[rows][:, None]).any(axis=1)
+        sure = verdicts == Verdict.SURE
+        return (
+            f"| {name} | {rows.sum()} | {shares} | {right.mean():.1%} | {top5.mean():.1%} "
+            f"| {(sure & right).mean():.1%} | {(sure & ~right).mean():.1%} |"
+        )
+
+    def table(self, title: str) -> None:
+        print(f"\n{title}, measuring half\n")
+        print(
+            "| photos | n | not a flower | unknown species | not sure | sure "
+            "| top-1 | top-5 | sure and right | sure and wrong |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for folder in sorted(set(self.folders)):
+            print(self.row(folder, self.folders == folder))
+        known = self.oxford_class != UNKNOWN_CLASS
+        if known.any() and not known.all():
+            print(self.row("**known species**", known))
+        elif known.all():
+            print(self.row("**all**", known))
+
+
+def measure_half(
+    classifier: FlowerClassifier, photos: RealWorld, cache: FeatureCache, limit: int | None
+) -> SetScores:
+    """The measuring half (at most `limit` photos per folder, for a quick run)."""
     measure = ~photos.fitting
-    features = photos.features(views, cache)[measure]
+    if limit is not None:
+        for folder in set(photos.folders):
+            rows = np.flatnonzero(measure & (photos.folders == folder))
+            measure[rows[limit:]] = False
+    views = tuple(classifier.artifact.metadata.serve_views)
+    encoded = [data for data, m in zip(photos.encoded, measure, strict=True) if m]
+    keys = [key for key, m in zip(photos.keys, measure, strict=True) if m]
+    features = cached_features(encoded, keys, views, cache, desc="real-world features")
     probabilities = head_probabilities(classifier.artifact.head, features)
     flower, species = classifier.honesty_scores(features, probabilities.max(axis=1))
     verdicts = verdicts_of(classifier.rules, probabilities, flower, species)
-    folders, classes = photos.folders[measure], photos.oxford_class[measure]
-    print("| measuring half | photos | not a flower | unknown species | not sure | sure | top-1 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for folder in sorted(set(folders)):
-        rows = folders == folder
-        known = classes[rows] != UNKNOWN_CLASS
-        top1 = ""
-        if known.all():
-            right = probabilities[rows].argmax(axis=1) == classes[rows]
-            top1 = f"{right.mean():.1%}"
-        print(share_row(folder, verdicts[rows], top1))
-    flowers = photos.is_flower[measure]
-    print(share_row("all flowers", verdicts[flowers]))
-    not_flower = (verdicts[flowers] == Verdict.NOT_A_FLOWER).mean()
-    rejected = (verdicts[~flowers] == Verdict.NOT_A_FLOWER).mean()
+    return SetScores(photos.folders[measure], photos.oxford_class[measure], probabilities, verdicts)
+
+
+def realworld_tables(
+    classifier: FlowerClassifier, data: Path, cache: FeatureCache, limit: int | None = None
+) -> None:
+    garden = measure_half(classifier, read_garden(data), cache, limit)
+    garden.table("garden_photos (8 known species)")
+    others = measure_half(classifier, read_realworld(data), cache, limit)
+    others.table("flower_photos (4 known species and tulips) and nonflower")
+    flowers = others.folders != NONFLOWER_FOLDER
+    not_flower = (others.verdicts[flowers] == Verdict.NOT_A_FLOWER).mean()
+    rejected = (others.verdicts[~flowers] == Verdict.NOT_A_FLOWER).mean()
     print(f"\nreal-world flowers called 'not a flower': {not_flower:.1%} (goal at most 5%)")
     print(f"non-flower photos rejected: {rejected:.1%} (goal at least 95%)")
-    tulips = verdicts[folders == "tulips"]
+    tulips = others.verdicts[others.folders == "tulips"]
     print(f"tulips named with a 'sure' species: {(tulips == Verdict.SURE).mean():.1%}\n")
 
 
@@ -158,41 +209,30 @@ def shipped_heldout(classifier: FlowerClassifier, folder: Path) -> None:
 
 
 def leave_species_out(
-    classifier: FlowerClassifier, oxford: Path, cache: FeatureCache, n_out: int, simulate: bool
+    classifier: FlowerClassifier, data: Path, cache: FeatureCache, n_out: int, simulate: bool
 ) -> None:
+    """The product's rows and cuts (model_training/workflow.py) without N species."""
     metadata = classifier.artifact.metadata
-    views = tuple(metadata.serve_views)
-    splits = {s: read_split(oxford, s) for s in ("train", "val", "test")}
-    x = {s: split_features(p, views, cache, s) for s, p in splits.items()}
-    y = {s: p.labels for s, p in splits.items()}
-    held = np.isin(splits["test"].ids, list(heldout_ids()))
+    recipe = recipe_of(metadata)
+    rows, splits, _ = product_rows(data / "oxford102-224", recipe, cache, None, data)
     n_classes = len(splits["train"].class_names)
     left_out = np.sort(np.random.default_rng(LEAVE_OUT_SEED).choice(n_classes, n_out, False))
-    known = np.setdiff1d(np.arange(n_classes), left_out)
-    index = np.full(n_classes, -1)
-    index[known] = np.arange(len(known))
-    fit_x = np.concatenate([x["train"], x["test"][~held]])
-    fit_y = np.concatenate([y["train"], y["test"][~held]])
-    keep = np.isin(fit_y, known)
-    fit_x, fit_y = fit_x[keep], index[fit_y[keep]]
-    head, _ = fit_rows(
-        len(known), (fit_x.mean(axis=1), fit_y, None), RowRecipe(), metadata.recipe["epochs"]
-    )
-    space = fit_species_space(fit_x.mean(axis=1), fit_y, len(known))
-    raw_space = fit_species_space(fit_x.mean(axis=1), fit_y, len(known), root=False)
-    val_known = np.isin(y["val"], known)
-    val_probabilities = head_probabilities(head, x["val"][val_known])
-    unsure_below = unsure_cut(val_probabilities, index[y["val"][val_known]])
+    known = rows.without(left_out)
+    head, _ = fit_rows(n_classes - n_out, known.fit.means(), recipe, metadata.recipe["epochs"])
+    calibration_probabilities = head_probabilities(head, known.calibration.x)
+    unsure_below = unsure_cut(calibration_probabilities, known.calibration.y)
+    confidences = calibration_probabilities.max(axis=1)
     rules = VerdictRules.from_thresholds(
         {
             **metadata.thresholds,
             "unsure_below": unsure_below,
-            "unknown_species_below": unknown_species_cut(
-                space.scores(x["val"][val_known].mean(axis=1), val_probabilities.max(axis=1)),
-                val_probabilities.max(axis=1) >= unsure_below,
+            "unknown_species_below": calibrated_species_cut(
+                known, confidences, unsure_below, n_classes - n_out
             ),
         }
     )
+    space = fit_species_space(*known.fit.means()[:2], n_classes - n_out)
+    raw_space = fit_species_space(*known.fit.means()[:2], n_classes - n_out, root=False)
 
     def verdicts(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         probabilities = head_probabilities(head, features)
@@ -200,35 +240,45 @@ def leave_species_out(
         species = space.scores(features.mean(axis=1), probabilities.max(axis=1))
         return verdicts_of(rules, probabilities, flower, species), probabilities
 
-    held_x, held_y = x["test"][held], y["test"][held]
-    known_rows = np.isin(held_y, known)
-    known_verdicts, probabilities = verdicts(held_x[known_rows])
-    right = probabilities.argmax(axis=1) == index[held_y[known_rows]]
-    unknown_x = np.concatenate([x["val"][~val_known], held_x[~known_rows]])
+    known_verdicts, probabilities = verdicts(known.heldout.x)
+    right = probabilities.argmax(axis=1) == known.heldout.y
+    gone = ~np.isin(rows.val.y, left_out), ~np.isin(rows.heldout.y, left_out)
+    unknown_x = np.concatenate([rows.val.x[~gone[0]], rows.heldout.x[~gone[1]]])
     unknown_verdicts, _ = verdicts(unknown_x)
     sure = known_verdicts == Verdict.SURE
     names = [splits["train"].class_names[k] for k in left_out]
     print(f"left out ({n_out}, seed {LEAVE_OUT_SEED}): {', '.join(names)}")
     print(
-        f"cuts chosen on val: unsure below {rules.unsure_below:.3f}, "
+        f"cuts chosen on the calibration rows: unsure below {rules.unsure_below:.3f}, "
         f"unknown species below {rules.unknown_species_below:.2f}\n"
     )
     print("| photos | n | not a flower | unknown species | not sure | sure | top-1 of sure |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print(share_row("known species, base held-out", known_verdicts, f"{right[sure].mean():.1%}"))
     print(share_row("left-out species (val + held-out)", unknown_verdicts))
+    garden = read_garden(data)
+    measured = ~garden.fitting & np.isin(garden.oxford_class, left_out)
+    if measured.any():
+        garden_x = garden.features(tuple(recipe.serve_views), cache)[measured]
+        print(share_row("left-out species, garden_photos measuring half", verdicts(garden_x)[0]))
     trade_off(rules.unsure_below, (probabilities, known_verdicts, right), verdicts(unknown_x))
-    val_pair = (x["val"][val_known].mean(axis=1), val_probabilities)
-    known_triple = (held_x[known_rows].mean(axis=1), probabilities, right)
+    calibration_pair = (mean_rows(known.calibration.x), calibration_probabilities)
+    known_triple = (mean_rows(known.heldout.x), probabilities, right)
     unknown_pair = (unknown_x.mean(axis=1), head_probabilities(head, unknown_x))
     print_candidates(
         f"left-out species, seed {LEAVE_OUT_SEED}",
-        candidate_rows((space, raw_space), unsure_below, val_pair, known_triple, unknown_pair),
+        candidate_rows(
+            (space, raw_space), unsure_below, calibration_pair, known_triple, unknown_pair
+        ),
     )
     if simulate:
-        simulated_unknowns(
-            (fit_x, fit_y), (x["val"][val_known], index[y["val"][val_known]]), metadata.recipe
-        )
+        simulated_unknowns((known.fit.x, known.fit.y), (known.val.x, known.val.y), metadata.recipe)
+
+
+def recipe_of(metadata: Metadata) -> RowRecipe:
+    """The recipe a model folder was trained with."""
+    fields = {k: v for k, v in metadata.recipe.items() if k in RowRecipe.__annotations__}
+    return RowRecipe(**{**fields, "serve_views": tuple(metadata.serve_views)})
 
 
 def simulated_unknowns(
@@ -305,6 +355,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--leave-out", type=int, default=10, help="species left out of training")
     parser.add_argument("--no-leave-out", action="store_true", help="only the real-world table")
+    parser.add_argument("--limit", type=int, help="at most this many photos per folder (CI)")
     parser.add_argument(
         "--simulate", action="store_true", help="also species left out of the fitting rows"
     )
@@ -312,11 +363,9 @@ def main() -> None:
     classifier = FlowerClassifier.from_folder(args.model)
     cache = FeatureCache(args.cache_dir, classifier.artifact.metadata.scaling)
     shipped_heldout(classifier, args.model)
-    realworld_table(classifier, args.data, cache)
+    realworld_tables(classifier, args.data, cache, args.limit)
     if not args.no_leave_out:
-        leave_species_out(
-            classifier, args.data / "oxford102-224", cache, args.leave_out, args.simulate
-        )
+        leave_species_out(classifier, args.data, cache, args.leave_out, args.simulate)
 
 
 if __name__ == "__main__":

@@ -65,14 +65,22 @@ class BaseRows:
     train_y: np.ndarray
     heldout_x: np.ndarray  # (photos, serving views, dim): the base held-out set, as served
     heldout_y: np.ndarray
+    # Each training row's weight (real-world rows may count more than Oxford's); None: all 1.
+    train_w: np.ndarray | None = None
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.ones(len(self.train_y), np.float32) if self.train_w is None else self.train_w
 
     def save(self, path: Path) -> None:
         arrays = {name: getattr(self, name) for name in ("train_x", "heldout_x")}
         labels = {name: getattr(self, name) for name in ("train_y", "heldout_y")}
+        weights = {} if self.train_w is None else {"train_w": self.train_w.astype(np.float32)}
         np.savez(
             path,
             **{k: v.astype(np.float16) for k, v in arrays.items()},
             **{k: v.astype(np.int16) for k, v in labels.items()},
+            **weights,
         )
 
 

@@ -1,5 +1,6 @@
 """Real-world photos next to the Oxford data: `flower_photos` (Flickr flowers, four known species
-and tulips, which Oxford 102 lacks) and `nonflower` (ordinary photos of anything else).
+and tulips, which Oxford 102 lacks), `nonflower` (ordinary photos of anything else) and
+`garden_photos` (Flickr photos of eight known species, with fixed fit and measure halves).
 
 Both are read from `<data>/flower_photos` and `<data>/nonflower` (each with a labels.csv). Each
 folder is cut once into a fitting half and a measuring half by a seeded draw over the sorted file
@@ -20,6 +21,7 @@ from model_training.features import FeatureCache, cached_features
 
 FLOWER_PHOTOS = "flower_photos"
 NONFLOWER = "nonflower"
+GARDEN_PHOTOS = "garden_photos"
 SPLIT_SEED = 13
 NONFLOWER_FOLDER = "nonflower"  # the "folder" of every nonflower photo
 UNKNOWN_CLASS = -1  # tulips: no Oxford species
@@ -78,4 +80,19 @@ def read_realworld(data: str | Path) -> RealWorld:
         is_flower=folder_array != NONFLOWER_FOLDER,
         fitting=split_half(files, folders),
         encoded=[(data / name).read_bytes() for name in files],
+    )
+
+
+def read_garden(data: str | Path) -> RealWorld:
+    """garden_photos under `data`, in labels.csv order; its own `half` column cuts the halves."""
+    folder = Path(data) / GARDEN_PHOTOS
+    with (folder / "labels.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return RealWorld(
+        files=[f"{GARDEN_PHOTOS}/{row['file']}" for row in rows],
+        folders=np.array([row["folder"] for row in rows]),
+        oxford_class=np.array([int(row["oxford_class"]) for row in rows], dtype=np.int64),
+        is_flower=np.ones(len(rows), dtype=bool),
+        fitting=np.array([row["half"] == "fit" for row in rows]),
+        encoded=[(folder / row["file"]).read_bytes() for row in rows],
     )

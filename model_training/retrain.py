@@ -111,7 +111,7 @@ def retrain_rows(
             x[n_base + n_train], y[n_base + n_train] = row, photo.label
             users[n_train] = photo.user_id
             n_train += 1
-    w = np.concatenate([np.ones(n_base, np.float32), user_weights(users[:n_train], cap)])
+    w = np.concatenate([base.weights, user_weights(users[:n_train], cap)])
     end = n_base + n_train
     return RetrainRows(
         x[:end],

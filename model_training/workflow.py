@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from model_training.abstention import (
@@ -26,8 +29,14 @@ from model_training.honesty import (
     unknown_species_cut,
 )
 from model_training.honesty import not_a_flower_cut as flower_log_odds_cut
-from model_training.model import head_probabilities
-from model_training.realworld import FLOWER_PHOTOS, NONFLOWER, read_realworld
+from model_training.model import FEATURE_DIM, head_probabilities
+from model_training.realworld import (
+    FLOWER_PHOTOS,
+    GARDEN_PHOTOS,
+    NONFLOWER,
+    read_garden,
+    read_realworld,
+)
 from model_training.train import Recipe, RowRecipe, fit_rows, train_head
 from model_training.views import view_positions
 
@@ -128,6 +137,144 @@ def mean_rows(features: np.ndarray) -> np.ndarray:
     return features.mean(axis=1)
 
 
+@dataclass(frozen=True)
+class Rows:
+    """(photos, serving views, dim) features, labels and per-photo training weights."""
+
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray, weight: float = 1.0) -> Rows:
+        return cls(x, y, np.full(len(y), weight, np.float32))
+
+    def __add__(self, other: Rows) -> Rows:
+        return Rows(*(np.concatenate([a, b]) for a, b in zip(self, other, strict=True)))
+
+    def __iter__(self):  # unpacks as (x, y, w)
+        return iter((self.x, self.y, self.w))
+
+    def __getitem__(self, keep: np.ndarray) -> Rows:
+        return Rows(self.x[keep], self.y[keep], self.w[keep])
+
+    def means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One row per photo, as fit_rows takes them."""
+        return mean_rows(self.x), self.y, self.w
+
+
+@dataclass(frozen=True)
+class ProductRows:
+    """Every photo the product model learns or is judged on, in the roles they play.
+
+    Real-world photos of known species (garden_photos' fit half) train beside Oxford's, weighted
+    by the recipe. Half of them (a seeded draw per species) are kept out of the early-stopped
+    head, so that the "not sure" and "unknown species" cuts are chosen on real-world photos the
+    judging head never saw as well as on Oxford val: cut on val alone, a garden photo of a known
+    species was "unknown" by construction.
+    """
+
+    fit: Rows  # the early-stopped head's rows: Oxford train + test outside the held-out set
+    val: Rows  # Oxford val: picks the epoch count
+    calibration: Rows  # val and the real-world calibration half: the cuts
+    everything: Rows  # the served head's rows
+    heldout: Rows  # the base held-out set: never trained on
+
+    def without(self, species: np.ndarray) -> ProductRows:
+        """The same rows without `species`, the others' labels renumbered in order."""
+        n_classes = int(self.everything.y.max()) + 1
+        known = np.setdiff1d(np.arange(n_classes), species)
+        index = np.full(n_classes, -1)
+        index[known] = np.arange(len(known))
+
+        def keep(rows: Rows) -> Rows:
+            kept = rows[np.isin(rows.y, known)]
+            return Rows(kept.x, index[kept.y], kept.w)
+
+        return ProductRows(*(keep(getattr(self, f.name)) for f in fields(self)))
+
+
+# Garden rows in the fitting half that calibrate instead of training the early-stopped head.
+CALIBRATION_SEED = 0
+
+
+def calibration_half(labels: np.ndarray, seed: int = CALIBRATION_SEED) -> np.ndarray:
+    """True for half of each species' photos, drawn with a fixed seed."""
+    chosen = np.zeros(len(labels), dtype=bool)
+    rng = np.random.default_rng(seed)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        chosen[rng.permutation(members)[: len(members) // 2]] = True
+    return chosen
+
+
+def product_rows(
+    data_root: str | Path,
+    recipe: RowRecipe,
+    cache: FeatureCache,
+    class_names: list[str] | None,
+    realworld: Path,
+) -> tuple[ProductRows, dict[str, PhotoSet], str]:
+    """The rows, the Oxford splits and a fingerprint of the real-world rows ("none" without)."""
+    views = recipe.serve_views
+    splits = {s: read_split(data_root, s, class_names) for s in ("train", "val", "test")}
+    features = {s: split_features(p, views, cache, s) for s, p in splits.items()}
+    held = np.isin(splits["test"].ids, list(heldout_ids()))
+    test = Rows.of(features["test"], splits["test"].labels)
+    fit = Rows.of(features["train"], splits["train"].labels) + test[~held]
+    val = Rows.of(features["val"], splits["val"].labels)
+    empty = Rows.of(np.empty((0, len(views), FEATURE_DIM), np.float32), np.empty(0, np.int64))
+    garden, fingerprint = empty, "none"
+    if (realworld / GARDEN_PHOTOS).is_dir():
+        photos = read_garden(realworld)
+        fitting = [key for key, f in zip(photos.keys, photos.fitting, strict=True) if f]
+        fingerprint = hashlib.sha256("\n".join(fitting).encode()).hexdigest()[:16]
+        garden = Rows.of(
+            photos.features(views, cache)[photos.fitting],
+            photos.oxford_class[photos.fitting],
+            recipe.realworld_weight,
+        )
+    calibrating = calibration_half(garden.y)
+    rows = ProductRows(
+        fit=fit + garden[~calibrating],
+        val=val,
+        calibration=val + garden[calibrating],
+        everything=fit + val + garden,
+        heldout=test[held],
+    )
+    return rows, splits, fingerprint
+
+
+@dataclass
+class FittedProduct:
+    head: keras.Model
+    epochs: int
+    history: dict[str, list[float]]
+    early: keras.Model  # early-stopped on val, never trained on the calibration rows
+    calibration_probabilities: np.ndarray
+    unsure_below: float
+
+
+def fit_product(
+    rows: ProductRows, n_classes: int, recipe: RowRecipe, seed: int = 0
+) -> FittedProduct:
+    """Val picks the epoch count (early stopping while fitting on the rest) and the calibration
+    rows the "not sure" cut; then the head is fitted again on everything for that many epochs."""
+    early, history = fit_rows(
+        n_classes,
+        rows.fit.means(),
+        recipe,
+        recipe.max_epochs,
+        seed,
+        val=(mean_rows(rows.val.x), rows.val.y),
+    )
+    epochs = int(np.argmax(history["val_accuracy"])) + 1
+    calibration_probabilities = head_probabilities(early, rows.calibration.x)
+    unsure_below = unsure_cut(calibration_probabilities, rows.calibration.y)
+    head, _ = fit_rows(n_classes, rows.everything.means(), recipe, epochs, seed)
+    return FittedProduct(head, epochs, history, early, calibration_probabilities, unsure_below)
+
+
 def train_product(
     data_root: str | Path,
     recipe: RowRecipe,
@@ -138,82 +285,62 @@ def train_product(
     realworld: str | Path | None = None,
 ) -> ModelArtifact:
     """The product model: every labelled photo of train, val and test except the base held-out
-    set (model_training/heldout.py), one row per photo.
-
-    Val still picks the epoch count (early stopping while fitting on the rest) and the honesty
-    thresholds; then the head is fitted again on everything for that many epochs. The
-    real-world photos (`realworld`, default: beside the data set, e.g. ../shared/data) calibrate
+    set (model_training/heldout.py), one row per photo, and the real-world photos' fitting half
+    (`realworld`, default: beside the data set, e.g. ../shared/data), which also calibrates
     "not a flower"; without them the folder gets the older centroid rule.
     """
     started = time.perf_counter()
     cache = FeatureCache(cache_dir, recipe.scaling)
-    views = recipe.serve_views
-    splits = {s: read_split(data_root, s, class_names) for s in ("train", "val", "test")}
+    folder = Path(data_root).parent if realworld is None else Path(realworld)
+    rows, splits, garden_fingerprint = product_rows(data_root, recipe, cache, class_names, folder)
     names = splits["train"].class_names
-    features = {s: split_features(p, views, cache, s) for s, p in splits.items()}
-    held = np.isin(splits["test"].ids, list(heldout_ids()))
-    fit_x = np.concatenate([features["train"], features["test"][~held]])
-    fit_y = np.concatenate([splits["train"].labels, splits["test"].labels[~held]])
-    val_x, val_y = features["val"], splits["val"].labels
     n_classes = len(names)
-
-    early, history = fit_rows(
-        n_classes,
-        (mean_rows(fit_x), fit_y, None),
-        recipe,
-        recipe.max_epochs,
-        seed,
-        val=(mean_rows(val_x), val_y),
-    )
-    epochs = int(np.argmax(history["val_accuracy"])) + 1
-    # Thresholds from what never trained on val: the early-stopped head, centroids without val.
-    val_probabilities = head_probabilities(early, val_x)
-    unsure_below = unsure_cut(val_probabilities, val_y)
-    all_x, all_y = np.concatenate([fit_x, val_x]), np.concatenate([fit_y, val_y])
-    head, _ = fit_rows(n_classes, (mean_rows(all_x), all_y, None), recipe, epochs, seed)
-
-    heldout_x, heldout_y = features["test"][held], splits["test"].labels[held]
+    fitted = fit_product(rows, n_classes, recipe, seed)
     honesty, honesty_thresholds = fit_honesty(
-        (fit_x, fit_y),
-        (val_x, val_probabilities.max(axis=1)),
-        unsure_below,
-        (all_x, all_y),
+        rows,
+        fitted.calibration_probabilities.max(axis=1),
+        fitted.unsure_below,
         n_classes,
-        (cache, views),
-        Path(data_root).parent if realworld is None else realworld,
+        (cache, recipe.serve_views),
+        folder,
     )
-    report = classification_metrics(head_probabilities(head, heldout_x), heldout_y, names)
+    report = classification_metrics(
+        head_probabilities(fitted.head, rows.heldout.x), rows.heldout.y, names
+    )
+    n_held = len(rows.heldout.y)
     metadata = Metadata(
         version=version,
         classes=n_classes,
         scaling=recipe.scaling,
-        serve_views=list(views),
+        serve_views=list(recipe.serve_views),
         data_fingerprint="+".join(f"{s}:{p.fingerprint[:16]}" for s, p in splits.items())
-        + f"-heldout:{int(held.sum())}",
-        recipe={**recipe.as_dict(), "seed": seed, "epochs": epochs},
+        + f"-heldout:{n_held}-realworld:{garden_fingerprint}",
+        recipe={**recipe.as_dict(), "seed": seed, "epochs": fitted.epochs},
         metrics={
-            "val_accuracy_early_stopping": max(history["val_accuracy"]),
-            "heldout_photos": int(held.sum()),
+            "val_accuracy_early_stopping": max(fitted.history["val_accuracy"]),
+            "heldout_photos": n_held,
             **{f"heldout_{k}": report[k] for k in ("top1", "top5", "macro_f1", "ece")},
             "train_seconds": round(time.perf_counter() - started, 1),
         },
-        history=history,
+        history=fitted.history,
         thresholds={
             **honesty_thresholds,
-            "unsure_below": unsure_below,
+            "unsure_below": fitted.unsure_below,
             "min_photo_side": MIN_PHOTO_SIDE,
         },
     )
-    base = BaseRows(mean_rows(all_x), all_y, heldout_x, heldout_y)
-    centroids = class_centroids(all_x, all_y, n_classes)
-    return ModelArtifact(head, names, metadata, centroids, base, honesty)
+    everything = rows.everything
+    base = BaseRows(
+        mean_rows(everything.x), everything.y, rows.heldout.x, rows.heldout.y, everything.w
+    )
+    centroids = class_centroids(everything.x, everything.y, n_classes)
+    return ModelArtifact(fitted.head, names, metadata, centroids, base, honesty)
 
 
 def fit_honesty(
-    fit: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],  # features, and the head's top-1 confidences
+    rows: ProductRows,
+    calibration_confidences: np.ndarray,  # the early-stopped head's top-1 on the calibration rows
     unsure_below: float,
-    everything: tuple[np.ndarray, np.ndarray],
     n_classes: int,
     features: tuple[FeatureCache, tuple[str, ...]],
     realworld: str | Path,
@@ -221,29 +348,41 @@ def fit_honesty(
     """The honesty model and its cuts; (None, the centroid cut) without real-world photos.
 
     Each cut comes from scores of photos the scoring model was not fitted on: the species cut
-    from val under means and covariance of the fitting rows, the flower cut from cross-validated
-    log-odds of the real-world fitting half. Served: both refitted on everything.
+    from the calibration rows under means and covariance of the fitting rows, the flower cut from
+    cross-validated log-odds of the real-world fitting halves. Served: both refitted on
+    everything.
     """
-    (fit_x, fit_y), (val_x, val_confidences), (all_x, all_y) = fit, val, everything
     folder = Path(realworld)
     if not (folder / FLOWER_PHOTOS).is_dir() or not (folder / NONFLOWER).is_dir():
-        val_scores = flower_scores(val_x, class_centroids(fit_x, fit_y, n_classes))
-        return None, {"not_a_flower_below": not_a_flower_cut(val_scores)}
+        centroids = class_centroids(rows.fit.x, rows.fit.y, n_classes)
+        return None, {"not_a_flower_below": not_a_flower_cut(flower_scores(rows.val.x, centroids))}
     photos = read_realworld(folder)
     chosen = photos.fitting
     real_x = mean_rows(photos.features(features[1], features[0])[chosen])
-    # Groups weigh the same in total: Oxford flowers, real-world flowers, non-flowers.
-    group = np.concatenate([np.zeros(len(all_x), int), 1 + ~photos.is_flower[chosen]])
-    is_flower = np.concatenate([np.ones(len(all_x), bool), photos.is_flower[chosen]])
-    weights, bias, held_out = fit_flower_model(
-        np.concatenate([mean_rows(all_x), real_x]), is_flower, group
-    )
-    val_species = fit_species_space(mean_rows(fit_x), fit_y, n_classes).scores(
-        mean_rows(val_x), val_confidences
-    )
-    space = fit_species_space(mean_rows(all_x), all_y, n_classes)
+    # Groups weigh the same in total: the training flowers (Oxford's and garden_photos'),
+    # flower_photos' flowers, non-flowers. The cut comes from flower_photos alone: other
+    # photographers' photos than any training row.
+    trained_x = mean_rows(rows.everything.x)
+    group = np.concatenate([np.zeros(len(trained_x), int), 1 + ~photos.is_flower[chosen]])
+    is_flower = np.concatenate([np.ones(len(trained_x), bool), photos.is_flower[chosen]])
+    rows_x = np.concatenate([trained_x, real_x])
+    weights, bias, held_out = fit_flower_model(rows_x, is_flower, group)
+    space = fit_species_space(*rows.everything.means()[:2], n_classes)
     thresholds = {
         "not_a_flower_below": flower_log_odds_cut(held_out[group == 1]),
-        "unknown_species_below": unknown_species_cut(val_species, val_confidences >= unsure_below),
+        "unknown_species_below": calibrated_species_cut(
+            rows, calibration_confidences, unsure_below, n_classes
+        ),
     }
     return HonestyModel.of(weights.astype(np.float32), bias, space), thresholds
+
+
+def calibrated_species_cut(
+    rows: ProductRows, calibration_confidences: np.ndarray, unsure_below: float, n_classes: int
+) -> float:
+    """The unknown-species cut: calibration photos scored in the species space of the fitting
+    rows (which never held them), cut to keep KNOWN_SURE_ON_VAL of them sure."""
+    scores = fit_species_space(*rows.fit.means()[:2], n_classes).scores(
+        mean_rows(rows.calibration.x), calibration_confidences
+    )
+    return unknown_species_cut(scores, calibration_confidences >= unsure_below)
