@@ -25,8 +25,10 @@ from model_training.realworld import read_realworld
 pytestmark = pytest.mark.slow
 # The CLI's cache: FEATURE_CACHE_DIR, or the default one under the repository.
 CACHE = Path(os.environ.get("FEATURE_CACHE_DIR", ROOT / defaults.FEATURE_CACHE_DIR))
-# Base held-out top-1, backbone frozen: the goal (the shipped model measures 0.935).
-MIN_TOP1 = 0.93
+# Base held-out top-1, backbone frozen. The real-world rows (garden_photos) cost Oxford about one
+# point (0.935 -> 0.922) for 0.60 -> 0.92 on garden photos: the floor sits just below that.
+MIN_TOP1 = 0.915
+GARDEN_FIT_PHOTOS = 1320
 # How far a rebuild on another machine may move the flower model (log-odds; see below).
 FLOWER_CUT_TOLERANCE = 0.05
 FLOWER_SCORE_TOLERANCE = 0.5
@@ -59,7 +61,9 @@ def test_one_command_rebuilds_the_shipped_model(tmp_path) -> None:
     # What retraining needs travels in the folder, and the held-out photos never train.
     base = load_base_rows(out)
     assert len(base.heldout_y) == len(heldout_ids())
-    assert len(base.train_y) == 8189 - len(heldout_ids())
+    assert len(base.train_y) == 8189 - len(heldout_ids()) + GARDEN_FIT_PHOTOS
+    # The real-world rows train at the recipe's weight, Oxford's at 1.
+    assert sorted(set(base.weights.tolist())) == [rebuilt.recipe["realworld_weight"]]
     np.testing.assert_array_equal(np.bincount(base.heldout_y), np.full(102, PER_SPECIES))
     # The honesty model (fitted on ../shared's real-world photos too) and its cuts come back.
     # The flower model's lbfgs stops at its tolerance, so backbone features computed on another
