@@ -250,8 +250,7 @@ class FittedProduct:
     head: keras.Model
     epochs: int
     history: dict[str, list[float]]
-    early: keras.Model  # early-stopped on val, never trained on the calibration rows
-    calibration_probabilities: np.ndarray
+    calibration_probabilities: np.ndarray  # the early-stopped head's, never trained on them
     unsure_below: float
 
 
@@ -272,7 +271,7 @@ def fit_product(
     calibration_probabilities = head_probabilities(early, rows.calibration.x)
     unsure_below = unsure_cut(calibration_probabilities, rows.calibration.y)
     head, _ = fit_rows(n_classes, rows.everything.means(), recipe, epochs, seed)
-    return FittedProduct(head, epochs, history, early, calibration_probabilities, unsure_below)
+    return FittedProduct(head, epochs, history, calibration_probabilities, unsure_below)
 
 
 def train_product(
