@@ -102,7 +102,7 @@ def build_application(settings: Settings) -> Application:
     check_catalogues()  # a missing catalogue stops the bot here, not a user's answer
     check_ports(settings)
     database = open_database(settings.database_url)
-    classifier = serving_classifier(database, settings.model_dir)
+    classifier = serving_classifier(database, settings)
     identifier = BatchingIdentifier(classifier, settings.batch_size)
     services = Services(settings, identifier, database)
     health = []

@@ -3,9 +3,10 @@
 The bot process takes the database lock, starts a "spawn" child (its own TensorFlow, so the
 event loop and the serving model are never slowed or touched), waits for it off the event loop,
 then swaps the promoted head in. The child writes the candidate folder atomically and records
-it, and its promotion, in one transaction: killed at any point, it leaves the old model serving
-and the database as it was; the parent then frees the lock (or, if the parent died too, the lock
-expires) and the next run starts clean.
+it, its files and its promotion in one transaction: killed at any point, it leaves the old model
+serving and the database as it was; the parent then frees the lock (or, if the parent died too,
+the lock expires) and the next run starts clean. Other processes, on any machine, fetch the
+promoted version from the database (bot/serving.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from bot.config import Settings
 from bot.services import Services
-from bot.serving import serve
+from bot.serving import model_folder, serve
 from bot.species import normalise
 from model_training.retrain import LabelledPhoto
 from storage import (
@@ -44,6 +45,7 @@ from storage import (
     release_lock,
     serving_version,
     species_to_learn,
+    store_model_files,
     take_lock,
 )
 
@@ -55,7 +57,6 @@ MIN_USERS_FOR_A_SPECIES = 2
 @dataclass(frozen=True)
 class RetrainReport:
     version: str
-    path: Path
     status: str
     before: dict[str, Any]
     after: dict[str, Any]
@@ -91,8 +92,9 @@ def _train_candidate(settings: Settings, version: str) -> None:
         serving = serving_version(session)
         if serving is None:
             raise RetrainFailed("no serving model in the registry")
-        artifact = load_artifact(serving.path)
-        base = load_base_rows(serving.path)
+        folder = model_folder(database, serving.version, settings)
+        artifact = load_artifact(folder)
+        base = load_base_rows(folder)
         # Approved new species the serving model does not know yet get the next class indices;
         # those it learnt in an earlier retraining keep theirs (their early labels still count).
         known = {normalise(name): i for i, name in enumerate(artifact.class_names)}
@@ -117,9 +119,12 @@ def _train_candidate(settings: Settings, version: str) -> None:
         "gate": result.gate,
         "seconds": result.seconds,
     }
-    with database.session() as session:  # recorded and promoted together, or not at all
+    # Recorded with its files and promoted together, or not at all. Rejected versions keep their
+    # files too: /rollback may serve any version, on any machine.
+    with database.session() as session:
         status = ModelStatus.CANDIDATE if result.promote else ModelStatus.REJECTED
-        add_version(session, version, str(path), status, metrics)
+        row = add_version(session, version, str(path), status, metrics)
+        store_model_files(session, row, path)
         if result.promote:
             promote(session, version)
     database.dispose()
@@ -130,9 +135,7 @@ def _report(session: Session, version: str, seconds: float) -> RetrainReport:
     if row is None:
         raise RetrainFailed("the training process recorded no model")
     m = row.metrics
-    return RetrainReport(
-        row.version, Path(row.path), row.status, m["before"], m["after"], m["gate"], seconds
-    )
+    return RetrainReport(row.version, row.status, m["before"], m["after"], m["gate"], seconds)
 
 
 async def retrain_now(
@@ -168,7 +171,7 @@ async def retrain_now(
         seconds = round(time.perf_counter() - started, 1)  # all of it, loading data included
         report = await svc.db(lambda s: _report(s, version, seconds))
         if report.status == ModelStatus.SERVING:
-            await serve(svc, report.path)
+            await serve(svc, report.version)
         seen = labels_through
         return report
     finally:

@@ -11,11 +11,14 @@ from storage.albums import (
     latest_album,
 )
 from storage.db import Database
+from storage.model_files import has_model_files, store_model_files, write_model_files
 from storage.models import (
     Album,
     Feedback,
     InstanceSetting,
+    ModelFile,
     ModelVersion,
+    ModelVersionFile,
     NewSpecies,
     Photo,
     Prediction,
@@ -88,8 +91,10 @@ __all__ = [
     "InstanceSetting",
     "LabelledExample",
     "ModelAccuracy",
+    "ModelFile",
     "ModelStatus",
     "ModelVersion",
+    "ModelVersionFile",
     "NewSpecies",
     "NewSpeciesStatus",
     "Photo",
@@ -116,6 +121,7 @@ __all__ = [
     "ensure_user",
     "forget_user",
     "get_version",
+    "has_model_files",
     "instance_setting",
     "iter_labelled_examples",
     "labelled_examples",
@@ -142,8 +148,10 @@ __all__ = [
     "set_language",
     "species_to_learn",
     "stats",
+    "store_model_files",
     "take_lock",
     "take_photo_slot",
     "tapped_on_its_answer",
     "user_language",
+    "write_model_files",
 ]

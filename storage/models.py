@@ -197,12 +197,37 @@ class ModelVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[str] = mapped_column(String(64), unique=True)
+    # Where the folder was written. A version with its files in the database (model_version_files)
+    # is read from there into each process's own cache instead (storage/model_files.py).
     path: Mapped[str] = mapped_column(String(1024))
     status: Mapped[str] = mapped_column(String(16), index=True)  # ModelStatus values
     # Before/after scores on base val and test and held-out feedback, and training time.
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     promoted_at: Mapped[datetime | None]
+
+
+class ModelFile(Base):
+    """One model file's bytes, stored once by their sha256: retrained versions that share a file
+    (the backbone, the base rows) share its row."""
+
+    __tablename__ = "model_files"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # bytea on PostgreSQL, BLOB on SQLite
+
+
+class ModelVersionFile(Base):
+    """A version's folder: each file name and the content it holds."""
+
+    __tablename__ = "model_version_files"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("model_files.sha256"), index=True)
 
 
 class RetrainLock(Base):

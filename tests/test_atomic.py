@@ -52,3 +52,14 @@ def test_failure_without_an_old_folder_leaves_nothing(tmp_path: Path) -> None:
         (staging / "a.txt").write_text("half-written")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_replace_a_folder_written_meanwhile_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with atomic_folder(target, replace=False) as staging:
+        (staging / "a.txt").write_text("first")
+    assert (target / "a.txt").read_text() == "first"
+    with atomic_folder(target, replace=False) as staging:
+        (staging / "a.txt").write_text("second")
+    assert (target / "a.txt").read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

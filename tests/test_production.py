@@ -54,6 +54,7 @@ from storage import (
     Prediction,
     add_version,
     promote,
+    store_model_files,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -126,21 +127,28 @@ async def test_health_reports_the_model_and_the_database(tg, db):
 
 
 async def test_a_version_promoted_elsewhere_is_served_within_the_poll_interval(tg, db, tmp_path):
-    app = await running(settings_for(tg, db, registry_poll_seconds=0.3))
+    cache = tmp_path / "cache"
+    app = await running(settings_for(tg, db, registry_poll_seconds=0.3, model_registry_dir=cache))
     try:
         assert serving_classifier(app).version == SHIPPED_VERSION
-        folder = model_copy(tmp_path, "v2-elsewhere")
+        folder = model_copy(tmp_path / "elsewhere", "v2-elsewhere")
 
-        def promote_elsewhere(session) -> None:  # what another process's /rollback does
-            add_version(session, "v2-elsewhere", str(folder), ModelStatus.CANDIDATE, {})
+        def promote_elsewhere(session) -> None:  # what a retraining on another machine does
+            row = add_version(session, "v2-elsewhere", str(folder), ModelStatus.CANDIDATE, {})
+            store_model_files(session, row, folder)
             promote(session, "v2-elsewhere")
 
         in_db(db, promote_elsewhere)
+        shutil.rmtree(folder)  # that machine's folder: out of reach here
         for _ in range(100):
             if serving_classifier(app).version == "v2-elsewhere":
                 break
             await asyncio.sleep(0.1)
         assert serving_classifier(app).version == "v2-elsewhere"
+        # Fetched from the database into this process's cache, nothing else left there.
+        assert [p.name for p in cache.iterdir()] == ["v2-elsewhere"]
+        fetched = {p.name for p in (cache / "v2-elsewhere").iterdir()}
+        assert fetched == {p.name for p in SHIPPED_MODEL.iterdir()}
     finally:
         await stopped(app)
 
@@ -285,13 +293,12 @@ class BotProcess:
         return self.process.wait(timeout=120)
 
 
-def bot_env(tg: FakeTelegram, database_url: str, registry: Path, **extra: str) -> dict[str, str]:
+def bot_env(tg: FakeTelegram, database_url: str, **extra: str) -> dict[str, str]:
     return {
         "TELEGRAM_BOT_TOKEN": TOKEN,
         "TELEGRAM_API_BASE_URL": tg.base_url,
         "TELEGRAM_FILE_BASE_URL": tg.base_file_url,
         "DATABASE_URL": database_url,
-        "MODEL_REGISTRY_DIR": str(registry),
         "ADMIN_IDS": f"{ADMIN},{ADMIN_2}",
         "WEBHOOK_URL": HOOK_URL,
         **extra,
@@ -328,12 +335,14 @@ async def test_two_processes_share_one_postgresql_behind_one_webhook(
     database = Database(postgres_url)
     database.upgrade()
     folder = model_copy(tmp_path, "v2-swap")
-    with database.session() as session:
-        add_version(session, "v2-swap", str(folder), ModelStatus.CANDIDATE, {})
-    env = bot_env(
-        tg, postgres_url, tmp_path / "registry", PHOTOS_PER_MINUTE="3", REGISTRY_POLL_SECONDS="1"
-    )
-    bots = [BotProcess(tmp_path / name, env) for name in ("a", "b")]
+    with database.session() as session:  # in the database only: no folder any process can read
+        row = add_version(session, "v2-swap", str(folder), ModelStatus.CANDIDATE, {})
+        store_model_files(session, row, folder)
+    shutil.rmtree(folder)
+    env = bot_env(tg, postgres_url, PHOTOS_PER_MINUTE="3", REGISTRY_POLL_SECONDS="1")
+    # Nothing shared but the database: each process has its own model cache.
+    caches = [tmp_path / name / "cache" for name in ("a", "b")]
+    bots = [BotProcess(cache.parent, {**env, "MODEL_REGISTRY_DIR": str(cache)}) for cache in caches]
     try:
         for bot in bots:
             await bot.until_healthy(SHIPPED_VERSION)
@@ -397,11 +406,16 @@ async def test_two_processes_share_one_postgresql_behind_one_webhook(
                 select(ModelVersion).where(ModelVersion.version.like("r%"))
             ).all()
         assert len(retrained) == 1
+        version = retrained[0].version  # 12 labels: recorded, too few to promote
 
-        # A swap on one process (/rollback) reaches the other through the registry.
-        assert await command(tg, ADMIN, "rollback", "v2-swap") == "Now serving v2-swap."
-        for bot in bots:
-            await bot.until_healthy("v2-swap", timeout=30)
+        # Served on one process (/rollback), it reaches the other through the registry, which
+        # fetches its files from the database into its own cache.
+        for served in (version, "v2-swap"):
+            assert await command(tg, ADMIN, "rollback", served) == f"Now serving {served}."
+            for bot in bots:
+                await bot.until_healthy(served, timeout=30)
+        for cache in caches:
+            assert sorted(p.name for p in cache.iterdir()) == sorted([version, "v2-swap"])
     finally:
         codes = [bot.stop() for bot in bots]
         database.dispose()
@@ -414,7 +428,7 @@ async def test_sigterm_during_a_burst_answers_or_leaves_every_photo(
 ):
     """SIGTERM while photos pour in: each photo the bot accepted is answered before it exits, the
     rest stay with Telegram and are answered after a restart; none is stored half or twice."""
-    env = bot_env(tg, f"sqlite:///{db}", tmp_path / "registry", PHOTOS_PER_MINUTE="100")
+    env = bot_env(tg, f"sqlite:///{db}", PHOTOS_PER_MINUTE="100")
     first = BotProcess(tmp_path / "first", env)
     await first.until_healthy(SHIPPED_VERSION)
     tg.balance_webhook([first.base_url])

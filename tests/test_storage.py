@@ -15,7 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import delete, func, inspect, select, text
+from sqlalchemy import delete, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from storage import (
@@ -24,12 +24,15 @@ from storage import (
     Database,
     Feedback,
     ModelAccuracy,
+    ModelFile,
+    ModelStatus,
     Photo,
     Prediction,
     User,
     add_album,
     add_photo,
     add_prediction,
+    add_version,
     album_of,
     allow_naming,
     answer_sent_as,
@@ -39,6 +42,7 @@ from storage import (
     delete_older_than,
     ensure_user,
     forget_user,
+    has_model_files,
     iter_labelled_examples,
     labelled_examples,
     last_photo,
@@ -49,7 +53,9 @@ from storage import (
     record_feedback,
     set_excluded,
     stats,
+    store_model_files,
     tapped_on_its_answer,
+    write_model_files,
 )
 from storage.db import MIGRATIONS
 from storage.models import Base, decode_features, encode_features
@@ -130,6 +136,8 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
         "albums",
         "album_predictions",
         "naming_rights",
+        "model_files",
+        "model_version_files",
     }
     assert differences == []
     with db.engine.connect() as connection:
@@ -710,3 +718,48 @@ def test_albums_go_with_their_user_and_with_retention(db: Database) -> None:
         forget_user(session, BOB)
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Album)) == 0
+
+
+def model_folder(folder: Path, files: dict[str, bytes]) -> Path:
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def test_model_files_round_trip_and_shared_content_is_stored_once(
+    db: Database, tmp_path: Path
+) -> None:
+    base = np.random.default_rng(0).bytes(300_000)  # what retrained versions share
+    first = model_folder(tmp_path / "v1", {"head.weights.h5": b"head 1", "base.npz": base})
+    second = model_folder(tmp_path / "v2", {"head.weights.h5": b"head 2", "base.npz": base})
+    with db.session() as session:
+        v1 = add_version(session, "v1", str(first), ModelStatus.SERVING, {})
+        v2 = add_version(session, "v2", str(second), ModelStatus.CANDIDATE, {})
+        v0 = add_version(session, "v0", "/elsewhere", ModelStatus.RETIRED, {})
+        assert store_model_files(session, v1, first) == len(base) + 6
+        assert store_model_files(session, v2, second) == 6  # only the new head
+        assert store_model_files(session, v2, second) == 0  # again: nothing new
+        assert session.scalar(select(func.count()).select_from(ModelFile)) == 3
+        assert [has_model_files(session, v) for v in (v0, v1, v2)] == [False, True, True]
+    with db.session() as session:
+        out = tmp_path / "fetched"
+        out.mkdir()
+        assert write_model_files(session, v2, out) == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        "head.weights.h5": b"head 2",
+        "base.npz": base,
+    }
+
+
+def test_a_damaged_model_file_is_refused(db: Database, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path / "v1", {"head.weights.h5": b"head"})
+    with db.session() as session:
+        row = add_version(session, "v1", str(folder), ModelStatus.SERVING, {})
+        store_model_files(session, row, folder)
+        session.execute(update(ModelFile).values(data=b"bit rot"))
+    with (
+        db.session() as session,
+        pytest.raises(ValueError, match=r"v1: head\.weights\.h5 is damaged"),
+    ):
+        write_model_files(session, row, tmp_path)

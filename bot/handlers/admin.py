@@ -7,7 +7,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from html import escape
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 from telegram import Update
@@ -86,7 +85,7 @@ async def rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if row is None:
         await message.reply_text(t(replies.NO_SUCH_VERSION).format(version=version))
         return
-    await serve(svc, Path(row.path))
+    await serve(svc, row.version)
     await message.reply_text(t(replies.ROLLED_BACK).format(version=version))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 from telegram.ext import ContextTypes
@@ -51,4 +50,4 @@ async def follow_registry(context: ContextTypes.DEFAULT_TYPE) -> None:
     row = await svc.db(serving_version)
     if row is not None and row.version != svc.identifier.classifier.version:
         log.info("the registry serves %s now; switching", row.version)
-        await serve(svc, Path(row.path))
+        await serve(svc, row.version)
