@@ -31,9 +31,10 @@ COPY docker/keras_weights.py /tmp/
 RUN python /tmp/keras_weights.py && rm /tmp/keras_weights.py
 
 # Dependencies before the code: this layer (minutes, about 1 GB) depends on pyproject.toml only.
+# The bot serves through LiteRT, but the image retrains, so it holds the `train` extra too.
 # tensorflow-cpu is the same `tensorflow` module without CUDA kernels: pip cannot substitute one
-# distribution for another by constraint, so the project's dependencies are installed here with
-# tensorflow swapped, and the project itself below with --no-deps (so `pip check` names
+# distribution for another by constraint, so the project's dependencies and its `train` extra
+# are installed here with tensorflow swapped, and the project itself below with --no-deps (so `pip check` names
 # tensorflow as missing; nothing imports it by distribution name). Also left out, in the same
 # layer: TensorFlow's C++ headers (188 MB, for compiling custom ops) and libclang (62 MB, a
 # code-generation tool it depends on but never imports).

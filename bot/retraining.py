@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -31,7 +31,7 @@ from bot.config import Settings
 from bot.services import Services
 from bot.serving import model_folder, serve
 from bot.species import normalise
-from model_training.retrain import LabelledPhoto
+from model_training.lite import NEEDS_TRAIN, has_tensorflow
 from storage import (
     Database,
     LabelledExample,
@@ -48,6 +48,9 @@ from storage import (
     store_model_files,
     take_lock,
 )
+
+if TYPE_CHECKING:
+    from model_training.retrain import LabelledPhoto
 
 log = logging.getLogger(__name__)
 # Even with automatic approval off (SPECIES_MIN_USERS=0), one user alone never adds a species.
@@ -69,6 +72,8 @@ class RetrainFailed(RuntimeError):
 
 
 def feedback_photos(examples: Iterable[LabelledExample]) -> Iterator[LabelledPhoto]:
+    from model_training.retrain import LabelledPhoto  # the child's: it imports Keras
+
     for e in examples:
         yield LabelledPhoto(e.photo_id, e.user_id, e.features, e.species_index)
 
@@ -143,6 +148,8 @@ async def retrain_now(
 ) -> RetrainReport | None:
     """One retraining, start to finish; `started` is awaited once the lock is taken. None:
     another one (any process) holds the lock."""
+    if not has_tensorflow():
+        raise RetrainFailed(f"retraining {NEEDS_TRAIN}")
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
     ttl = timedelta(minutes=svc.settings.retrain_lock_minutes)
     if not await svc.db(lambda s: take_lock(s, owner, datetime.now(UTC), ttl)):

@@ -39,7 +39,7 @@ def serving_classifier(database: Database, settings: Settings) -> FlowerClassifi
                 classifier = FlowerClassifier.from_folder(settings.model_dir)
             except ModelFolderError as err:  # the setting to fix, in the message
                 raise ModelFolderError(f"MODEL_DIR: {err}") from None
-            metrics = classifier.artifact.metadata.metrics
+            metrics = classifier.model.metadata.metrics
             row = register_first_version(
                 session, classifier.version, str(settings.model_dir), metrics
             )

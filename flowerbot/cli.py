@@ -1,4 +1,5 @@
-"""The `flowerbot` command: train, evaluate, identify, the web page and the Telegram bot.
+"""The `flowerbot` command: train, evaluate, identify, the web page, the Telegram bot and the
+export of what its users taught.
 
 It sits above every other package (bot, model_training, storage, web) and none of them
 imports it (tests/test_layers.py). Each command imports what it needs when it runs.
@@ -8,18 +9,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from bot.i18n import N_
 from model_training.abstention import Verdict
-from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
+from model_training.defaults import DATABASE_URL, DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.native_logs import filter_native_logs
 
 # What `flowerbot --help` says about itself.
 DESCRIPTION = "`flowerbot`: train, evaluate and identify from the command line."
+# What `pip install flowerbot[train]` adds: train, evaluate and the exports import them.
+TRAINING_MODULES = ("tensorflow", "keras")
 # `flowerbot bot`'s lines about the token.
 MISSING = "not set (in the environment or a .env file; a token comes from @BotFather)"
 REJECTED = "Telegram rejected the token (revoked or mistyped? @BotFather shows the current one)"
@@ -31,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    from model_training.artifact import ModelFolderError
-    from model_training.model import BackboneUnavailable
+    from model_training.artifact import BackboneUnavailable, ModelFolderError
+    from model_training.lite import NEEDS_TRAIN
 
     args = parser.parse_args(argv)
     if not hasattr(args, "command"):
@@ -43,6 +48,11 @@ def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     except (ModelFolderError, BackboneUnavailable) as err:  # one line, never a traceback
         print(f"flowerbot: {err}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as err:  # a plain install serves; training needs the extra
+        if err.name not in TRAINING_MODULES:
+            raise
+        print(f"flowerbot: {args.command_name} {NEEDS_TRAIN}", file=sys.stderr)
+        return 2
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,13 +61,15 @@ def parser() -> argparse.ArgumentParser:
     commands = main_parser.add_subparsers(title="commands")
 
     train = commands.add_parser("train", help="fit the head on a data set and save a model folder")
-    train.add_argument("--data", type=Path, required=True, help="folder with train/ val/ test/")
+    train.add_argument(
+        "--data", type=Path, required=True, help="folder with train/ val/ (and test/)"
+    )
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
     train.add_argument(
         "--recipe",
-        default="product",
-        help="product (the shipped model: every photo but the base held-out set), default (the "
-        "official split's benchmark recipe) or writeup",
+        help="product (the shipped model: every photo but the base held-out set; the choice for "
+        "a set with test/, as Oxford's), default (the official split's benchmark recipe; the "
+        "choice without test/, as export-feedback's) or writeup",
     )
     train.add_argument(
         "--scaling",
@@ -69,10 +81,12 @@ def parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--version", help="model version name (default: the folder name)")
-    train.add_argument("--no-test", action="store_true", help="skip scoring the test split")
+    train.add_argument(
+        "--no-test", action="store_true", help="skip scoring the test split (as without test/)"
+    )
     train.add_argument("--report", type=Path, help="also write the evaluation report here")
     train.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
-    train.set_defaults(command=_train)
+    train.set_defaults(command=_train, command_name="train")
 
     evaluate = commands.add_parser(
         "evaluate", help="metrics.json and figures for a model on a split"
@@ -86,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--out", type=Path, default=Path("runs/report"))
     evaluate.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
-    evaluate.set_defaults(command=_evaluate)
+    evaluate.set_defaults(command=_evaluate, command_name="evaluate")
 
     identify = commands.add_parser("identify", help="top-5 species for each photo")
     identify.add_argument("photos", nargs="+", type=Path)
@@ -95,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     identify.add_argument(
         "--lang", default="en", help="language of the text answer and the names: en or es"
     )
-    identify.set_defaults(command=_identify)
+    identify.set_defaults(command=_identify, command_name="identify")
 
     from web.export import DEFAULT_OUT, QUANTIZE_FLAGS
 
@@ -103,15 +117,33 @@ def parser() -> argparse.ArgumentParser:
     export_web.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     export_web.add_argument("--out", type=Path, default=DEFAULT_OUT)
     export_web.add_argument("--quantize", choices=list(QUANTIZE_FLAGS), default="none")
-    export_web.set_defaults(command=_export_web)
+    export_web.set_defaults(command=_export_web, command_name="export-web")
+
+    export_tflite = commands.add_parser(
+        "export-tflite", help="the whole model as one LiteRT file (e.g. for a phone app)"
+    )
+    export_tflite.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    export_tflite.add_argument("--out", type=Path, required=True, help="the .tflite file to write")
+    export_tflite.set_defaults(command=_export_tflite, command_name="export-tflite")
 
     web = commands.add_parser("web", help="serve the web page on 127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
     web.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
-    web.set_defaults(command=_web)
+    web.set_defaults(command=_web, command_name="web")
 
     bot = commands.add_parser("bot", help="run the Telegram bot (configuration: env or .env)")
-    bot.set_defaults(command=_bot)
+    bot.set_defaults(command=_bot, command_name="bot")
+
+    export = commands.add_parser(
+        "export-feedback", help="the photos users labelled, as a data set `train` reads"
+    )
+    export.add_argument("--out", type=Path, required=True, help="folder to write (new or empty)")
+    export.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", DATABASE_URL),
+        help="the bot's database (default: DATABASE_URL from the environment, else %(default)s)",
+    )
+    export.set_defaults(command=_export_feedback, command_name="export-feedback")
     return main_parser
 
 
@@ -121,15 +153,20 @@ def _train(args: argparse.Namespace) -> int:
     from model_training.train import RECIPES, RowRecipe, recipe_named
     from model_training.workflow import evaluate_on_split, train_on_dataset, train_product
 
-    if args.recipe not in [*RECIPES, "product"]:
+    has_test = (args.data / "test").is_dir()
+    recipe_name = args.recipe or ("product" if has_test else "default")
+    if recipe_name not in [*RECIPES, "product"]:
         print(
-            f"flowerbot: unknown recipe {args.recipe!r} (choose product, {', '.join(RECIPES)})",
+            f"flowerbot: unknown recipe {recipe_name!r} (choose product, {', '.join(RECIPES)})",
             file=sys.stderr,
         )
         return 2
+    if recipe_name == "product" and not has_test:
+        print(f"flowerbot: the product recipe needs {args.data / 'test'}", file=sys.stderr)
+        return 2
     classes = read_class_names(args.classes) if args.classes else None
     version = args.version or args.out.name
-    if args.recipe == "product":  # scored on the base held-out set; test trains
+    if recipe_name == "product":  # scored on the base held-out set; test trains
         scaling = {"scaling": args.scaling} if args.scaling else {}
         artifact = train_product(
             args.data, RowRecipe(**scaling), args.cache_dir, version, classes, args.seed
@@ -137,9 +174,13 @@ def _train(args: argparse.Namespace) -> int:
         artifact.save(args.out)
         print(json.dumps({"model": str(args.out), **artifact.metadata.metrics}, indent=2))
         return 0
-    recipe = recipe_named(args.recipe, args.scaling)
-    artifact = train_on_dataset(args.data, recipe, args.cache_dir, version, classes, args.seed)
-    if not args.no_test:
+    recipe = recipe_named(recipe_name, args.scaling)
+    try:
+        artifact = train_on_dataset(args.data, recipe, args.cache_dir, version, classes, args.seed)
+    except FileNotFoundError as err:  # no train/ or val/
+        print(f"flowerbot: {err}", file=sys.stderr)
+        return 1
+    if has_test and not args.no_test:
         report = evaluate_on_split(artifact, args.data, "test", args.cache_dir)
         artifact.metadata.metrics.update(
             {k: report[k] for k in ("photos", "top1", "top5", "macro_f1", "ece")}
@@ -218,6 +259,19 @@ def _export_web(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_tflite(args: argparse.Namespace) -> int:
+    from model_training.artifact import load_artifact
+    from model_training.convert import whole_model_tflite
+
+    model = whole_model_tflite(load_artifact(args.model))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_name(f".{args.out.name}.partial")
+    partial.write_bytes(model)
+    partial.replace(args.out)  # a phone app's build never picks up half a file
+    print(json.dumps({"out": str(args.out), "bytes": len(model)}))
+    return 0
+
+
 def _web(args: argparse.Namespace) -> int:
     from web.export import DEFAULT_OUT, ExportError, export_web, needs_export
     from web.server import make_server, missing_vendor_files
@@ -263,8 +317,7 @@ def _bot(args: argparse.Namespace) -> int:
     )
     from bot.app import StartError, run
     from bot.i18n import MissingCatalogue
-    from model_training.artifact import ModelFolderError
-    from model_training.model import BackboneUnavailable
+    from model_training.artifact import BackboneUnavailable, ModelFolderError
 
     try:
         run(settings)
@@ -275,4 +328,46 @@ def _bot(args: argparse.Namespace) -> int:
     except InvalidToken:  # at start (getMe); PTB's own message would print the token
         print(f"flowerbot bot: TELEGRAM_BOT_TOKEN: {REJECTED}", file=sys.stderr)
         return 2
+    return 0
+
+
+# export-feedback's labels.csv: one row per photo and species users named for it.
+EXPORT_COLUMNS = ["file", "species", "split", "labellers", "model_version", "photo_id"]
+
+
+def _export_feedback(args: argparse.Namespace) -> int:
+    """DIR/{train,val}/<species>/<photo id>.jpg, DIR/classes.txt and DIR/labels.csv; val holds
+    the photos the bot's retraining gate holds out (model_training.retrain.held_out)."""
+    from bot.app import StartError, open_database
+    from model_training.atomic import atomic_folder
+    from model_training.retrain import held_out
+    from storage import iter_labelled_jpegs
+
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        print(f"flowerbot: {args.out} exists and is not an empty folder", file=sys.stderr)
+        return 2
+    try:
+        database = open_database(args.database_url)
+    except StartError as err:
+        print(f"flowerbot: {err}", file=sys.stderr)
+        return 2
+    rows = []
+    try:
+        with atomic_folder(args.out) as staging, database.session() as session:
+            for label in iter_labelled_jpegs(session):
+                split = "val" if held_out(label.photo_id) else "train"
+                file = Path(split, label.species, f"{label.photo_id}.jpg")
+                (staging / file).parent.mkdir(parents=True, exist_ok=True)
+                (staging / file).write_bytes(label.jpeg)
+                values = (file.as_posix(), label.species, split, label.labellers)
+                rows.append([*values, label.model_version, label.photo_id])
+            species = sorted({row[1] for row in rows})
+            (staging / "classes.txt").write_text("".join(f"{name}\n" for name in species), "utf-8")
+            with (staging / "labels.csv").open("w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerows([EXPORT_COLUMNS, *rows])
+    finally:
+        database.dispose()
+    splits = {split: sum(row[2] == split for row in rows) for split in ("train", "val")}
+    summary = {"out": str(args.out), "photos": len(rows), "species": len(species), **splits}
+    print(json.dumps(summary))
     return 0

@@ -1,6 +1,11 @@
 """The model artifact: one versioned folder loaded by the CLI, bot, retraining and web exporter.
 
 <dir>/head.weights.h5   the trained head (the backbone is the public ImageNet MobileNetV2)
+<dir>/backbone.tflite   the frozen backbone, pixel scaling and pooling converted to LiteRT:
+                        float32 views (n, 224, 224, 3) in 0..255 -> (n, 1280) features, what
+                        serving runs (model_training/lite.py); a retrained head links its
+                        parent's, the backbone being the same (optional: older folders convert
+                        it when they load, which needs TensorFlow)
 <dir>/classes.txt       class names, line N = class N
 <dir>/centroids.npy     each species' mean backbone feature: tells flowers from the rest
 <dir>/metadata.json     backbone and its weight fingerprint, input size, scaling, serving views,
@@ -19,17 +24,21 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from model_training.atomic import atomic_folder
 from model_training.honesty import HONESTY_FILE, HonestyModel, load_honesty
-from model_training.model import BACKBONE_NAME, backbone_fingerprint, build_head, compose
 from model_training.photos import INPUT_SIZE
 
+if TYPE_CHECKING:  # serving reads folders without Keras (model_training/lite.py)
+    import keras
+
+BACKBONE_NAME = "MobileNetV2(alpha=1.0, input=224, weights=imagenet, pooling=avg)"
 FORMAT_VERSION = 1
 HEAD_FILE = "head.weights.h5"
+BACKBONE_FILE = "backbone.tflite"
 CLASSES_FILE = "classes.txt"
 METADATA_FILE = "metadata.json"
 CENTROIDS_FILE = "centroids.npy"
@@ -94,24 +103,36 @@ def load_base_rows(folder: str | Path) -> BaseRows:
 
 @dataclass
 class ModelArtifact:
+    """A model as training holds it (a Keras head); serving reads the folder without Keras
+    (model_training/lite.py)."""
+
     head: keras.Model
     class_names: list[str]
     metadata: Metadata
     centroids: np.ndarray  # (n_classes, 1280) unit-length species centroids in feature space
     base: BaseRows | None = None  # written with the folder; load_base_rows reads it on demand
     honesty: HonestyModel | None = None  # None: a folder from before honesty.npz
+    # The folder it was read from. A retrained candidate (dataclasses.replace of its parent)
+    # keeps it and links that folder's backbone.tflite instead of converting the backbone again.
+    source: Path | None = None
 
     def composed(self) -> keras.Model:
         """Backbone and head as one Keras model: uint8-range RGB 224x224 -> probabilities."""
+        from model_training.model import compose
+
         return compose(self.head, tuple(self.metadata.serve_views), self.metadata.scaling)
 
     def save(self, folder: str | Path) -> Path:
         """Write the artifact; the folder appears complete or not at all."""
+        from model_training.convert import write_backbone
+        from model_training.model import backbone_fingerprint
+
         folder = Path(folder)
         if not self.metadata.backbone_fingerprint:
             self.metadata.backbone_fingerprint = backbone_fingerprint()
         with atomic_folder(folder) as staging:
             self.head.save_weights(staging / HEAD_FILE)
+            write_backbone(staging / BACKBONE_FILE, self.metadata, self.source)
             np.save(staging / CENTROIDS_FILE, self.centroids.astype(np.float32))
             classes = "\n".join(self.class_names) + "\n"
             (staging / CLASSES_FILE).write_text(classes, encoding="utf-8")
@@ -127,8 +148,21 @@ class ModelFolderError(ValueError):
     """A model folder that is missing, incomplete or of another format; the message says which."""
 
 
-def load_artifact(folder: str | Path) -> ModelArtifact:
-    folder = Path(folder)
+class BackboneUnavailable(RuntimeError):
+    """The ImageNet weights are neither in Keras' cache nor downloadable."""
+
+
+@dataclass(frozen=True)
+class FolderContents:
+    """What training and serving alike read of a model folder (all but the head)."""
+
+    metadata: Metadata
+    class_names: list[str]
+    centroids: np.ndarray
+    honesty: HonestyModel | None
+
+
+def read_folder(folder: Path) -> FolderContents:
     if not (folder / METADATA_FILE).is_file():
         raise ModelFolderError(f"{folder} is not a flowerbot model folder (no {METADATA_FILE})")
     try:
@@ -142,7 +176,23 @@ def load_artifact(folder: str | Path) -> ModelArtifact:
     ]:
         raise ModelFolderError(f"{folder} is incomplete: {', '.join(missing)} missing")
     class_names = (folder / CLASSES_FILE).read_text(encoding="utf-8").splitlines()
-    head = build_head(len(class_names))
-    head.load_weights(folder / HEAD_FILE)
     centroids = np.load(folder / CENTROIDS_FILE)
-    return ModelArtifact(head, class_names, metadata, centroids, honesty=load_honesty(folder))
+    return FolderContents(metadata, class_names, centroids, load_honesty(folder))
+
+
+def load_artifact(folder: str | Path) -> ModelArtifact:
+    """The folder with its head in Keras (training side: retraining, evaluation, exports)."""
+    from model_training.model import build_head
+
+    folder = Path(folder)
+    contents = read_folder(folder)
+    head = build_head(len(contents.class_names))
+    head.load_weights(folder / HEAD_FILE)
+    return ModelArtifact(
+        head,
+        contents.class_names,
+        contents.metadata,
+        contents.centroids,
+        honesty=contents.honesty,
+        source=folder,
+    )

@@ -4,6 +4,8 @@ An `Answer` carries everything a front end shows or keeps: the top-5 species wit
 confidences, the verdict (model_training/abstention.py, with the rules from the model folder),
 the per-view backbone features (stored so retraining never runs the backbone again) and the
 version of the model that made it.
+
+It runs through LiteRT and numpy (model_training/lite.py): serving imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from model_training.abstention import Verdict, VerdictRules, flower_scores
 from model_training.artifact import ModelArtifact, load_artifact
-from model_training.photos import INPUT_SIZE, Photo, decode_photo
+from model_training.lite import ServingModel
+from model_training.photos import Photo, decode_photo
 from model_training.taxonomy import Group, group_of
 
 TOP_K = 5
@@ -62,33 +63,32 @@ class Answer:
 
 
 class FlowerClassifier:
-    def __init__(self, artifact: ModelArtifact) -> None:
-        self.artifact = artifact
-        self.class_names = artifact.class_names
-        self.version = artifact.metadata.version
-        self.rules = VerdictRules.from_thresholds(artifact.metadata.thresholds)
-        self.model = artifact.composed()
-        # The same graph, also returning the per-view backbone features the bot stores so that
-        # retraining never runs the backbone again.
-        with_features = keras.Model(
-            self.model.input, [self.model.output, self.model.get_layer("per_view").output]
-        )
-        # One traced graph for any batch size: model.predict() per photo rebuilds its data
-        # pipeline on every call, which costs more than the network itself for one photo.
-        self._classify = tf.function(
-            lambda images: with_features(images, training=False),
-            input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
-        )
+    def __init__(self, model: ServingModel | ModelArtifact) -> None:
+        self._artifact = model if isinstance(model, ModelArtifact) else None
+        if isinstance(model, ModelArtifact):  # training side: one in memory
+            model = ServingModel.of(model)
+        self.model = model
+        self.class_names = model.class_names
+        self.version = model.metadata.version
+        self.rules = VerdictRules.from_thresholds(model.metadata.thresholds)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> FlowerClassifier:
-        return cls(load_artifact(folder))
+        return cls(ServingModel.load(folder))
+
+    @property
+    def artifact(self) -> ModelArtifact:
+        """The model with its head in Keras, for training-side code (benchmarks, tests); loaded
+        on first use, as serving never needs it."""
+        if self._artifact is None:
+            assert self.model.folder is not None  # only a classifier of an artifact lacks one
+            self._artifact = load_artifact(self.model.folder)
+        return self._artifact
 
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(batch, 224, 224, 3) uint8 -> probabilities (batch, n_classes) and backbone features
         (batch, n_views, 1280) for the serving views."""
-        probabilities, features = self._classify(tf.convert_to_tensor(images, tf.uint8))
-        return probabilities.numpy(), features.numpy()
+        return self.model.classify(images)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(batch, 224, 224, 3) uint8 -> (batch, n_classes) probabilities."""
@@ -126,9 +126,9 @@ class FlowerClassifier:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(photos, views, dim) and the top-1 confidences -> flower scores and species scores,
         as the rules expect them."""
-        honesty = self.artifact.honesty
+        honesty = self.model.honesty
         if honesty is None:  # a folder from before honesty.npz: cosine, no unknown-species rule
-            scores = flower_scores(features, self.artifact.centroids)
+            scores = flower_scores(features, self.model.centroids)
             return scores, np.full(len(scores), np.inf)
         return honesty.flower_scores(features), honesty.species_scores(features, confidences)
 

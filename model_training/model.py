@@ -1,4 +1,8 @@
-"""The network: frozen MobileNetV2 features -> a small trained head, and the two composed."""
+"""The network: frozen MobileNetV2 features -> a small trained head, and the two composed.
+
+Training side (Keras): serving runs the backbone converted to LiteRT and the head in numpy
+(model_training/lite.py).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ from functools import cache
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from model_training.artifact import BackboneUnavailable
 from model_training.photos import INPUT_SIZE
-from model_training.views import GroupViews, ViewStack
+from model_training.views import VIEWS, crop
 
-BACKBONE_NAME = "MobileNetV2(alpha=1.0, input=224, weights=imagenet, pooling=avg)"
 FEATURE_DIM = 1280
 DROPOUT = 0.2
 
@@ -26,8 +31,46 @@ SCALINGS: dict[str, tuple[float, float]] = {
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
-class BackboneUnavailable(RuntimeError):
-    """The ImageNet weights are neither in Keras' cache nor downloadable."""
+@keras.saving.register_keras_serializable(package="flowerbot")
+class ViewStack(keras.layers.Layer):
+    """(batch, size, size, 3) -> (batch * n_views, size, size, 3): the views of each image in a row.
+
+    The same gathers and lerps at the same points as serving's numpy views
+    (model_training.views.crop), which are tf.image.crop_and_resize's points and order: unlike
+    crop_and_resize these are LiteRT builtins, so the composed model converts whole
+    (`flowerbot export-tflite`). The "full" view of a size x size image is that image exactly.
+    """
+
+    def __init__(self, views: tuple[str, ...], size: int = 224, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.views = tuple(views)
+        self.size = size
+
+    def call(self, images: tf.Tensor) -> tf.Tensor:
+        pixels = tf.cast(images, tf.float32)
+        crops = [crop(pixels, VIEWS[name], tf.gather) for name in self.views]
+        return tf.reshape(tf.stack(crops, axis=1), (-1, self.size, self.size, 3))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "views": list(self.views), "size": self.size}
+
+
+@keras.saving.register_keras_serializable(package="flowerbot")
+class GroupViews(keras.layers.Layer):
+    """(batch * n_views, dim) -> (batch, n_views, dim): undoes ViewStack's flattening.
+
+    keras.layers.Reshape cannot do this, since it never changes the batch dimension.
+    """
+
+    def __init__(self, n_views: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.n_views = n_views
+
+    def call(self, features: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(features, (-1, self.n_views, features.shape[-1]))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "n_views": self.n_views}
 
 
 @cache

@@ -17,10 +17,12 @@ import re
 import sys
 import threading
 
-# absl's prefix: severity, MMDD, time, thread id, file:line]. Fatal ("F") lines are kept.
+# absl's prefix: severity, MMDD, time, thread id, file:line]. Fatal ("F") lines are kept. And
+# LiteRT's one line per interpreter, "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 NATIVE_LINE = re.compile(
     rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\]"
-    rb"|WARNING: All log messages before absl::InitializeLog)"
+    rb"|WARNING: All log messages before absl::InitializeLog"
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate)"
 )
 _installed = False
 

@@ -2,14 +2,19 @@
 
 Training sees every view of every photo (augmentation whose backbone features are computed once);
 serving averages the head's probabilities over a few of them (test-time augmentation).
+
+This module is numpy only: serving builds its views here (`view_images`), training in
+TensorFlow (model_training/model.py, ViewStack); both sample the same points the same way.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
-import keras
-import tensorflow as tf
+import numpy as np
+
+Array = TypeVar("Array")
 
 
 class View(NamedTuple):
@@ -50,58 +55,73 @@ VIEWS: dict[str, View] = {
 TRAIN_VIEWS: tuple[str, ...] = tuple(VIEWS)
 
 
-def _box(view: View) -> list[float]:
-    """Normalised [y1, x1, y2, x2] box for tf.image.crop_and_resize."""
+def box(view: View) -> list[float]:
+    """Normalised [y1, x1, y2, x2] box, as tf.image.crop_and_resize takes it."""
     margin = 1.0 - view.fraction
     y1, x1 = margin * view.top, margin * view.left
     return [y1, x1, y1 + view.fraction, x1 + view.fraction]
 
 
-@keras.saving.register_keras_serializable(package="flowerbot")
-class ViewStack(keras.layers.Layer):
-    """(batch, H, W, 3) -> (batch * n_views, size, size, 3): the views of each image in a row.
+class Axis(NamedTuple):
+    """Bilinear sampling along an axis: output i = lerp(input[lo[i]], input[hi[i]], weight[i]),
+    times inside[i]."""
 
-    One crop_and_resize call builds every view of the batch, so views cost no Python loop.
-    The "full" view of a size x size image is that image exactly.
-    """
-
-    def __init__(self, views: tuple[str, ...], size: int = 224, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.views = tuple(views)
-        self.size = size
-        self._boxes = tf.constant([_box(VIEWS[name]) for name in self.views], tf.float32)
-        self._flips = tf.constant([VIEWS[name].flip for name in self.views])
-
-    def call(self, images: tf.Tensor) -> tf.Tensor:
-        images = tf.cast(images, tf.float32)
-        batch = tf.shape(images)[0]
-        n_views = len(self.views)
-        boxes = tf.tile(self._boxes, [batch, 1])
-        box_indices = tf.repeat(tf.range(batch), n_views)
-        crops = tf.image.crop_and_resize(images, boxes, box_indices, (self.size, self.size))
-        flips = tf.tile(self._flips, [batch])
-        return tf.where(flips[:, None, None, None], tf.reverse(crops, axis=[2]), crops)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "views": list(self.views), "size": self.size}
+    lo: np.ndarray
+    hi: np.ndarray
+    weight: np.ndarray  # float32
+    # 0 where the point falls a rounding error past the image: crop_and_resize writes 0 there
+    # (the last column of the right 80% crops), and the cached features were computed so.
+    inside: np.ndarray
 
 
-@keras.saving.register_keras_serializable(package="flowerbot")
-class GroupViews(keras.layers.Layer):
-    """(batch * n_views, dim) -> (batch, n_views, dim): undoes ViewStack's flattening.
+def sampling(start: float, end: float, size: int) -> Axis:
+    """The points tf.image.crop_and_resize samples between normalised `start` and `end` of an
+    axis of `size` pixels into `size` outputs, computed as it computes them (float32)."""
+    start32, end32 = np.float32(start), np.float32(end)
+    last = np.float32(size - 1)
+    step = (end32 - start32) * last / last
+    points = start32 * last + np.arange(size, dtype=np.float32) * step
+    lo = np.floor(points)
+    inside = ((points >= 0) & (points <= last)).astype(np.float32)
+    index = lo.astype(np.int64)
+    return Axis(
+        np.clip(index, 0, size - 1),
+        np.clip(np.ceil(points).astype(np.int64), 0, size - 1),
+        points - lo,
+        inside,
+    )
 
-    keras.layers.Reshape cannot do this, since it never changes the batch dimension.
-    """
 
-    def __init__(self, n_views: int, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.n_views = n_views
+def crop(pixels: Array, view: View, take: Callable[..., Array] = np.take) -> Array:
+    """(batch, size, size, 3) float32 pixels -> that view of each. `take` is np.take (serving)
+    or tf.gather (training, model_training.model.ViewStack): the same gathers, lerps (x first,
+    then y, in crop_and_resize's order) and mirroring either way. The whole view is the image
+    itself; a flip reverses columns."""
+    if view.fraction != 1.0:
+        size = pixels.shape[1]
+        y1, x1, y2, x2 = box(view)
+        ys, xs = sampling(y1, y2, size), sampling(x1, x2, size)
+        top, bottom = (
+            lerp(take(rows, xs.lo, axis=2), take(rows, xs.hi, axis=2), xs.weight[:, None])
+            for rows in (take(pixels, ys.lo, axis=1), take(pixels, ys.hi, axis=1))
+        )
+        pixels = lerp(top, bottom, ys.weight[:, None, None])
+        if not (ys.inside.all() and xs.inside.all()):
+            pixels = pixels * (ys.inside[:, None, None] * xs.inside[:, None])
+    return pixels[:, :, ::-1] if view.flip else pixels
 
-    def call(self, features: tf.Tensor) -> tf.Tensor:
-        return tf.reshape(features, (-1, self.n_views, features.shape[-1]))
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "n_views": self.n_views}
+def view_images(images: np.ndarray, views: tuple[str, ...]) -> np.ndarray:
+    """(batch, size, size, 3) uint8 -> (batch * n_views, size, size, 3) float32 in 0..255: the
+    views of each image in a row, as ViewStack builds them in training."""
+    pixels = images.astype(np.float32)
+    stacked = np.stack([crop(pixels, VIEWS[name]) for name in views], axis=1)
+    return stacked.reshape(-1, *images.shape[1:])
+
+
+def lerp(a: Array, b: Array, weight: np.ndarray) -> Array:
+    """a to b by weight, as crop_and_resize computes it (numpy arrays or TensorFlow tensors)."""
+    return a + (b - a) * weight
 
 
 def view_positions(views: tuple[str, ...], subset: tuple[str, ...]) -> list[int]:

@@ -11,6 +11,7 @@ from model_training.data import read_split
 from model_training.features import compute_features
 from model_training.model import (
     FEATURE_DIM,
+    ViewStack,
     build_head,
     compose,
     feature_extractor,
@@ -19,7 +20,7 @@ from model_training.model import (
 )
 from model_training.photos import read_photo
 from model_training.train import RECIPES, train_head
-from model_training.views import VIEWS, ViewStack
+from model_training.views import TRAIN_VIEWS, VIEWS, box, view_images
 
 rng = np.random.default_rng(0)
 
@@ -48,6 +49,23 @@ def test_views_full_is_the_image_and_flip_mirrors_it() -> None:
     np.testing.assert_allclose(stacked[3], images[1], atol=1e-3)
     assert not np.allclose(stacked[2], images[0], atol=5)
     assert len(VIEWS) == 24
+
+
+def test_views_sample_crop_and_resize_points() -> None:
+    """ViewStack (training and the feature cache) samples what tf.image.crop_and_resize did
+    before it, and serving's numpy views what ViewStack does: cached features match served."""
+    import tensorflow as tf
+
+    images = random_images(2)
+    stacked = np.asarray(ViewStack(TRAIN_VIEWS)(images))
+    boxes = np.tile([box(VIEWS[name]) for name in TRAIN_VIEWS], (2, 1)).astype(np.float32)
+    crops = tf.image.crop_and_resize(
+        images.astype(np.float32), boxes, np.repeat([0, 1], len(TRAIN_VIEWS)), (224, 224)
+    ).numpy()
+    flips = np.tile([VIEWS[name].flip for name in TRAIN_VIEWS], 2)
+    crops[flips] = crops[flips][:, :, ::-1]
+    np.testing.assert_allclose(stacked, crops, atol=1e-3)
+    np.testing.assert_allclose(view_images(images, TRAIN_VIEWS), stacked, atol=1e-4)
 
 
 def test_shapes_through_the_network() -> None:
