@@ -77,8 +77,10 @@ from storage.state import (
 )
 from storage.training import (
     LabelledExample,
+    LabelledJpeg,
     count_labelled_examples,
     iter_labelled_examples,
+    iter_labelled_jpegs,
     labelled_examples,
     set_excluded,
 )
@@ -90,6 +92,7 @@ __all__ = [
     "Feedback",
     "InstanceSetting",
     "LabelledExample",
+    "LabelledJpeg",
     "ModelAccuracy",
     "ModelFile",
     "ModelStatus",
@@ -124,6 +127,7 @@ __all__ = [
     "has_model_files",
     "instance_setting",
     "iter_labelled_examples",
+    "iter_labelled_jpegs",
     "labelled_examples",
     "last_photo",
     "latest_album",

@@ -1,15 +1,17 @@
-"""What retraining takes from the database: labelled backbone features, minus excluded users."""
+"""What retraining takes from the database: labelled backbone features, minus excluded users;
+and the labelled photos themselves, for `flowerbot export-feedback`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from storage.models import Feedback, Photo, User, decode_features
+from storage.models import Feedback, NewSpecies, Photo, Prediction, User, decode_features
+from storage.new_species import NewSpeciesStatus
 
 
 def set_excluded(session: Session, user_id: int, excluded: bool) -> bool:
@@ -28,32 +30,34 @@ class LabelledExample(NamedTuple):
     species_index: int
 
 
+S = TypeVar("S", bound=Select[Any])
+
+
+def _not_excluded(statement: S) -> S:
+    """Feedback (joined to its photo) of users not excluded, on photos of users not excluded."""
+    owner, author = aliased(User), aliased(User)
+    return (
+        statement.join(owner, owner.id == Photo.user_id)
+        .join(author, author.id == Feedback.user_id)
+        .where(owner.excluded_from_training.is_(False), author.excluded_from_training.is_(False))
+    )
+
+
 def _labelled_query(
     since_id: int, new_species: Mapping[int, int]
 ) -> Select[tuple[int, int, bytes, str, int | None, int | None]]:
-    owner, author = aliased(User), aliased(User)
     named = Feedback.species_index.is_not(None)
     if new_species:
         named = or_(named, Feedback.new_species_id.in_(list(new_species)))
-    return (
-        select(
-            Photo.id,
-            Feedback.user_id,
-            Photo.embedding,
-            Photo.embedding_shape,
-            Feedback.species_index,
-            Feedback.new_species_id,
-        )
-        .join(Feedback, Feedback.photo_id == Photo.id)
-        .join(owner, owner.id == Photo.user_id)
-        .join(author, author.id == Feedback.user_id)
-        .where(
-            Photo.id > since_id,
-            named,
-            owner.excluded_from_training.is_(False),
-            author.excluded_from_training.is_(False),
-        )
-    )
+    statement = select(
+        Photo.id,
+        Feedback.user_id,
+        Photo.embedding,
+        Photo.embedding_shape,
+        Feedback.species_index,
+        Feedback.new_species_id,
+    ).join(Feedback, Feedback.photo_id == Photo.id)
+    return _not_excluded(statement).where(Photo.id > since_id, named)
 
 
 def count_labelled_examples(
@@ -82,3 +86,47 @@ def labelled_examples(
     session: Session, since_id: int = 0, new_species: Mapping[int, int] | None = None
 ) -> list[LabelledExample]:
     return list(iter_labelled_examples(session, since_id, new_species))
+
+
+class LabelledJpeg(NamedTuple):
+    photo_id: int
+    species: str  # the model's class name, or an approved new species' key
+    labellers: int  # distinct users who named this species for the photo
+    model_version: str  # the version whose answer was the first one labelled
+    jpeg: bytes  # the 224x224 photo the model saw
+
+
+def iter_labelled_jpegs(session: Session) -> Iterator[LabelledJpeg]:
+    """Every photo with each species users named for it (a photo two users named differently
+    comes once per species), oldest first, read in chunks. The same users are left out as from
+    retraining; new species count once approved (merged spellings already point to theirs)."""
+    species = case(
+        (Feedback.new_species_id.is_not(None), NewSpecies.key), else_=Feedback.species
+    ).label("species")
+    named = or_(Feedback.species_index.is_not(None), NewSpecies.status == NewSpeciesStatus.APPROVED)
+    labels = _not_excluded(
+        select(
+            Feedback.photo_id,
+            species,
+            func.count(func.distinct(Feedback.user_id)).label("labellers"),
+            func.min(Feedback.prediction_id).label("prediction_id"),
+        )
+        .join(Photo, Photo.id == Feedback.photo_id)
+        .outerjoin(NewSpecies, NewSpecies.id == Feedback.new_species_id)
+        .where(named)
+    ).group_by(Feedback.photo_id, species)
+    grouped = labels.subquery()
+    statement = (
+        select(
+            grouped.c.photo_id,
+            grouped.c.species,
+            grouped.c.labellers,
+            Prediction.model_version,
+            Photo.image,
+        )
+        .join(Photo, Photo.id == grouped.c.photo_id)
+        .join(Prediction, Prediction.id == grouped.c.prediction_id)
+        .order_by(grouped.c.photo_id, grouped.c.species)
+    )
+    for row in session.execute(statement.execution_options(yield_per=100)):
+        yield LabelledJpeg(*row)

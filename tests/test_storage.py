@@ -30,6 +30,7 @@ from storage import (
     Prediction,
     User,
     add_album,
+    add_new_species,
     add_photo,
     add_prediction,
     add_version,
@@ -37,6 +38,7 @@ from storage import (
     allow_naming,
     answer_sent_as,
     answered_together,
+    approve,
     count_labelled_examples,
     delete_albums_older_than,
     delete_older_than,
@@ -44,6 +46,7 @@ from storage import (
     forget_user,
     has_model_files,
     iter_labelled_examples,
+    iter_labelled_jpegs,
     labelled_examples,
     last_photo,
     latest_album,
@@ -763,3 +766,49 @@ def test_a_damaged_model_file_is_refused(db: Database, tmp_path: Path) -> None:
         pytest.raises(ValueError, match=r"v1: head\.weights\.h5 is damaged"),
     ):
         write_model_files(session, row, tmp_path)
+
+
+def test_labelled_photos_for_export_count_labellers_and_honour_exclusion(db: Database) -> None:
+    carol = 30_000_000_003
+    with db.session() as session:
+        alice_and_bob(session)  # photos 1 and 3 named 2 by Alice and 3 by Bob; photo 2 none
+        stored = photo(session, carol, 4)
+        prediction = predicted(session, stored, 5, version="v2")
+        answer(session, prediction, carol, 5)
+        answer(session, prediction, ALICE, 5)
+        answer(session, prediction, BOB, None)  # not a flower: no species
+        tulip, blob = add_new_species(session, "tulip", "Tulip"), add_new_species(session, "b", "B")
+        approve(session, tulip, NOW)
+        for species, message_id in ((tulip, 5), (blob, 6)):  # approved, and a mere candidate
+            named = predicted(session, photo(session, carol, message_id), 1)
+            record_feedback(
+                session,
+                named.photo_id,
+                named.id,
+                carol,
+                species=species.name,
+                new_species_id=species.id,
+            )
+        ids = session.scalars(select(Photo.id).order_by(Photo.id)).all()
+
+    def exported() -> list[tuple[int, str, int, str, bytes]]:
+        with db.session() as session:
+            return [tuple(row) for row in iter_labelled_jpegs(session)]
+
+    # One row per photo and species named, with the version of the answer labelled.
+    assert exported() == [
+        (ids[0], "species 2", 1, "v1", b"jpeg"),
+        (ids[0], "species 3", 1, "v1", b"jpeg"),
+        (ids[2], "species 2", 1, "v1", b"jpeg"),
+        (ids[2], "species 3", 1, "v1", b"jpeg"),
+        (ids[3], "species 5", 2, "v2", b"jpeg"),
+        (ids[4], "tulip", 1, "v1", b"jpeg"),
+    ]
+    with db.session() as session:
+        set_excluded(session, BOB, True)
+    # Bob's labels and his photo go; Alice's label on it too.
+    assert [(row[0], row[1], row[2]) for row in exported()] == [
+        (ids[0], "species 2", 1),
+        (ids[3], "species 5", 2),
+        (ids[4], "tulip", 1),
+    ]
