@@ -44,6 +44,18 @@ class RealWorld:
         """(photos, views, 1280), running the backbone only for what the cache lacks."""
         return cached_features(self.encoded, self.keys, views, cache, desc="real-world features")
 
+    def fitting_half(self) -> RealWorld:
+        """Only the fitting half's photos: all that training reads (the other half is measured)."""
+        keep = np.flatnonzero(self.fitting)
+        return RealWorld(
+            files=[self.files[i] for i in keep],
+            folders=self.folders[keep],
+            oxford_class=self.oxford_class[keep],
+            is_flower=self.is_flower[keep],
+            fitting=self.fitting[keep],
+            encoded=[self.encoded[i] for i in keep],
+        )
+
 
 def split_half(files: list[str], folders: list[str], seed: int = SPLIT_SEED) -> np.ndarray:
     """True for the fitting half: per folder, half of the sorted names drawn with a fixed seed."""

@@ -226,13 +226,10 @@ def product_rows(
     empty = Rows.of(np.empty((0, len(views), FEATURE_DIM), np.float32), np.empty(0, np.int64))
     garden, fingerprint = empty, "none"
     if (realworld / GARDEN_PHOTOS).is_dir():
-        photos = read_garden(realworld)
-        fitting = [key for key, f in zip(photos.keys, photos.fitting, strict=True) if f]
-        fingerprint = hashlib.sha256("\n".join(fitting).encode()).hexdigest()[:16]
+        photos = read_garden(realworld).fitting_half()
+        fingerprint = hashlib.sha256("\n".join(photos.keys).encode()).hexdigest()[:16]
         garden = Rows.of(
-            photos.features(views, cache)[photos.fitting],
-            photos.oxford_class[photos.fitting],
-            recipe.realworld_weight,
+            photos.features(views, cache), photos.oxford_class, recipe.realworld_weight
         )
     calibrating = calibration_half(garden.y)
     rows = ProductRows(
@@ -355,15 +352,14 @@ def fit_honesty(
     if not (folder / FLOWER_PHOTOS).is_dir() or not (folder / NONFLOWER).is_dir():
         centroids = class_centroids(rows.fit.x, rows.fit.y, n_classes)
         return None, {"not_a_flower_below": not_a_flower_cut(flower_scores(rows.val.x, centroids))}
-    photos = read_realworld(folder)
-    chosen = photos.fitting
-    real_x = mean_rows(photos.features(features[1], features[0])[chosen])
+    photos = read_realworld(folder).fitting_half()
+    real_x = mean_rows(photos.features(features[1], features[0]))
     # Groups weigh the same in total: the training flowers (Oxford's and garden_photos'),
     # flower_photos' flowers, non-flowers. The cut comes from flower_photos alone: other
     # photographers' photos than any training row.
     trained_x = mean_rows(rows.everything.x)
-    group = np.concatenate([np.zeros(len(trained_x), int), 1 + ~photos.is_flower[chosen]])
-    is_flower = np.concatenate([np.ones(len(trained_x), bool), photos.is_flower[chosen]])
+    group = np.concatenate([np.zeros(len(trained_x), int), 1 + ~photos.is_flower])
+    is_flower = np.concatenate([np.ones(len(trained_x), bool), photos.is_flower])
     rows_x = np.concatenate([trained_x, real_x])
     weights, bias, held_out = fit_flower_model(rows_x, is_flower, group)
     space = fit_species_space(*rows.everything.means()[:2], n_classes)
