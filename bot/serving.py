@@ -55,8 +55,8 @@ def model_folder(database: Database, version: str, settings: Settings) -> Path:
     Its files in the database: the folder of that name in the cache, fetched the first time and
     put in place whole (a version never changes, so a folder of its name is it). Recorded
     without files (MODEL_DIR's first registration, or before revision 0008): the folder the
-    registry names, or else MODEL_DIR if it holds that version, as the shipped model does
-    wherever the package is installed.
+    registry names if this machine has it, or else MODEL_DIR if it holds that version, as the
+    shipped model does wherever the package is installed.
     """
     with database.session() as session:
         row = get_version(session, version)
@@ -72,13 +72,15 @@ def model_folder(database: Database, version: str, settings: Settings) -> Path:
     return folder
 
 
-def _folder_of(version: str, *folders: Path) -> Path:
-    for folder in folders:
-        metadata = folder / METADATA_FILE
-        if metadata.is_file() and json.loads(metadata.read_text()).get("version") == version:
-            return folder
-    shown = " nor ".join(str(f) for f in folders)
-    raise ModelFolderError(f"model {version} is neither in the database nor in {shown}")
+def _folder_of(version: str, registered: Path, model_dir: Path) -> Path:
+    if registered.is_dir():
+        return registered
+    metadata = model_dir / METADATA_FILE
+    if metadata.is_file() and json.loads(metadata.read_text()).get("version") == version:
+        return model_dir
+    raise ModelFolderError(
+        f"model {version} is neither in the database nor in {registered} (nor is it MODEL_DIR's)"
+    )
 
 
 async def serve(svc: Services, version: str) -> None:

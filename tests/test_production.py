@@ -44,6 +44,7 @@ from test_bot import (
 from bot import replies
 from bot.app import build_application, webhook_options
 from bot.config import Settings
+from model_training.artifact import ModelFolderError
 from storage import (
     Database,
     Feedback,
@@ -151,6 +152,36 @@ async def test_a_version_promoted_elsewhere_is_served_within_the_poll_interval(t
         assert fetched == {p.name for p in SHIPPED_MODEL.iterdir()}
     finally:
         await stopped(app)
+
+
+async def test_a_first_version_registered_on_another_machine_is_found_in_model_dir(tg, db):
+    """The shipped model, registered by a process whose package sits elsewhere, is this
+    machine's MODEL_DIR; a version neither stored nor anywhere here stops the start in one line."""
+
+    database = Database(f"sqlite:///{db}")
+    database.upgrade()
+    database.dispose()
+
+    def register_elsewhere(session) -> None:
+        add_version(session, SHIPPED_VERSION, "/machine-a/oxford102", ModelStatus.SERVING, {})
+
+    in_db(db, register_elsewhere)
+    app = await running(settings_for(tg, db))
+    try:
+        assert serving_classifier(app).version == SHIPPED_VERSION
+    finally:
+        await stopped(app)
+
+    def serve_a_lost_version(session) -> None:
+        add_version(session, "v-lost", "/machine-a/v-lost", ModelStatus.CANDIDATE, {})
+        promote(session, "v-lost")
+
+    in_db(db, serve_a_lost_version)
+    with pytest.raises(ModelFolderError) as raised:
+        build_application(settings_for(tg, db))
+    assert str(raised.value) == (
+        "model v-lost is neither in the database nor in /machine-a/v-lost (nor is it MODEL_DIR's)"
+    )
 
 
 # -- the webhook --------------------------------------------------------------------------------
