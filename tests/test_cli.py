@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 import skimage
 from conftest import SHIPPED_MODEL
+
+from model_training.artifact import BACKBONE_FILE, BASE_FILE
 
 # The installed console script (pyproject's [project.scripts]), as a user runs it.
 FLOWERBOT = Path(sys.executable).with_name("flowerbot")
@@ -170,22 +173,21 @@ def test_empty_incomplete_or_invalid_model_folders_are_named_in_one_line(
 
 
 def test_missing_backbone_weights_are_named_in_one_line(tmp_path, sample_photos) -> None:
-    """An empty Keras cache, and downloads sent to a proxy that refuses every connection."""
+    """An empty Keras cache, and downloads sent to a proxy that refuses every connection: the
+    shipped model still answers (its backbone.tflite needs no Keras weights); a folder from
+    before backbone.tflite, which converts the backbone, names them in one line."""
     keras_home = tmp_path / "keras"
     keras_home.mkdir()
     nowhere = "http://127.0.0.1:9"
-    result = flowerbot(
-        "identify",
-        str(sample_photos[0][0]),
-        cwd=tmp_path,
-        KERAS_HOME=str(keras_home),
-        HTTPS_PROXY=nowhere,
-        https_proxy=nowhere,
-        HTTP_PROXY=nowhere,
-        http_proxy=nowhere,
-        NO_PROXY="",
-        no_proxy="",
+    offline = {"KERAS_HOME": str(keras_home), "NO_PROXY": "", "no_proxy": ""}
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        offline[proxy] = nowhere
+    photo = str(sample_photos[0][0])
+    assert flowerbot("identify", photo, cwd=tmp_path, **offline).returncode == 0
+    old = shutil.copytree(
+        SHIPPED_MODEL, tmp_path / "old", ignore=shutil.ignore_patterns(BACKBONE_FILE, BASE_FILE)
     )
+    result = flowerbot("identify", "--model", str(old), photo, cwd=tmp_path, **offline)
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert line.startswith("flowerbot: ")
