@@ -1,17 +1,25 @@
-"""Photo -> top-5 speed: our path beside the naive per-photo `model.predict`, in the same run.
+"""Photo -> answer speed through the serving path, start-up time and idle memory; with
+--baseline, the same measured on another checkout in the same run, rounds interleaved.
 
-    python bench/latency.py [--repeats 40]
+    python bench/latency.py [--repeats 40] [--baseline DIR] [--rounds 2]
 
-Prints a Markdown table: single-photo latency (p50, p95) from JPEG bytes for a 500 px photo and
-a 4000x3000 one, and batch throughput. Absolute times vary with the machine; the ratios hold.
+Single-photo latency (p50, p95) from JPEG bytes to the answer with the 4 serving views, for a
+500 px photo (as Telegram delivers one) and a 4000x3000 one; batch throughput (parallel decode,
+one `answers` call); process start -> first answer (importing the bot, loading the shipped model,
+one answer) and the resident memory of that process afterwards. The baseline is any checkout
+(e.g. `git worktree add /tmp/before HEAD~1`), run with this environment's Python and the same
+photos: every measurement runs in a fresh process with that checkout first on PYTHONPATH.
+Prints a Markdown table of medians over the rounds, and the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,19 +29,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT.parent / "shared" / "samples" / "photos"
+# Process start -> first answer, as the bot starts: its imports, the model, one photo.
+FIRST_ANSWER = """
+import bot.app
 from model_training.classifier import FlowerClassifier
 from model_training.defaults import SHIPPED_MODEL_DIR
-from model_training.photos import decode_photo, load_photo
-
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "photos"
-
-
-def percentile_ms(times: list[float], q: float) -> float:
-    return float(np.percentile(times, q) * 1000)
+FlowerClassifier.from_folder(SHIPPED_MODEL_DIR).identify(open({photo!r}, "rb").read())
+rss = next(line for line in open("/proc/self/status") if line.startswith("VmRSS"))
+print(int(rss.split()[1]) // 1024)
+"""
 
 
 def time_each(fn: Callable[[], object], repeats: int) -> list[float]:
-    for _ in range(3):  # warm-up: graph tracing, allocator, caches
+    for _ in range(3):  # warm-up: allocation, caches
         fn()
     times = []
     for _ in range(repeats):
@@ -49,58 +59,83 @@ def photo_of_size(source: bytes, size: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
+def measure(repeats: int, batch_photos: int) -> dict[str, float]:
+    """This process's checkout: latency and throughput, in ms and photos/s."""
+    from model_training.classifier import FlowerClassifier
+    from model_training.defaults import SHIPPED_MODEL_DIR
+    from model_training.photos import decode_photo
+
+    classifier = FlowerClassifier.from_folder(SHIPPED_MODEL_DIR)
+    samples = sorted(SAMPLES.glob("*.jpg"))
+    phone = samples[0].read_bytes()  # 500 px short side
+    results = {}
+    for label, data in (("500 px", phone), ("4000x3000", photo_of_size(phone, (4000, 3000)))):
+        times = time_each(lambda d=data: classifier.identify(d), repeats)
+        results[f"{label} p50 ms"] = float(np.percentile(times, 50) * 1000)
+        results[f"{label} p95 ms"] = float(np.percentile(times, 95) * 1000)
+    photos = [p.read_bytes() for p in samples]
+    batch = [photos[i % len(photos)] for i in range(batch_photos)]
+    with ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
+        seconds = min(time_each(lambda: classifier.answers(list(pool.map(decode_photo, batch))), 3))
+    results["throughput photos/s"] = batch_photos / seconds
+    return results
+
+
+def run_checkout(checkout: Path, args: list[str]) -> str:
+    """A fresh process whose imports come from `checkout` first (run there: `python -c` puts
+    the working directory before PYTHONPATH)."""
+    env = {**os.environ, "PYTHONPATH": str(checkout), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.setdefault("KERAS_HOME", str(ROOT / ".cache" / "keras"))
+    result = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, cwd=checkout, check=True
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def round_of(checkout: Path, repeats: int, batch_photos: int) -> dict[str, float]:
+    measured = json.loads(
+        run_checkout(
+            checkout,
+            [__file__, "--measure", f"--repeats={repeats}", f"--batch-photos={batch_photos}"],
+        )
+    )
+    photo = str(sorted(SAMPLES.glob("*.jpg"))[0])
+    start = time.perf_counter()
+    rss = run_checkout(checkout, ["-c", FIRST_ANSWER.format(photo=photo)])
+    measured["start -> first answer s"] = time.perf_counter() - start
+    measured["resident memory MB"] = float(rss)
+    return measured
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--batch-photos", type=int, default=64)
+    parser.add_argument("--baseline", type=Path, help="another checkout, measured alongside")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure:  # one round's child: JSON on the last line
+        print(json.dumps(measure(args.repeats, args.batch_photos)))
+        return 0
 
-    classifier = FlowerClassifier.from_folder(args.model)
-    naive_model = classifier.model
+    checkouts = {"this checkout": ROOT}
+    if args.baseline:
+        checkouts = {f"baseline ({args.baseline})": args.baseline.resolve(), **checkouts}
+    load_before = os.getloadavg()
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in checkouts}
+    for _ in range(args.rounds):  # interleaved: both see the same load
+        for name, checkout in checkouts.items():
+            rounds[name].append(round_of(checkout, args.repeats, args.batch_photos))
+    load_after = os.getloadavg()
 
-    def naive(data: bytes) -> list:
-        probs = naive_model.predict(load_photo(data)[None], verbose=0)[0]
-        return classifier.top_k_of(probs)
-
-    samples = sorted(SAMPLES.glob("*.jpg"))
-    phone = samples[0].read_bytes()  # 500 px short side, as Telegram delivers a photo
-    camera = photo_of_size(phone, (4000, 3000))  # a full-resolution camera file
-    rows = []
-    for label, data in (("500 px photo", phone), ("4000x3000 photo", camera)):
-        ours = time_each(lambda d=data: classifier.identify(d), args.repeats)
-        slow = time_each(lambda d=data: naive(d), args.repeats)
-        rows.append((label, ours, slow))
-
-    print(
-        f"views per photo: {len(classifier.artifact.metadata.serve_views)}, "
-        f"CPU threads: {os.cpu_count()}\n"
-    )
-    print(
-        "| single photo, bytes -> top-5 | ours p50 | ours p95 | naive predict p50 | "
-        "naive p95 | speed-up (p50) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, ours, slow in rows:
-        print(
-            f"| {label} | {percentile_ms(ours, 50):.1f} ms | {percentile_ms(ours, 95):.1f} ms | "
-            f"{percentile_ms(slow, 50):.1f} ms | {percentile_ms(slow, 95):.1f} ms | "
-            f"{statistics.median(slow) / statistics.median(ours):.1f}x |"
-        )
-
-    photos = [p.read_bytes() for p in samples]
-    batch = [photos[i % len(photos)] for i in range(args.batch_photos)]
-    with ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
-
-        def batched() -> None:
-            classifier.answers(list(pool.map(decode_photo, batch)))
-
-        ours_s = min(time_each(batched, 3))
-    naive_s = min(time_each(lambda: [naive(d) for d in batch], 2))
-    print(f"\n| throughput, {len(batch)} photos | photos/s |\n|---|---:|")
-    print(f"| ours: parallel decode, one batched call | {len(batch) / ours_s:.1f} |")
-    print(f"| naive: predict per photo | {len(batch) / naive_s:.1f} |")
-    print(f"| speed-up | {naive_s / ours_s:.1f}x |")
+    names = list(checkouts)
+    print(f"CPU threads: {os.cpu_count()}; medians of {args.rounds} rounds\n")
+    print(f"| | {' | '.join(names)} |\n|---|{'---:|' * len(names)}")
+    for metric in rounds[names[0]][0]:
+        cells = [f"{statistics.median(r[metric] for r in rounds[n]):.1f}" for n in names]
+        print(f"| {metric} | {' | '.join(cells)} |")
+    print(f"\nload average (1, 5, 15 min) before: {load_before}, after: {load_after}")
     return 0
 
 

@@ -25,8 +25,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 HONESTY_FILE = "honesty.npz"
 # Shrinkage and kept directions: on a leave-10-species-out run (bench/realworld.py) shrinkage 0.1
@@ -215,6 +213,11 @@ def fit_flower_model(
     Each group (e.g. Oxford flowers, real-world flowers, non-flowers) weighs the same in total, so
     7,000 Oxford rows do not drown 400 Flickr photos; lbfgs and fixed folds make it repeatable.
     """
+    # Here, not at the top: serving imports this module for the scores, and scikit-learn takes
+    # longer to import than the rest of an answer's start-up.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
     rows = rows.astype(np.float64)
     mean, scale = rows.mean(axis=0), rows.std(axis=0) + 1e-6
     standard = (rows - mean) / scale
