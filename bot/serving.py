@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from pathlib import Path
 
 from bot.config import Settings
@@ -28,6 +29,8 @@ from storage import (
 )
 
 log = logging.getLogger(__name__)
+# /rollback and the registry poll may ask for one version at once: it is fetched once.
+_fetching = threading.Lock()
 
 
 def serving_classifier(database: Database, settings: Settings) -> FlowerClassifier:
@@ -65,10 +68,11 @@ def model_folder(database: Database, version: str, settings: Settings) -> Path:
         if not has_model_files(session, row):
             return _folder_of(version, Path(row.path), settings.model_dir)
         folder = Path(settings.model_registry_dir) / version
-        if not folder.is_dir():
-            log.info("fetching model %s from the database into %s", version, folder)
-            with atomic_folder(folder, replace=False) as staging:
-                write_model_files(session, row, staging)
+        with _fetching:
+            if not folder.is_dir():
+                log.info("fetching model %s from the database into %s", version, folder)
+                with atomic_folder(folder, replace=False) as staging:
+                    write_model_files(session, row, staging)
     return folder
 
 
