@@ -133,6 +133,24 @@ def user_weights(user_ids: np.ndarray, cap: int) -> np.ndarray:
     return np.minimum(1.0, cap / counts)[inverse].astype(np.float32)
 
 
+def with_new_species_floor(y: np.ndarray, w: np.ndarray, first_new: int, n_base: int) -> np.ndarray:
+    """Weights in which each new species' rows add up to at least the median known species'.
+
+    The per-user cap leaves a species that three users taught the weight of 15 photos against
+    55 for the median known species (347 for one with garden photos), so the head learns it
+    late. Scaling the species as a whole keeps each user's share of it within the cap.
+    """
+    known = np.bincount(y[:n_base], weights=w[:n_base], minlength=first_new)[:first_new]
+    floor = float(np.median(known[known > 0]))
+    w = w.astype(np.float32, copy=True)
+    for label in np.unique(y[n_base:][y[n_base:] >= first_new]):
+        members = np.flatnonzero(y == label)
+        total = float(w[members].sum())
+        if 0 < total < floor:
+            w[members] *= floor / total
+    return w
+
+
 # A user is judged once they have labelled this many training photos (fewer weigh little, and say
 # too little about the user), and left out when the other labels contradict most of theirs.
 MIN_LABELS_TO_JUDGE = 10
@@ -327,6 +345,7 @@ def retrain(
         n_base = len(rows.x) - rows.n_feedback_train
         left_out = np.concatenate([np.zeros(n_base, bool), np.isin(rows.users, contradicted)])
         rows = replace(rows, w=np.where(left_out, 0, rows.w).astype(np.float32))
+    rows = replace(rows, w=with_new_species_floor(rows.y, rows.w, first_new, len(base.train_y)))
     head = fit_candidate(serving, rows, len(class_names), seed)
     predicted = _top1(head, rows.heldout_x)
     checks = check_new_species(predicted, rows.heldout_y, class_names, first_new)

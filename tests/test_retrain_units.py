@@ -37,6 +37,7 @@ from model_training.retrain import (
     score,
     user_weights,
     wilson,
+    with_new_species_floor,
 )
 from model_training.train import (
     MAX_STEPS_PER_EPOCH,
@@ -219,6 +220,19 @@ def test_user_weights_cap_each_users_total():
     mixed = user_weights(np.array([7, 8, 7, 8, 7, 7]), cap=2)  # interleaved users
     assert mixed.tolist() == [0.5, 1, 0.5, 1, 0.5, 0.5]
     assert user_weights(np.array([], np.int64), cap=5).shape == (0,)
+
+
+def test_a_new_species_weighs_as_much_as_the_median_known_one():
+    # Base: species 0, 1, 2 with 4, 6, 10 rows; then feedback: 3 rows of known species 1, 3 of
+    # new species 3 (capped to 0.5 each), 20 of new species 4.
+    y = np.array([0] * 4 + [1] * 6 + [2] * 10 + [1] * 3 + [3] * 3 + [4] * 20)
+    w = np.concatenate([np.ones(20), np.ones(3), np.full(3, 0.5), np.ones(20)]).astype(np.float32)
+    floored = with_new_species_floor(y, w, first_new=3, n_base=20)
+    assert floored[y == 3].sum() == pytest.approx(6.0)  # the median known species: 6 rows
+    assert np.allclose(floored[y == 3], 2.0)  # scaled as a whole: users keep their shares
+    assert np.array_equal(floored[y < 3], w[y < 3])  # known species and their feedback as given
+    assert np.array_equal(floored[y == 4], w[y == 4])  # already above the floor
+    assert w[y == 3].sum() == pytest.approx(1.5)  # the input is not changed in place
 
 
 # -- statistics ----------------------------------------------------------------------------------
