@@ -155,16 +155,16 @@ GROUP_LINES = {
 OR = N_("{species} or {last}")
 
 
-def group_line(group: Group, t: Translator = ENGLISH) -> str:
-    """HTML: "Probably a flower of the genus Dahlia, perhaps orange dahlia or pink-yellow
-    dahlia"."""
-    names = [escape(t.species(name)) for name in group.species]
+def group_line(group: Group, t: Translator = ENGLISH, html: bool = True) -> str:
+    """HTML: "Probably a flower of the genus <i>Dahlia</i>, perhaps Orange dahlia or Pink-yellow
+    dahlia"; plain text with html=False (the command line prints it)."""
+    mark = escape if html else str
+    names = [mark(t.species(name)) for name in group.species]
     species = t(OR).format(species=", ".join(names[:-1]), last=names[-1])
     if group.level == Level.GENUS:
-        return t(GROUP_LINES[Level.GENUS]).format(
-            genus=f"<i>{escape(group.name)}</i>", species=species
-        )
-    family = escape(family_name(group.name, t.language))
+        genus = f"<i>{escape(group.name)}</i>" if html else group.name
+        return t(GROUP_LINES[Level.GENUS]).format(genus=genus, species=species)
+    family = mark(family_name(group.name, t.language))
     return t(GROUP_LINES[Level.FAMILY]).format(family=family, species=species)
 
 

@@ -209,6 +209,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _identify(args: argparse.Namespace) -> int:
     from bot.i18n import LANGUAGES, translator
+    from bot.replies import group_line
     from model_training.classifier import FlowerClassifier
     from model_training.photos import PhotoError, read_photo
     from model_training.species_names import translated
@@ -231,6 +232,8 @@ def _identify(args: argparse.Namespace) -> int:
         else:
             best = translated(answer.top5[0].species, t.language)
             print(f"{path}: {t(VERDICT_LINES[answer.verdict]).format(species=best)}")
+            if (group := answer.group) is not None:  # worded as the bot words it
+                print(f"  {group_line(group, t, html=False)}")
             for rank, score in enumerate(answer.top5, 1):
                 name = translated(score.species, t.language)
                 print(f"  {rank}. {name:<28} {t.percent(score.confidence, 1):>7}")

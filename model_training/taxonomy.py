@@ -53,6 +53,9 @@ class Level(StrEnum):
     FAMILY = "family"
 
 
+LEVELS = (Level.GENUS, Level.FAMILY)  # the order group_of tries them: the finer first
+
+
 @dataclass(frozen=True)
 class Group:
     level: Level
@@ -117,7 +120,8 @@ def group_of(top: Sequence[Scored], verdict: Verdict, above: float = GROUP_ABOVE
     best = taxon(top[0].species) if top else None
     if verdict not in UNSURE or best is None:
         return None
-    for level, name in ((Level.GENUS, best.genus), (Level.FAMILY, best.family)):
+    for level in LEVELS:
+        name = getattr(best, level.value)
         if not name:
             continue
         members = [s for s in top if (t := taxon(s.species)) and getattr(t, level.value) == name]

@@ -107,6 +107,26 @@ def test_identify_json_says_unknown_species_for_a_tulip(tmp_path) -> None:
     assert "maybe a species I do not know yet" in text.stdout.splitlines()[0]
 
 
+def test_identify_text_names_the_group_of_an_unsure_answer(
+    tmp_path, classifier, sample_photos
+) -> None:
+    """A sample oxeye daisy is "unknown species" with a daisy-family top-5: under the verdict
+    line comes the group, in the bot's words (bot.replies.group_line) and the --lang language."""
+    from bot.i18n import translator
+    from bot.replies import group_line
+
+    path = next(p for p, _, _ in sample_photos if p.name == "image_06202.jpg")
+    group = classifier.identify(path.read_bytes()).group
+    assert group is not None and group.name == "Asteraceae"
+    for language, family in [("en", "family Asteraceae"), ("es", "(asteráceas)")]:
+        result = flowerbot("identify", "--lang", language, str(path), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[1] == f"  {group_line(group, translator(language), html=False)}"
+        assert family in lines[1] and "<" not in lines[1]
+        assert [line.lstrip()[:2] for line in lines[2:]] == ["1.", "2.", "3.", "4.", "5."]
+
+
 def test_identify_text_answers_good_photos_and_names_bad_ones(tmp_path, sample_photos) -> None:
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
