@@ -67,7 +67,8 @@ def test_compose_checks_health_with_the_images_script(tmp_path) -> None:
     assert "COPY docker/healthcheck.py /opt/healthcheck.py" in (ROOT / "Dockerfile").read_text()
 
 
-def test_image_dependencies_swap_tensorflow_for_tensorflow_cpu() -> None:
+def test_image_dependencies_are_the_train_install_with_tensorflow_cpu() -> None:
+    """The image retrains: the plain dependencies and the `train` extra, tensorflow swapped."""
     listed = subprocess.run(
         [sys.executable, ROOT / "docker" / "requirements.py", ROOT / "pyproject.toml", "tf-cpu==1"],
         capture_output=True,
@@ -75,7 +76,10 @@ def test_image_dependencies_swap_tensorflow_for_tensorflow_cpu() -> None:
         check=True,
     ).stdout.splitlines()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    dependencies = project["project"]["dependencies"]
+    dependencies = [
+        *project["project"]["dependencies"],
+        *project["project"]["optional-dependencies"]["train"],
+    ]
     assert "tf-cpu==1" in listed
     assert not any(line.startswith("tensorflow") for line in listed)
     assert set(listed) - {"tf-cpu==1"} == (
