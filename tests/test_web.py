@@ -22,9 +22,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, SHIPPED_MODEL
+from conftest import ROOT, SAMPLES, SHARED, SHIPPED_MODEL
 
+from model_training.abstention import Verdict
+from model_training.classifier import SpeciesScore
 from model_training.photos import load_photo
+from model_training.taxonomy import (
+    GROUP_ABOVE,
+    MIN_SPECIES,
+    UNSURE,
+    Level,
+    group_of,
+    species_url,
+    taxon,
+    taxonomy,
+)
 from web.browser import CHROMIUM, camera_frame, launch_options, write_y4m
 from web.export import (
     HONESTY_BIN,
@@ -33,6 +45,7 @@ from web.export import (
     export_web,
     find_converter,
     needs_export,
+    page_taxonomy,
     write_honesty,
     write_labels,
 )
@@ -48,6 +61,7 @@ TOLERANCE = 0.01  # largest difference allowed between the page's and Python's p
 # unquantized export keeps float32; the tolerances leave room for other CPUs' rounding and stay
 # far below the distance of any sample from a cut (the verdicts must be equal as well).
 SCORE_TOLERANCE = {"flower_score": 0.01, "species_score": 0.05}
+SERVED_CLASSES = (SHIPPED_MODEL / "classes.txt").read_text().splitlines()
 
 
 def species_tolerance(weight: float, page_confidence: float, python_confidence: float) -> float:
@@ -289,6 +303,204 @@ def test_page_answers_in_the_browsers_language(page_url, sample_photos, astronau
             assert shown_verdict(page)[0] == "not_a_flower"
             assert page.locator("#verdict").text_content() == not_a_flower[locale]
             assert page.locator("#verdict").get_attribute("lang") == locale[:2]
+            page.close()
+        browser.close()
+
+
+# -- the coarser answer and the Wikipedia links (model_training/taxonomy.py) -------------------
+
+GARDEN = SHARED / "data" / "garden_photos"
+# Python's answers (the shipped model): a daisy-family "unknown species" (a sample photo), a
+# carnation whose top-5 holds two pinks (genus Dianthus), an unsure poppy with no group, a sure
+# sunflower. The garden photos are used where ../shared has them.
+GROUP_PHOTOS = [
+    SAMPLES / "image_06202.jpg",
+    GARDEN / "carnation" / "carnation_49949613887_99cffd0a1f_c.jpg",
+    GARDEN / "californian_poppy" / "californian_poppy_3764517465_c31ce65b90_c.jpg",
+    SAMPLES / "image_05414.jpg",
+]
+
+
+def random_answers(count: int, seed: int = 0) -> list[tuple[list[SpeciesScore], Verdict]]:
+    """Top-5s drawn to put the group rule's every branch to work: the later species often share
+    the best one's genus or family, and the confidences often sum near the cut."""
+    rng = np.random.default_rng(seed)
+    names = SERVED_CLASSES
+    rows = taxonomy()
+    answers = []
+    for _ in range(count):
+        chosen = [int(rng.integers(len(names)))]
+        best = rows[names[chosen[0]]]
+        while len(chosen) < 5:
+            level = rng.choice(["genus", "family", "any"])
+            pool = [
+                i
+                for i, name in enumerate(names)
+                if i not in chosen
+                and (level == "any" or getattr(rows[name], level) == getattr(best, level))
+            ]
+            pool = pool or [i for i in range(len(names)) if i not in chosen]
+            chosen.append(int(rng.choice(pool)))
+        confidences = np.sort(rng.dirichlet(np.full(6, 0.7)))[::-1][:5] * rng.uniform(0.6, 1.0)
+        top5 = [
+            SpeciesScore(names[i], i, float(c)) for i, c in zip(chosen, confidences, strict=True)
+        ]
+        answers.append((top5, list(Verdict)[rng.integers(len(Verdict))]))
+    return answers
+
+
+def test_export_writes_the_group_rule_and_links_from_taxonomy_py() -> None:
+    """The page's numbers and words come from where the bot's do: no second copy."""
+    from bot.i18n import translator
+    from bot.replies import GROUP_LINES, OR
+
+    written = page_taxonomy([*SERVED_CLASSES, "edelweiss"])
+    assert written["group_rule"] == {
+        "unsure": sorted(v.value for v in UNSURE),
+        "levels": ["genus", "family"],
+        "above": GROUP_ABOVE,
+        "min_species": MIN_SPECIES,
+    }
+    sunflower = SERVED_CLASSES.index("sunflower")
+    assert written["classes"][sunflower] == {
+        "scientific_name": "Helianthus annuus",
+        "genus": "Helianthus",
+        "family": "Asteraceae",
+    }
+    assert written["classes"][-1] is None  # taught by users: not in the taxonomy file
+    for language in ("en", "es"):
+        words = written["languages"][language]
+        t = translator(language)
+        assert (words["genus"], words["or"]) == (t(GROUP_LINES[Level.GENUS]), t(OR))
+        assert words["wikipedia"][sunflower] == species_url("sunflower", language)
+        assert words["wikipedia"][-1] is None
+    assert written["languages"]["es"]["families"]["Rosaceae"] == "rosáceas"
+    assert written["languages"]["en"]["families"]["Rosaceae"] == "Rosaceae"
+
+
+@needs_browser
+def test_page_group_rule_agrees_with_python_on_many_answers(page_url, exported_model) -> None:
+    """web/taxonomy.js's groupOf and groupPieces against taxonomy.group_of and the bot's
+    group_line, on 3,000 drawn top-5s and every verdict: the same group (level, name, species),
+    and the same sentence in English and Spanish, the genus in italics."""
+    from playwright.sync_api import sync_playwright
+
+    from bot.i18n import translator
+    from bot.replies import group_line
+
+    metadata = json.loads((exported_model / "metadata.json").read_text())
+    answers = random_answers(3000)
+    cases = [
+        {"top": [{"index": s.index, "p": s.confidence} for s in top5], "verdict": verdict.value}
+        for top5, verdict in answers
+    ]
+    script = """async ([cases, taxonomy, names]) => {
+        const { groupOf, groupPieces } = await import('./taxonomy.js');
+        return cases.map(({ top, verdict }) => {
+            const group = groupOf(top, verdict, taxonomy);
+            if (!group) return null;
+            const say = (language) =>
+                groupPieces(group, taxonomy.languages[language], names[language]);
+            return [group.level, group.name, group.members.map((m) => m.index),
+                    say('en'), say('es')];
+        });
+    }"""
+    names = {"en": SERVED_CLASSES, "es": metadata["names"]["es"]}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(**launch_options())
+        page = browser.new_page()
+        page.goto(page_url + "taxonomy.js")  # same origin as the page, without the model
+        shown = page.evaluate(script, [cases, metadata["taxonomy"], names])
+        browser.close()
+    groups = 0
+    for (top5, verdict), page_group in zip(answers, shown, strict=True):
+        group = group_of(top5, verdict)
+        if group is None:
+            assert page_group is None, (top5, verdict)
+            continue
+        groups += 1
+        level, name, species, *pieces = page_group
+        assert (level, name) == (group.level.value, group.name), top5
+        assert species == [SERVED_CLASSES.index(name) for name in group.species], top5
+        italic = [group.name] if group.level == Level.GENUS else []
+        for language, said in zip(("en", "es"), pieces, strict=True):
+            assert "".join(text for text, _ in said) == group_line(
+                group, translator(language), html=False
+            )
+            assert [text for text, is_italic in said if is_italic] == italic
+    assert groups > 300, groups  # the draw reaches the rule: genus and family groups alike
+
+
+def shown_group(page) -> dict[str, str]:
+    return page.eval_on_selector(
+        "#group",
+        "g => ({hidden: g.hidden, level: g.dataset.level, name: g.dataset.name,"
+        " species: g.dataset.species, text: g.textContent, lang: g.lang,"
+        " italic: Array.from(g.querySelectorAll('i'), (i) => i.textContent).join()})",
+    )
+
+
+def shown_links(page) -> list[list[str]]:
+    """Each ranked species' link address, target and scientific name."""
+    return page.eval_on_selector_all(
+        "#species li",
+        "items => items.map(li => [li.querySelector('.name').getAttribute('href'),"
+        " li.querySelector('.name').target, li.querySelector('.sci').textContent])",
+    )
+
+
+@needs_browser
+def test_unsure_answers_name_their_group_and_species_link_to_wikipedia(
+    page_url, classifier
+) -> None:
+    """On photos the page's group (level, name, species) is Python's Answer.group, under the
+    verdict in the bot's words (in English and in Spanish), and every ranked species links to
+    its Wikipedia article's search-and-go address in the page's language."""
+    from playwright.sync_api import sync_playwright
+
+    from bot.i18n import translator
+    from bot.replies import group_line
+
+    photos = [path for path in GROUP_PHOTOS if path.is_file()]
+    answers = {path: classifier.identify(path.read_bytes()) for path in photos}
+    assert answers[photos[0]].group is not None  # the sample daisy: the test sees a group
+    RESULTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(**launch_options())
+        for locale in ("en-GB", "es-AR"):
+            language = locale[:2]
+            page = browser.new_page(locale=locale, viewport={"width": 420, "height": 900})
+            page.goto(page_url)
+            page.locator("#camera-note").filter(has_text="Choose a photo instead").wait_for(
+                timeout=120_000
+            )
+            page.context.set_offline(True)  # links are plain anchors: nothing is fetched
+            for path in photos:
+                answer = answers[path]
+                choose_photo(page, path)
+                assert shown_verdict(page)[0] == answer.verdict.value, path.name
+                shown, group = shown_group(page), answer.group
+                if group is None:
+                    assert shown["hidden"] and shown["level"] == "", path.name
+                else:
+                    species = ",".join(str(SERVED_CLASSES.index(n)) for n in group.species)
+                    expected = group_line(group, translator(language), html=False)
+                    assert not shown["hidden"], path.name
+                    assert (shown["level"], shown["name"]) == (group.level.value, group.name)
+                    assert (shown["species"], shown["text"]) == (species, expected), path.name
+                    assert shown["lang"] == language
+                    assert shown["italic"] == (group.name if group.level == Level.GENUS else "")
+                    page.screenshot(path=RESULTS / f"web-group-{language}.png", full_page=True)
+                links = shown_links(page)
+                assert links == [
+                    [species_url(s.species, language), "_blank", taxon(s.species).scientific_name]
+                    for s in answer.top5
+                ], path.name
+                assert all(
+                    url.startswith(f"https://{language}.wikipedia.org/w/index.php?search=")
+                    and url.endswith("&go=Go")
+                    for url, _, _ in links
+                )
             page.close()
         browser.close()
 

@@ -4,6 +4,7 @@
 // verdict, and no TF.js work blocks it.
 
 import { decodeLikePillow, resizeLikePillow } from "./pillow.js";
+import { groupOf, groupPieces } from "./taxonomy.js";
 
 const MODEL_DIR = "model/";
 const TOP_K = 5;
@@ -17,6 +18,7 @@ const fileInput = $("file");
 const statusLine = $("status");
 const cameraNote = $("camera-note");
 const verdict = $("verdict");
+const groupLine = $("group");
 const speciesList = $("species");
 const speed = $("speed");
 
@@ -29,6 +31,11 @@ let worker;
 const requests = new Map();
 let lastRequest = 0;
 let classNames;
+// The export's taxonomy (web/export.py's page_taxonomy: the group rule, each class's scientific
+// name, genus and family) and its words in the answers' language (the bot's group sentences,
+// the Wikipedia links); null for an export from before it: no group, names without links.
+let taxonomy = null;
+let taxonomyWords = null;
 // The answers' language ("en", or one VERDICT_TEXT and the export's names have: languageFor).
 let language = "en";
 let inputSize;
@@ -139,7 +146,9 @@ async function loadModel() {
   const translated = metadata.names ?? {};
   language = languageFor(navigator.languages ?? [navigator.language], translated);
   classNames = language === "en" ? names : translated[language];
-  verdict.lang = speciesList.lang = language;
+  verdict.lang = speciesList.lang = groupLine.lang = language;
+  taxonomy = metadata.taxonomy ?? null;
+  taxonomyWords = taxonomy?.languages[language] ?? null;
   inputSize = metadata.input_size;
   allViews = metadata.serve_views.map((_, position) => position);
   resetLive();
@@ -362,8 +371,12 @@ const percent = (p) => (p < 0.001 ? "<0.1%" : `${(p * 100).toFixed(p < 0.1 ? 1 :
 function buildList() {
   for (let rank = 0; rank < TOP_K; rank += 1) {
     const item = document.createElement("li");
+    // The name links to the species' Wikipedia article (a plain link: the page fetches
+    // nothing), in a new tab so the answer stays on screen; then the scientific name.
     item.innerHTML =
-      '<span class="line"><span class="name"></span><span class="pct"></span></span>' +
+      '<span class="line"><span class="what"><a class="name" target="_blank" rel="noopener"' +
+      ' title="Wikipedia"></a> <i class="sci" lang="la"></i></span>' +
+      '<span class="pct"></span></span>' +
       '<span class="bar" aria-hidden="true"><span class="fill"></span></span>';
     speciesList.append(item);
   }
@@ -419,7 +432,7 @@ function render(answer, source, shortSide) {
     const item = speciesList.children[rank];
     item.dataset.index = index;
     item.dataset.probability = p;
-    item.querySelector(".name").textContent = classNames[index];
+    showName(item, index);
     item.querySelector(".pct").textContent = percent(p);
     item.querySelector(".fill").style.width = `${(p * 100).toFixed(1)}%`;
   });
@@ -435,10 +448,43 @@ function render(answer, source, shortSide) {
   if (verdict.textContent !== text) verdict.textContent = text;
   verdict.dataset.verdict = said;
   verdict.classList.toggle("unsure", said !== "sure");
+  showGroup(groupOf(top, said, taxonomy));
   speciesList.dataset.source = source;
   predictions += 1;
   speciesList.dataset.predictions = predictions;
   if (predictions === 1) performance.mark("first-prediction");
+}
+
+// A ranked species: its name linked to its Wikipedia article in the answers' language
+// (model_training/taxonomy.py's species_url, written by the export), and its scientific name.
+function showName(item, index) {
+  const link = item.querySelector(".name");
+  link.textContent = classNames[index];
+  const url = taxonomyWords?.wikipedia[index];
+  if (url) link.href = url;
+  else link.removeAttribute("href"); // a species taught by users: the name alone
+  item.querySelector(".sci").textContent = taxonomy?.classes[index]?.scientific_name ?? "";
+}
+
+// The genus or family an unsure answer is probably in, under the verdict, in the bot's words
+// (taxonomy.js); hidden when there is none. Written only when it changes, as the verdict is.
+function showGroup(group) {
+  const key = group ? `${group.level} ${group.name} ${group.members.map((m) => m.index)}` : "";
+  if (groupLine.dataset.key === key) return;
+  groupLine.dataset.key = key;
+  groupLine.dataset.level = group?.level ?? "";
+  groupLine.dataset.name = group?.name ?? "";
+  groupLine.dataset.species = group ? group.members.map((m) => m.index).join(",") : "";
+  groupLine.hidden = !group || !taxonomyWords;
+  if (groupLine.hidden) return groupLine.replaceChildren();
+  groupLine.replaceChildren(
+    ...groupPieces(group, taxonomyWords, classNames).map(([text, italic]) => {
+      if (!italic) return text;
+      const element = document.createElement("i");
+      element.textContent = text;
+      return element;
+    }),
+  );
 }
 
 // Runs one prediction and shows it, unless what is on screen changed in the meantime.

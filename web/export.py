@@ -10,8 +10,9 @@
                                      group of its own: TF.js loads it with the graph's weights and
                                      the service worker precaches it with the shards
 <out>/classes.json                   class names, index N = class N
-<out>/metadata.json                  the artifact's metadata and how it was exported, and the
-                                     species' names in other languages (`names`)
+<out>/metadata.json                  the artifact's metadata and how it was exported, the
+                                     species' names in other languages (`names`), and their
+                                     taxonomy and Wikipedia links (`taxonomy`)
 
 The converter (the `tensorflowjs` pip package) lives in its own virtual environment, `.venv-web`
 (`make web-setup`): it pins packages the project does not want in its own environment (see
@@ -255,6 +256,8 @@ def write_labels(
             language: [translated(name, language) for name in artifact.class_names]
             for language in LANGUAGE_COLUMNS
         },
+        # An unsure answer's group and each species' Wikipedia link (page_taxonomy).
+        "taxonomy": page_taxonomy(artifact.class_names),
         # The verdict's rules in the order they apply (model_training/abstention.py). A rule a
         # model folder lacks (cut -inf: never applies) is left out: JSON has no -Infinity.
         "verdict_rules": [
@@ -275,6 +278,63 @@ def write_labels(
         },
     }
     (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def page_taxonomy(class_names: list[str]) -> dict[str, object]:
+    """What the page needs to name an unsure answer's genus or family and to link each species
+    (model_training/taxonomy.py), its numbers and words read from where the bot reads them:
+
+    group_rule  taxonomy.group_of's parameters (app.js's groupOf mirrors the function)
+    classes     each class's scientific name, genus and family, index N = class N; null for a
+                class the taxonomy file lacks (one taught by users)
+    languages   per language the bot speaks: the group sentences of its catalogue
+                (bot/replies.py's GROUP_LINES and OR, with their {placeholders}), each family's
+                name as the sentence says it (taxonomy.family_name: the Spanish name in Spanish)
+                and each class's Wikipedia address (taxonomy.species_url: the search-and-go URL
+                of its scientific name; null where the file lacks the class)
+    """
+    from bot.i18n import LANGUAGES, translator
+    from bot.replies import GROUP_LINES, OR
+    from model_training.taxonomy import (
+        GROUP_ABOVE,
+        LEVELS,
+        MIN_SPECIES,
+        UNSURE,
+        family_name,
+        species_url,
+        taxon,
+    )
+
+    taxa = [taxon(name) for name in class_names]
+    families = sorted({found.family for found in taxa if found is not None})
+    languages = {}
+    for language in LANGUAGES:
+        t = translator(language)
+        languages[language] = {
+            **{level.value: t(GROUP_LINES[level]) for level in LEVELS},
+            "or": t(OR),
+            "families": {family: family_name(family, language) for family in families},
+            "wikipedia": [species_url(name, language) for name in class_names],
+        }
+    return {
+        "group_rule": {
+            "unsure": sorted(verdict.value for verdict in UNSURE),
+            "levels": [level.value for level in LEVELS],
+            "above": GROUP_ABOVE,
+            "min_species": MIN_SPECIES,
+        },
+        "classes": [
+            None
+            if found is None
+            else {
+                "scientific_name": found.scientific_name,
+                "genus": found.genus,
+                "family": found.family,
+            }
+            for found in taxa
+        ],
+        "languages": languages,
+    }
 
 
 def model_bytes(out: str | Path) -> int:

@@ -50,6 +50,7 @@ PAGE_FILES = (
     "app.js",
     "worker.js",
     "pillow.js",
+    "taxonomy.js",
     "style.css",
     "manifest.webmanifest",
     "icons/icon-192.png",
