@@ -340,10 +340,10 @@ EXPORT_COLUMNS = ["file", "species", "split", "labellers", "model_version", "pho
 
 def _export_feedback(args: argparse.Namespace) -> int:
     """DIR/{train,val}/<species>/<photo id>.jpg, DIR/classes.txt and DIR/labels.csv; val holds
-    the photos the bot's retraining gate holds out (model_training.retrain.held_out)."""
+    the photos the bot's retraining gate holds out (model_training.heldout.held_out)."""
     from bot.app import StartError, open_database
     from model_training.atomic import atomic_folder
-    from model_training.retrain import held_out
+    from model_training.heldout import held_out
     from storage import iter_labelled_jpegs
 
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):

@@ -1,5 +1,8 @@
-"""The base held-out set: a fixed number of Oxford test photos per species that no product model
-ever trains on. The gate and the "base held-out" figures of docs/results.md are measured on it.
+"""The held-out sets. The base one: a fixed number of Oxford test photos per species that no
+product model ever trains on; the gate and the "base held-out" figures of docs/results.md are
+measured on it. And the feedback's: about a fifth of the users' labelled photos, which the
+retraining gate measures and never trains on (held_out; no Keras here, so the feedback export
+splits photos the same way in a serving-only install).
 
 The list ships with the package (splits/oxford102-heldout.csv, column `id`: the photos' TFRecord
 ids) so every model, retraining and benchmark uses the same photos. It was written once by
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 from importlib import resources
 from pathlib import Path
 
@@ -19,6 +23,16 @@ import numpy as np
 PER_SPECIES = 12
 SEED = 0
 HELDOUT_FILE = "oxford102-heldout.csv"
+HOLDOUT_EVERY = 5  # about one photo in this many is held out of training for the gate
+HOLDOUT_KEY = b"flowerbot gate hold-out v1"  # changing it changes which photos are held out
+
+
+def held_out(photo_id: int) -> bool:
+    """Whether the gate holds this photo out of training: a keyed hash of its id, the same for
+    a photo whoever sent it and whenever it arrived. Ids divisible by HOLDOUT_EVERY were chosen
+    before; users taking turns put all of those on a few of them (README)."""
+    digest = hashlib.blake2b(str(photo_id).encode(), key=HOLDOUT_KEY, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % HOLDOUT_EVERY == 0
 
 
 def heldout_ids() -> frozenset[str]:

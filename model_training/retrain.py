@@ -17,7 +17,6 @@ base held-out set.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import time
@@ -31,11 +30,10 @@ import numpy as np
 
 from model_training.artifact import BaseRows, ModelArtifact
 from model_training.growth import check_new_species, grown_scores, without_classes
+from model_training.heldout import HOLDOUT_EVERY, held_out
 from model_training.model import FEATURE_DIM, head_probabilities
 from model_training.train import RowRecipe, fit_rows
 
-HOLDOUT_EVERY = 5  # about one photo in this many is held out of training for the gate
-HOLDOUT_KEY = b"flowerbot gate hold-out v1"  # changing it changes which photos are held out
 # Before any candidate can be promoted: this many held-out feedback photos, from this many
 # distinct users. Each user's held-out photos count at most the per-user cap, and one user alone
 # never reaches MIN_HELDOUT_USERS.
@@ -44,14 +42,6 @@ MIN_HELDOUT_USERS = 4
 SIGNIFICANCE = 0.05
 MAX_BASE_DROP = 0.01  # base held-out top-1 may fall by at most one point
 CHANGED_SPECIES = 3  # species listed in the report
-
-
-def held_out(photo_id: int) -> bool:
-    """Whether the gate holds this photo out of training: a keyed hash of its id, the same for
-    a photo whoever sent it and whenever it arrived. Ids divisible by HOLDOUT_EVERY were chosen
-    before; users taking turns put all of those on a few of them (README)."""
-    digest = hashlib.blake2b(str(photo_id).encode(), key=HOLDOUT_KEY, digest_size=8).digest()
-    return int.from_bytes(digest, "big") % HOLDOUT_EVERY == 0
 
 
 @dataclass(frozen=True)

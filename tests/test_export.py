@@ -71,7 +71,7 @@ def test_exported_feedback_trains_a_model_on_its_species(
 ) -> None:
     from model_training.artifact import load_artifact
     from model_training.data import read_split
-    from model_training.retrain import held_out
+    from model_training.heldout import held_out
     from model_training.workflow import evaluate_on_split
 
     url, kept = feedback_db

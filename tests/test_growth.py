@@ -7,8 +7,9 @@ import numpy as np
 from test_retrain_units import VIEWS, tiny_model
 
 from model_training.growth import MIN_NEW_SPECIES_TOP1, without_classes
+from model_training.heldout import held_out
 from model_training.model import FEATURE_DIM
-from model_training.retrain import LabelledPhoto, held_out, retrain, retrain_rows
+from model_training.retrain import LabelledPhoto, retrain, retrain_rows
 
 USERS = range(100, 108)
 

@@ -38,7 +38,8 @@ from test_bot import (
 from bot.config import Settings
 from bot.services import Services
 from model_training.artifact import BASE_FILE, load_artifact
-from model_training.retrain import MIN_HELDOUT, held_out
+from model_training.heldout import held_out
+from model_training.retrain import MIN_HELDOUT
 from storage import (
     Database,
     ModelStatus,
@@ -142,7 +143,7 @@ async def label(tg: FakeTelegram, sample_photos: list, n: int) -> None:
 
 
 def held_out_and_training(app: Application) -> tuple[int, int]:
-    """The labelled photos the gate holds out (model_training.retrain.held_out) and those that
+    """The labelled photos the gate holds out (model_training.heldout.held_out) and those that
     train."""
     with database(app).session() as session:
         ids = [e.photo_id for e in labelled_examples(session)]

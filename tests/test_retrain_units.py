@@ -19,9 +19,9 @@ from model_training.artifact import (
     ModelFolderError,
     load_base_rows,
 )
+from model_training.heldout import HOLDOUT_EVERY, held_out
 from model_training.model import FEATURE_DIM
 from model_training.retrain import (
-    HOLDOUT_EVERY,
     MIN_HELDOUT,
     MIN_HELDOUT_USERS,
     LabelledPhoto,
@@ -30,7 +30,6 @@ from model_training.retrain import (
     changed_species,
     contradicted_users,
     gate,
-    held_out,
     mcnemar,
     retrain,
     retrain_rows,
