@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import UTC, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,9 +74,10 @@ def check_ports(settings: Settings) -> None:
             sock.close()
 
 
-def open_database(url: str) -> Database:
+def open_database(url: str, create: bool = True) -> Database:
     """The database, migrated to the code's schema (Alembic, at every start; a no-op when
-    current), or a StartError saying why not: the server, file or folder the URL names."""
+    current), or a StartError saying why not: the server, file or folder the URL names.
+    `create=False` (reading tools): a SQLite file that is not there is an error, not a new one."""
     try:
         database = Database(url)
     except NoSuchModuleError as err:  # an unknown database or driver name
@@ -85,6 +87,11 @@ def open_database(url: str) -> Database:
             "DATABASE_URL is not a database URL (such as sqlite:///flowerbot.sqlite or "
             "postgresql+psycopg://user:password@host/name)"
         ) from None
+    path = database.url.database
+    sqlite_file = database.url.get_backend_name() == "sqlite" and path not in (None, "", ":memory:")
+    if not create and sqlite_file and not Path(path).is_file():
+        database.dispose()
+        raise StartError(f"no database at {path}")
     try:
         database.upgrade()
     except (SQLAlchemyError, CommandError) as err:

@@ -350,7 +350,7 @@ def _export_feedback(args: argparse.Namespace) -> int:
         print(f"flowerbot: {args.out} exists and is not an empty folder", file=sys.stderr)
         return 2
     try:
-        database = open_database(args.database_url)
+        database = open_database(args.database_url, create=False)
     except StartError as err:
         print(f"flowerbot: {err}", file=sys.stderr)
         return 2

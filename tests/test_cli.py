@@ -253,3 +253,13 @@ def test_an_unknown_recipe_is_named_on_stderr(tmp_path, capsys) -> None:
     assert out == ""
     assert err.startswith("flowerbot: unknown recipe 'magic' (choose product, default, ")
     assert not (tmp_path / "out").exists()
+
+
+def test_export_feedback_from_a_mistyped_sqlite_path_creates_nothing(tmp_path, capsys) -> None:
+    from flowerbot.cli import dispatch, parser
+
+    missing = tmp_path / "flowerbot.sqlit"
+    argv = ["export-feedback", "--out", str(tmp_path / "out")]
+    assert dispatch(parser(), [*argv, "--database-url", f"sqlite:///{missing}"]) == 2
+    assert capsys.readouterr().err == f"flowerbot: no database at {missing}\n"
+    assert not missing.exists() and not (tmp_path / "out").exists()
