@@ -1,6 +1,8 @@
 """Many users sending photos at once through the fake Bot API: batched vs one photo at a time.
 
     python bench/bot_load.py [--users 50] [--photos-per-user 4]
+    python bench/bot_load.py --open-loop 10,20,30 [--seconds 60] [--drain 30] [--seed 0]
+    python bench/bot_load.py --memory-check [--memory-rate 10]
 
 Runs the real bot (python-telegram-bot, the shipped model, SQLite) against the test suite's fake
 Bot API server on 127.0.0.1 (the `fake_telegram` package under tests/, which `pip install -e .`
@@ -8,19 +10,31 @@ installs), twice in one run: batching as deployed, and batch size 1 (each photo 
 alone). Each user sends a photo, waits for the answer and sends the next, so `--users` photos are
 in flight at all times. Prints sustained photos/s, p50/p95 time from update to reply, and the
 process's peak memory (bot and fake server share the process).
+
+--open-loop: photos arrive as a seeded Poisson process at each rate (photos/s) for --seconds,
+each from a new user, whether or not earlier ones were answered; then up to --drain seconds more
+for the replies. A fresh bot per rate, batching as deployed. One row per rate: photos sent, the
+rate actually offered (the sender shares the bot's event loop: a busy loop sends late, then
+catches up), the share answered, p50/p95/max update -> reply over the answered ones, resident
+memory at the end (VmRSS) and its peak during that rate (VmHWM, reset per rate where the kernel
+allows).
+
+--memory-check: 1,000 photos in the open loop at --memory-rate; resident memory once 100 were
+answered and once all 1,000 were, and their ratio (a leak shows as a ratio well above 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import resource
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,7 +49,9 @@ from storage import Database, Prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "123456:" + "B" * 35
-SAMPLES = ROOT.parent / "shared" / "samples" / "photos"
+SHARED = Path(os.environ.get("FLOWERBOT_SHARED", ROOT.parent / "shared"))  # as tests/conftest.py
+SAMPLES = SHARED / "samples" / "photos"
+FIRST_USER = 1_000_000  # open-loop users: far from the closed loop's and the warm-up's ids
 
 
 @asynccontextmanager
@@ -104,12 +120,178 @@ async def user_loop(
         latencies.append(reply.time - sent)
 
 
-def main() -> int:
+def memory_mb() -> tuple[float, float]:
+    """This process's resident memory now and at its peak (VmRSS, VmHWM), in MB."""
+    fields: dict[str, float] = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def reset_peak_memory() -> None:
+    """Starts VmHWM afresh (Linux 4.0 on), so that each rate's peak is its own."""
+    with suppress(OSError):  # then the peak spans the whole process so far
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+class Replies:
+    """Photos from one-photo users and the bot's first message back to each, read off the fake
+    server's record: a call's `time` is when it reached the server, so reading late loses
+    nothing."""
+
+    def __init__(self, tg: FakeTelegram) -> None:
+        self.tg = tg
+        self.scanned = tg.mark()
+        self.sent: dict[int, float] = {}  # user -> time.monotonic() when the update was queued
+        self.seconds: dict[int, float] = {}  # user -> update -> reply
+        # The fake server keeps every photo's thumbnails (made per photo) in this same process.
+        self.thumbnail_bytes = 0
+
+    def send(self, user: int, photo: bytes) -> None:
+        self.sent[user] = time.monotonic()
+        message = self.tg.user_photo(user, photo)
+        self.thumbnail_bytes += sum(size["file_size"] for size in message["photo"][:-1])
+
+    def collect(self) -> int:
+        """Reads the calls made since the last look; returns how many photos are answered."""
+        calls = self.tg.calls()
+        for call in calls[self.scanned :]:
+            user = call.params.get("chat_id")
+            if (
+                call.method == "sendMessage"
+                and call.ok
+                and user in self.sent
+                and user not in self.seconds
+            ):
+                self.seconds[user] = call.time - self.sent[user]
+        self.scanned = len(calls)
+        return len(self.seconds)
+
+
+async def open_loop(
+    rate: float,
+    seconds: float,
+    drain: float,
+    photos: list[bytes],
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    checkpoints: Sequence[int] = (),
+) -> dict[str, float]:
+    """Poisson arrivals at `rate` photos/s for `seconds` (or until `limit` photos), each from a
+    new user, then up to `drain` seconds for the replies; a fresh bot, batching as deployed.
+    Resident memory is noted when the answered count first reaches each checkpoint."""
+    rng = np.random.default_rng(seed)
+    async with bot_on_fake_telegram() as (tg, _):
+        replies = Replies(tg)
+        reset_peak_memory()
+        memory_at: dict[int, float] = {}
+
+        def look() -> int:
+            answered = replies.collect()
+            for checkpoint in checkpoints:
+                if answered >= checkpoint and checkpoint not in memory_at:
+                    memory_at[checkpoint] = memory_mb()[0]
+            return answered
+
+        start = time.monotonic()
+        due = start
+        while len(replies.sent) < (limit or math.inf):
+            due += rng.exponential(1 / rate)  # absolute schedule: a late loop catches up
+            if due - start > seconds:
+                break
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            user = FIRST_USER + len(replies.sent)
+            replies.send(user, photos[user % len(photos)])
+            look()
+        arrivals_end = time.monotonic()
+        deadline = arrivals_end + drain
+        while look() < len(replies.sent) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        rss, peak = memory_mb()
+    latencies = list(replies.seconds.values()) or [math.nan]
+    return {
+        "rate": rate,
+        "sent": len(replies.sent),
+        "offered/s": len(replies.sent) / max(arrivals_end - start, 1e-9),
+        "answered": len(replies.seconds),
+        "p50": float(np.percentile(latencies, 50)),
+        "p95": float(np.percentile(latencies, 95)),
+        "max": max(latencies),
+        "rss MB": rss,
+        "peak MB": peak,
+        "thumbnails MB": replies.thumbnail_bytes / 2**20,
+        **{f"rss MB at {n}": memory_at.get(n, math.nan) for n in checkpoints},
+    }
+
+
+def open_loop_table(results: list[dict[str, float]], seconds: float) -> str:
+    lines = [
+        f"open loop: Poisson arrivals for {seconds:g} s per rate, each photo from a new user\n",
+        "| photos/s | sent | sent/s | answered | p50 update->reply | p95 | max | "
+        "RSS at the end | peak RSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['rate']:g} | {r['sent']} | {r['offered/s']:.1f} | "
+            f"{r['answered'] / max(r['sent'], 1):.1%} | "
+            f"{r['p50']:.2f} s | {r['p95']:.2f} s | {r['max']:.2f} s | {r['rss MB']:.0f} MB | "
+            f"{r['peak MB']:.0f} MB |"
+        )
+    return "\n".join(lines)
+
+
+def memory_line(result: dict[str, float]) -> str:
+    first, last = result["rss MB at 100"], result["rss MB at 1000"]
+    return (
+        f"memory: {first:.0f} MB after 100 answered photos, {last:.0f} MB after 1,000 "
+        f"(ratio {last / first:.3f}; {result['answered']} of {result['sent']} answered at "
+        f"{result['rate']:g} photos/s; the fake server's thumbnails in the same process: "
+        f"{result['thumbnails MB']:.0f} MB)"
+    )
+
+
+def rates(text: str) -> list[float]:
+    return [float(rate) for rate in text.split(",")]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--photos-per-user", type=int, default=4)
-    args = parser.parse_args()
+    parser.add_argument("--open-loop", type=rates, metavar="RATE[,RATE...]", help="photos/s")
+    parser.add_argument("--seconds", type=float, default=60, help="open loop: arrivals per rate")
+    parser.add_argument("--drain", type=float, default=30, help="open loop: then wait at most")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-check", action="store_true", help="RSS at 100 vs 1,000 photos")
+    parser.add_argument("--memory-rate", type=float, default=10, help="memory check: photos/s")
+    args = parser.parse_args(argv)
     photos = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg"))]
+    if args.open_loop or args.memory_check:
+        load_before = os.getloadavg()
+        results = [
+            asyncio.run(open_loop(rate, args.seconds, args.drain, photos, seed=args.seed))
+            for rate in args.open_loop or []
+        ]
+        if results:
+            print(open_loop_table(results, args.seconds))
+        if args.memory_check:
+            check = open_loop(
+                args.memory_rate,
+                math.inf,
+                args.drain,
+                photos,
+                seed=args.seed,
+                limit=1000,
+                checkpoints=(100, 1000),
+            )
+            print(memory_line(asyncio.run(check)))
+        print(f"\nload average (1, 5, 15 min) before: {load_before}, after: {os.getloadavg()}")
+        return 0
     rows = []
     for label, batch in (("batched (as deployed)", 16), ("one photo at a time", 1)):
         result = asyncio.run(one_run(batch, args.users, args.photos_per_user, photos))
