@@ -115,7 +115,22 @@ def view_images(images: np.ndarray, views: tuple[str, ...]) -> np.ndarray:
     """(batch, size, size, 3) uint8 -> (batch * n_views, size, size, 3) float32 in 0..255: the
     views of each image in a row, as ViewStack builds them in training."""
     pixels = images.astype(np.float32)
-    stacked = np.stack([crop(pixels, VIEWS[name]) for name in views], axis=1)
+    # A view and its mirror share one crop (crop() mirrors after cropping): the serving views
+    # centre80 and centre80-flip resample once (the views of one photo: 11 -> 8-11 ms, timeit).
+    crops: dict[View, np.ndarray] = {}
+    for name in views:
+        unmirrored = VIEWS[name]._replace(flip=False)
+        if unmirrored not in crops:
+            crops[unmirrored] = crop(pixels, unmirrored)
+    stacked = np.stack(
+        [
+            crops[VIEWS[name]._replace(flip=False)][:, :, ::-1]
+            if VIEWS[name].flip
+            else crops[VIEWS[name]]
+            for name in views
+        ],
+        axis=1,
+    )
     return stacked.reshape(-1, *images.shape[1:])
 
 
