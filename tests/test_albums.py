@@ -8,14 +8,12 @@ fixtures (imported: ruff takes them for unused imports, redefined by the argumen
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import skimage
-from conftest import SHIPPED_MODEL
+from conftest import SHIPPED_MODEL, load_bench
 from sqlalchemy import select
 from test_bot import (
     ALICE,
@@ -261,19 +259,11 @@ async def test_a_group_album_is_answered_only_when_asked(tg, bot, handled, sampl
     assert answer["text"].splitlines()[0] == "📷 One answer from 2 photos of one plant."
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_albums", ROOT / "bench" / "albums.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 async def test_the_album_benchmark_at_a_small_scale(sample_photos, monkeypatch):
     """bench/albums.py's measurements on the shipped model's base held-out rows (no feature
     extraction) and two sample photos; the full run is `python bench/albums.py`."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when the script runs: bot_load
-    bench = _load_bench()
+    bench = load_bench("albums")
     classifier = FlowerClassifier.from_folder(SHIPPED_MODEL)
     base = load_base_rows(SHIPPED_MODEL)
     probs = head_probabilities(classifier.artifact.head, base.heldout_x.astype(np.float32))

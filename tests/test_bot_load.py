@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
-from types import ModuleType
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_bot_load", ROOT / "bench" / "bot_load.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def test_the_open_loop_answers_every_photo(capsys: pytest.CaptureFixture[str]) -> None:
     """3 photos/s for 5 s, each from a new user, through the fake Bot API to the real bot; the
     full run is `python bench/bot_load.py --open-loop 10,20,30`."""
-    bench = _load_bench()
+    bench = load_bench("bot_load")
     assert bench.main(["--open-loop", "3", "--seconds", "5", "--drain", "30"]) == 0
     out = capsys.readouterr().out
     row = re.search(
@@ -42,7 +30,7 @@ def test_the_open_loop_answers_every_photo(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_the_memory_line_reads_the_two_checkpoints() -> None:
-    bench = _load_bench()
+    bench = load_bench("bot_load")
     result = {"rss MB at 100": 200.0, "rss MB at 1000": 210.0, "answered": 1000, "sent": 1000}
     line = bench.memory_line(result | {"rate": 10.0, "thumbnails MB": 12.0})
     assert "200 MB after 100" in line and "210 MB after 1,000" in line

@@ -13,14 +13,11 @@ The simulation itself lives in bench/learning.py (loaded here by path: bench/ is
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
-from conftest import ROOT, SHARED, SHIPPED_MODEL
+from conftest import SHARED, SHIPPED_MODEL, load_bench
 
 from model_training.retrain import MIN_HELDOUT, MIN_HELDOUT_USERS
 
@@ -38,16 +35,7 @@ MIN_PROBE_GAIN = 0.10
 MAX_BASE_DROP = 0.01
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-learning = _load_bench()
+learning = load_bench("learning")
 
 
 @pytest.fixture(scope="module")
