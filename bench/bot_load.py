@@ -9,18 +9,20 @@ Bot API server on 127.0.0.1 (the `fake_telegram` package under tests/, which `pi
 installs), twice in one run: batching as deployed, and batch size 1 (each photo through the model
 alone). Each user sends a photo, waits for the answer and sends the next, so `--users` photos are
 in flight at all times. Prints sustained photos/s, p50/p95 time from update to reply, and the
-process's peak memory (bot and fake server share the process).
+process's peak memory (bot and fake server share the process in this mode).
 
 --open-loop: photos arrive as a seeded Poisson process at each rate (photos/s) for --seconds,
 each from a new user, whether or not earlier ones were answered; then up to --drain seconds more
-for the replies. A fresh bot per rate, batching as deployed. One row per rate: photos sent, the
-rate actually offered (the sender shares the bot's event loop: a busy loop sends late, then
-catches up), the share answered, p50/p95/max update -> reply over the answered ones, resident
-memory at the end (VmRSS) and its peak during that rate (VmHWM, reset per rate where the kernel
-allows).
+for the replies. For each rate a fresh `flowerbot bot` in a process of its own, as deployed
+(SQLite, batching as deployed), polls the fake server, which runs here with the sender: so the
+sender keeps its schedule however busy the bot is, and the bot's memory is its own. One row per
+rate: photos sent, the rate actually offered, the share answered, p50/p95/max update -> reply
+over the answered ones, the bot process's resident memory at the end (VmRSS) and its peak during
+that rate (VmHWM).
 
---memory-check: 1,000 photos in the open loop at --memory-rate; resident memory once 100 were
-answered and once all 1,000 were, and their ratio (a leak shows as a ratio well above 1).
+--memory-check: 1,000 photos in the open loop at --memory-rate; the bot process's resident
+memory once 100 were answered and once all 1,000 were, and their ratio (a leak shows as a ratio
+well above 1).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import asyncio
 import math
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -120,10 +123,10 @@ async def user_loop(
         latencies.append(reply.time - sent)
 
 
-def memory_mb() -> tuple[float, float]:
-    """This process's resident memory now and at its peak (VmRSS, VmHWM), in MB."""
+def memory_mb(pid: int | str = "self") -> tuple[float, float]:
+    """A process's resident memory now and at its peak (VmRSS, VmHWM), in MB."""
     fields: dict[str, float] = {}
-    with open("/proc/self/status") as status:
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             key, _, value = line.partition(":")
             if key in ("VmRSS", "VmHWM"):
@@ -131,10 +134,39 @@ def memory_mb() -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
-def reset_peak_memory() -> None:
-    """Starts VmHWM afresh (Linux 4.0 on), so that each rate's peak is its own."""
+def reset_peak_memory(pid: int) -> None:
+    """Starts VmHWM afresh (Linux 4.0 on), so that the peak is the load's, not the start's."""
     with suppress(OSError):  # then the peak spans the whole process so far
-        Path("/proc/self/clear_refs").write_text("5")
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+@asynccontextmanager
+async def bot_process_on_fake_telegram() -> AsyncIterator[tuple[FakeTelegram, int]]:
+    """`flowerbot bot` in a process of its own, on its defaults but for a fresh SQLite file and
+    registry folder, polling a fake Bot API server in this process, warmed up by one photo;
+    yields the server and the bot's pid, then stops the bot with SIGTERM, as systemd would."""
+    flowerbot = Path(sys.executable).with_name("flowerbot")
+    with FakeTelegram(token=TOKEN) as tg, tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_BASE_URL": tg.base_url,
+            "TELEGRAM_FILE_BASE_URL": tg.base_file_url,
+            "HEALTH_PORT": "0",
+        }
+        with (Path(tmp) / "bot.log").open("w+") as log:
+            bot = subprocess.Popen([flowerbot, "bot"], cwd=tmp, env=env, stdout=log, stderr=log)
+            try:
+                tg.user_photo(1, next(SAMPLES.glob("*.jpg")).read_bytes())
+                try:
+                    await tg.wait_for("sendMessage", chat_id=1, timeout=120)
+                except AssertionError:
+                    log.seek(0)
+                    raise SystemExit(f"the bot did not answer:\n{log.read()[-3000:]}") from None
+                yield tg, bot.pid
+            finally:
+                bot.terminate()
+                bot.wait(timeout=60)
 
 
 class Replies:
@@ -147,13 +179,10 @@ class Replies:
         self.scanned = tg.mark()
         self.sent: dict[int, float] = {}  # user -> time.monotonic() when the update was queued
         self.seconds: dict[int, float] = {}  # user -> update -> reply
-        # The fake server keeps every photo's thumbnails (made per photo) in this same process.
-        self.thumbnail_bytes = 0
 
     def send(self, user: int, photo: bytes) -> None:
         self.sent[user] = time.monotonic()
-        message = self.tg.user_photo(user, photo)
-        self.thumbnail_bytes += sum(size["file_size"] for size in message["photo"][:-1])
+        self.tg.user_photo(user, photo)
 
     def collect(self) -> int:
         """Reads the calls made since the last look; returns how many photos are answered."""
@@ -185,16 +214,16 @@ async def open_loop(
     new user, then up to `drain` seconds for the replies; a fresh bot, batching as deployed.
     Resident memory is noted when the answered count first reaches each checkpoint."""
     rng = np.random.default_rng(seed)
-    async with bot_on_fake_telegram() as (tg, _):
+    async with bot_process_on_fake_telegram() as (tg, bot):
         replies = Replies(tg)
-        reset_peak_memory()
+        reset_peak_memory(bot)
         memory_at: dict[int, float] = {}
 
         def look() -> int:
             answered = replies.collect()
             for checkpoint in checkpoints:
                 if answered >= checkpoint and checkpoint not in memory_at:
-                    memory_at[checkpoint] = memory_mb()[0]
+                    memory_at[checkpoint] = memory_mb(bot)[0]
             return answered
 
         start = time.monotonic()
@@ -211,7 +240,7 @@ async def open_loop(
         deadline = arrivals_end + drain
         while look() < len(replies.sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        rss, peak = memory_mb()
+        rss, peak = memory_mb(bot)
     latencies = list(replies.seconds.values()) or [math.nan]
     return {
         "rate": rate,
@@ -223,7 +252,6 @@ async def open_loop(
         "max": max(latencies),
         "rss MB": rss,
         "peak MB": peak,
-        "thumbnails MB": replies.thumbnail_bytes / 2**20,
         **{f"rss MB at {n}": memory_at.get(n, math.nan) for n in checkpoints},
     }
 
@@ -250,8 +278,7 @@ def memory_line(result: dict[str, float]) -> str:
     return (
         f"memory: {first:.0f} MB after 100 answered photos, {last:.0f} MB after 1,000 "
         f"(ratio {last / first:.3f}; {result['answered']} of {result['sent']} answered at "
-        f"{result['rate']:g} photos/s; the fake server's thumbnails in the same process: "
-        f"{result['thumbnails MB']:.0f} MB)"
+        f"{result['rate']:g} photos/s)"
     )
 
 

@@ -32,6 +32,6 @@ def test_the_open_loop_answers_every_photo(capsys: pytest.CaptureFixture[str]) -
 def test_the_memory_line_reads_the_two_checkpoints() -> None:
     bench = load_bench("bot_load")
     result = {"rss MB at 100": 200.0, "rss MB at 1000": 210.0, "answered": 1000, "sent": 1000}
-    line = bench.memory_line(result | {"rate": 10.0, "thumbnails MB": 12.0})
+    line = bench.memory_line(result | {"rate": 10.0})
     assert "200 MB after 100" in line and "210 MB after 1,000" in line
     assert "ratio 1.050" in line and "1000 of 1000 answered" in line
