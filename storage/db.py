@@ -23,8 +23,8 @@ MIGRATION_LOCK = 4_146_500_102
 def _sqlite_pragmas(connection: SQLiteConnection, _record: Any) -> None:
     # WAL lets readers go on while the bot writes. In WAL mode synchronous=NORMAL syncs the log
     # at checkpoints rather than at every commit: a power cut may lose the last answers stored,
-    # never the database (SQLite's own guarantee). With FULL, the commits of each photo's four
-    # transactions were a quarter of the bot's CPU samples under load (docs/results.md).
+    # never the database (SQLite's own guarantee). With FULL, the database was a quarter of the
+    # bot's CPU samples under load, half of it the commits of each photo's four transactions.
     # SQLite enforces foreign keys (and so ON DELETE CASCADE) only when asked, on every
     # connection.
     cursor = connection.cursor()
