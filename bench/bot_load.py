@@ -42,7 +42,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
-from fake_telegram import FakeTelegram
+from fake_telegram import FakeTelegram, polling
 from sqlalchemy import select
 
 from bot.app import build_application
@@ -73,20 +73,10 @@ async def bot_on_fake_telegram(
             health_port=0,
             **settings,
         )
-        app = build_application(bot_settings)
-        await app.initialize()
-        await app.post_init(app)
-        await app.start()
-        await app.updater.start_polling(poll_interval=0, timeout=1)
-        try:
+        async with polling(build_application(bot_settings)):
             tg.user_photo(1, next(SAMPLES.glob("*.jpg")).read_bytes())
             await tg.wait_for("sendMessage", chat_id=1, timeout=120)
             yield tg, bot_settings
-        finally:
-            await app.updater.stop()
-            await app.stop()
-            await app.post_shutdown(app)
-            await app.shutdown()
 
 
 async def one_run(batch_size: int, users: int, per_user: int, photos: list[bytes]) -> dict:

@@ -49,7 +49,7 @@ os.environ.setdefault("KERAS_HOME", str(Path(__file__).resolve().parents[1] / ".
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from fake_telegram import FakeTelegram
+from fake_telegram import FakeTelegram, polling
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -176,18 +176,8 @@ def bot_settings(tg: FakeTelegram, **overrides: Any) -> Settings:
 @asynccontextmanager
 async def running_bot(settings: Settings) -> Any:
     """The bot polling the fake server, as `flowerbot bot` runs it; stopped on the way out."""
-    app = build_application(settings)
-    await app.initialize()
-    await app.post_init(app)  # run_polling would call it; start() does not
-    await app.start()
-    await app.updater.start_polling(poll_interval=0, timeout=1)
-    try:
+    async with polling(build_application(settings)) as app:
         yield app
-    finally:
-        await app.updater.stop()
-        await app.stop()
-        await app.post_shutdown(app)
-        await app.shutdown()
 
 
 def serving_now(app: Application) -> str:

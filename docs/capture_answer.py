@@ -16,7 +16,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from fake_telegram import FakeTelegram
+from fake_telegram import FakeTelegram, polling
 
 from bot.app import build_application
 from bot.config import Settings
@@ -38,22 +38,12 @@ async def capture(photo: bytes, language: str) -> str:
             telegram_file_base_url=tg.base_file_url,
             health_port=0,
         )
-        app = build_application(settings)
-        await app.initialize()
-        await app.post_init(app)
-        await app.start()
-        await app.updater.start_polling(poll_interval=0, timeout=1)
-        try:
+        async with polling(build_application(settings)):
             tg.set_user(USER, language_code=language)
             mark = tg.mark()
             tg.user_photo(USER, photo)
             reply = (await tg.wait_for("sendMessage", chat_id=USER, after=mark, timeout=120)).result
             rows = tg.keyboard(reply)
-        finally:
-            await app.updater.stop()
-            await app.stop()
-            await app.post_shutdown(app)
-            await app.shutdown()
     buttons = "\n".join(" | ".join(f"[{b['text']}]" for b in row) for row in rows)
     return f"{reply['text']}\n\n{buttons}"
 

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 import skimage
 from conftest import SHIPPED_MODEL
-from fake_telegram import FakeTelegram
+from fake_telegram import FakeTelegram, start_polling, stop_polling
 from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -102,18 +102,12 @@ async def running(settings: Settings, handled: Handled | None = None) -> Applica
     app = build_application(settings)
     if handled is not None:
         app.add_handler(TypeHandler(Update, handled.record), group=Handled.GROUP)
-    await app.initialize()
-    await app.post_init(app)  # run_polling would call it; start() does not
-    await app.start()
-    await app.updater.start_polling(poll_interval=0, timeout=1)
+    await start_polling(app)
     return app
 
 
 async def stopped(app: Application) -> None:
-    await app.updater.stop()
-    await app.stop()
-    await app.post_shutdown(app)
-    await app.shutdown()
+    await stop_polling(app)
 
 
 @pytest.fixture

@@ -74,6 +74,7 @@ port=port, url_path="hook", webhook_url=f"http://127.0.0.1:{port}/hook", secret_
   (``include_failed=True`` for refused ones).
 """
 
+from fake_telegram.polling import polling, start_polling, stop_polling
 from fake_telegram.server import (
     DOWNLOAD,
     JSON,
@@ -94,4 +95,7 @@ __all__ = [
     "ApiCall",
     "FakeTelegram",
     "StoredFile",
+    "polling",
+    "start_polling",
+    "stop_polling",
 ]
