@@ -52,6 +52,13 @@ def ensure_user(
 ) -> User:
     """The user, created on first sight; username and first name follow Telegram's latest."""
     names = {"username": username, "first_name": first_name}
+    # SQLAlchemy 2.0 cannot cache an ON CONFLICT statement (it is compiled afresh each time, a
+    # third of the storage work of a photo), and every photo calls this: a known user with the
+    # same names is read by primary key instead. The upsert keeps creation safe when two
+    # processes see a new user at once.
+    user = session.get(User, user_id)
+    if user is not None and (user.username, user.first_name) == (username, first_name):
+        return user
     statement = upsert_insert(session, User).values(id=user_id, **names)
     statement = statement.on_conflict_do_update(index_elements=[User.id], set_=names)
     return _upserted(session, User, statement)
