@@ -5,10 +5,10 @@ the Keras model, on the base held-out set and the real-world measuring halves.
 
 Per variant: the backbone file's size, base held-out top-1, the share of `garden_photos`' and
 `flower_photos`' measuring halves (model_training/realworld.py) whose verdict differs from the
-Keras float32 model's, and one photo's 4 views through the backbone (p50). The Keras model's
-answers come from the feature cache (.cache/features), the variants run over the same decoded
-photos. A quantized variant is kept only if top-1 moves by at most 0.3 points and each set's
-verdicts by at most 1% of its photos (issue 23); otherwise the float model stays.
+Keras float32 model's, and one photo's 4 views through the backbone (p50). The Keras model
+runs here (the feature cache holds what the served backbone computes), the variants over the
+same decoded photos. A quantized variant is kept only if top-1 moves by at most 0.3 points and
+each set's verdicts by at most 1% of its photos; otherwise the float model stays.
 --limit N: at most N photos per species or folder (CI runs it small, tests/test_litert.py).
 """
 
@@ -26,9 +26,9 @@ import numpy as np
 
 from model_training.classifier import FlowerClassifier
 from model_training.convert import backbone_tflite
-from model_training.data import content_hash, read_split
-from model_training.defaults import DEFAULT_CACHE_DIR, SHIPPED_MODEL_DIR
-from model_training.features import FeatureCache, cached_features
+from model_training.data import read_split
+from model_training.defaults import SHIPPED_MODEL_DIR
+from model_training.features import keras_features
 from model_training.lite import LiteBackbone
 from model_training.photos import load_photo
 from model_training.realworld import NONFLOWER_FOLDER, read_garden, read_realworld
@@ -131,12 +131,8 @@ def main() -> int:
     metadata = classifier.model.metadata
     views = tuple(metadata.serve_views)
     sets = photo_sets(classifier, args.limit)
-    cache = FeatureCache(DEFAULT_CACHE_DIR, metadata.scaling)
     reference = {
-        s.name: answers(
-            classifier,
-            cached_features(s.encoded, [*map(content_hash, s.encoded)], views, cache, s.name),
-        )
+        s.name: answers(classifier, keras_features(s.encoded, views, metadata.scaling, s.name))
         for s in sets
     }
     heldout = sets[0]

@@ -3,18 +3,30 @@
 The cache is keyed by the photo's content hash and the view, inside a folder named for the
 backbone's weight fingerprint and pixel scaling, so training and every retraining fit only the
 head and a changed backbone can never serve stale features.
+
+The features come from the backbone the bot serves with (the shipped folder's backbone.tflite in
+LiteRT) whenever that file is this backbone at this scaling: the same features as Keras' to
+2.4e-5, about four times as fast on a 2-core CPU (1,680 photos x 4 views: 105 s against 440 s,
+load 3-7), and exactly what serving computes. Keras runs them otherwise (another scaling, or a
+backbone changed since the shipped folder was made).
 """
 
 from __future__ import annotations
 
 import uuid
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from model_training.artifact import BACKBONE_FILE, read_folder
 from model_training.data import PhotoSet, decoded_images
+from model_training.defaults import SHIPPED_MODEL_DIR
+from model_training.lite import LiteBackbone
 from model_training.model import FEATURE_DIM, backbone_fingerprint, feature_extractor
+from model_training.photos import load_photo
+from model_training.views import view_images
 
 
 class FeatureCache:
@@ -62,10 +74,36 @@ class FeatureCache:
         return out
 
 
+@cache
+def served_backbone(scaling: str) -> LiteBackbone | None:
+    """The shipped folder's LiteRT backbone, if it is the Keras backbone at `scaling`."""
+    metadata = read_folder(SHIPPED_MODEL_DIR).metadata
+    if not (SHIPPED_MODEL_DIR / BACKBONE_FILE).is_file():
+        return None
+    if (metadata.backbone_fingerprint, metadata.scaling) != (backbone_fingerprint(), scaling):
+        return None
+    return LiteBackbone((SHIPPED_MODEL_DIR / BACKBONE_FILE).read_bytes())
+
+
 def compute_features(
     encoded: list[bytes], views: tuple[str, ...], scaling: str, desc: str = "features"
 ) -> np.ndarray:
     """Run the frozen backbone over photos: (n_photos, n_views, FEATURE_DIM)."""
+    backbone = served_backbone(scaling)
+    if backbone is None:
+        return keras_features(encoded, views, scaling, desc)
+    features = np.empty((len(encoded), len(views), FEATURE_DIM), np.float32)
+    for i, data in enumerate(tqdm(encoded, desc=desc, unit="photo")):
+        # One photo's views per call, as serving runs them.
+        features[i] = backbone.features(view_images(load_photo(data)[None], views))
+    return features
+
+
+def keras_features(
+    encoded: list[bytes], views: tuple[str, ...], scaling: str, desc: str = "features"
+) -> np.ndarray:
+    """The same through the Keras model: where there is no converted backbone, and as the
+    reference the converted ones are checked against."""
     extractor = feature_extractor(views, scaling)
     # About 64 backbone images per step: large enough for throughput, small enough for memory.
     photos_per_batch = max(1, 64 // len(views))

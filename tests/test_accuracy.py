@@ -7,22 +7,21 @@ folder's base.npz holds, each photo's features as the backbone gave them when th
 trained (float16), put in a feature cache under the photos' keys. Three things keep that honest:
 
 - the backbone runs here on a seeded sample of those photos and must give the rows stored;
-- every photo the recipe needs view by view (Oxford val and garden_photos' calibrating half: the
-  "not sure" and "unknown species" cuts average the head over the four views, and base.npz keeps
-  each photo's mean) goes through the backbone as serving runs it (the shipped folder's
-  backbone.tflite in LiteRT: 105 s against Keras' 440 s here, load 3-7), the Keras backbone must
-  give the same views on a seeded sample of them, and the rebuilt folder must hold the rows
+- it runs on every photo the recipe needs view by view (Oxford val and garden_photos'
+  calibrating half: the "not sure" and "unknown species" cuts average the head over the four
+  views, and base.npz keeps each photo's mean), and the rebuilt folder must hold the rows
   shipped;
-- the Keras backbone runs on the real-world photos behind the honesty model (in the shared
-  feature cache, which test_poisoning.py and bench/ read as well).
+- it runs on the real-world photos behind the honesty model (in the shared feature cache, which
+  test_poisoning.py and bench/ read as well).
 
-Every other photo's rows are read only as means by the recipe, so each of its views is served
-the stored mean. A few minutes on a fresh machine; later runs reuse the caches.
+The backbone is the one serving runs (model_training/features.py: the shipped backbone.tflite in
+LiteRT, about four times Keras' speed); Keras must give the same views on a seeded sample of the
+calibrating photos. Every other photo's rows are read only as means by the recipe, so each of its
+views is served the stored mean. A few minutes on a fresh machine; later runs reuse the cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -33,15 +32,17 @@ from conftest import OXFORD, ROOT, SHARED, SHIPPED_MODEL
 
 from flowerbot.cli import main
 from model_training import defaults
-from model_training.artifact import BACKBONE_FILE, load_artifact, load_base_rows
+from model_training.artifact import load_artifact, load_base_rows
 from model_training.data import PhotoSet, read_split
-from model_training.features import FeatureCache, cached_features, compute_features
+from model_training.features import (
+    FeatureCache,
+    cached_features,
+    compute_features,
+    keras_features,
+)
 from model_training.heldout import PER_SPECIES, heldout_ids
 from model_training.honesty import load_honesty
-from model_training.lite import LiteBackbone
-from model_training.photos import load_photo
 from model_training.realworld import read_garden, read_realworld
-from model_training.views import view_images
 from model_training.workflow import calibration_half, heldout_photos, mean_rows
 
 pytestmark = pytest.mark.slow
@@ -82,20 +83,6 @@ def selected(photos: PhotoSet, keep: np.ndarray) -> PhotoSet:
         [photos.ids[i] for i in index],
         photos.class_names,
     )
-
-
-def serving_features(encoded: list[bytes], keys: list[str], views: tuple[str, ...]) -> np.ndarray:
-    """(photos, views, 1280) from the shipped folder's LiteRT backbone, one photo's views per
-    call as the bot computes them; kept in a cache of their own, named for the backbone file."""
-    model = (SHIPPED_MODEL / BACKBONE_FILE).read_bytes()
-    folder = CACHE / "litert" / hashlib.sha256(model).hexdigest()[:16]
-    cache = FeatureCache(folder, load_artifact(SHIPPED_MODEL).metadata.scaling)
-    todo = cache.missing(keys, views)
-    if todo:
-        backbone = LiteBackbone(model)
-        fresh = [backbone.features(view_images(load_photo(encoded[i])[None], views)) for i in todo]
-        cache.put([keys[i] for i in todo], views, np.stack(fresh))
-    return cache.get(keys, views)
 
 
 class BasePhotos:
@@ -177,13 +164,11 @@ def test_one_command_rebuilds_the_shipped_model(tmp_path, photos, stored_cache) 
     shipped = load_artifact(SHIPPED_MODEL).metadata
     views, computed = tuple(shipped.serve_views), FeatureCache(CACHE, shipped.scaling)
     calibrating = selected(photos.rows, photos.calibrating)
-    served = serving_features(calibrating.encoded, calibrating.keys, views)
+    served = cached_features(calibrating.encoded, calibrating.keys, views, computed, "calibrating")
     sample = np.sort(
         np.random.default_rng(SAMPLE_SEED).choice(len(served), SAMPLE_CALIBRATING, replace=False)
     )
-    keras_views = compute_features(
-        [calibrating.encoded[i] for i in sample], views, shipped.scaling, "calibrating sample"
-    )
+    keras_views = keras_features([calibrating.encoded[i] for i in sample], views, shipped.scaling)
     np.testing.assert_allclose(served[sample], keras_views, **LITERT)
     real = read_realworld(SHARED / "data")
     stored = FeatureCache(stored_cache, shipped.scaling)
