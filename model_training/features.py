@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model_training.artifact import BACKBONE_FILE, read_folder
+from model_training.artifact import BACKBONE_FILE, ModelFolderError, read_folder
 from model_training.data import PhotoSet, decoded_images
 from model_training.defaults import SHIPPED_MODEL_DIR
 from model_training.lite import LiteBackbone
@@ -77,8 +77,11 @@ class FeatureCache:
 @cache
 def served_backbone(scaling: str) -> LiteBackbone | None:
     """The shipped folder's LiteRT backbone, if it is the Keras backbone at `scaling`."""
-    metadata = read_folder(SHIPPED_MODEL_DIR).metadata
     if not (SHIPPED_MODEL_DIR / BACKBONE_FILE).is_file():
+        return None
+    try:
+        metadata = read_folder(SHIPPED_MODEL_DIR).metadata
+    except ModelFolderError:
         return None
     if (metadata.backbone_fingerprint, metadata.scaling) != (backbone_fingerprint(), scaling):
         return None
