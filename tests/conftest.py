@@ -32,7 +32,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _cached = Path(os.environ["KERAS_HOME"]) / "models" / WEIGHTS
 if not _cached.exists() and (SHARED / "keras" / "models" / WEIGHTS).exists():
     _cached.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SHARED / "keras" / "models" / WEIGHTS, _cached)
+    # Under a new name first: the test workers start at once, and none may read half a file.
+    partial = _cached.with_name(f".{uuid.uuid4().hex}.partial")
+    shutil.copyfile(SHARED / "keras" / "models" / WEIGHTS, partial)
+    partial.replace(_cached)
 
 
 @pytest.fixture(scope="session")
