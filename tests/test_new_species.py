@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from test_storage import ALICE, BOB, NOW, photo, predicted
+from test_storage import ALICE, BOB, NOW, name_it, photo, predicted
 
 from storage import (
     Database,
@@ -26,19 +26,6 @@ from storage import (
 )
 
 CAROL = 30_000_000_003
-
-
-def name_it(session, user: int, message_id: int, species) -> None:
-    """`user` photographs something and labels it with the new species."""
-    prediction = predicted(session, photo(session, user, message_id), 3)
-    record_feedback(
-        session,
-        prediction.photo_id,
-        prediction.id,
-        user,
-        species=species.name,
-        new_species_id=species.id,
-    )
 
 
 def test_counts_photos_and_distinct_users(db: Database) -> None:

@@ -26,6 +26,7 @@ from storage import (
     ModelAccuracy,
     ModelFile,
     ModelStatus,
+    NewSpecies,
     Photo,
     Prediction,
     User,
@@ -110,6 +111,20 @@ def answer(session: Session, prediction: Prediction, user_id: int, index: int | 
         index,
         name,
         not_a_flower=index is None,
+    )
+
+
+def name_it(session: Session, user: int, message_id: int, species: NewSpecies) -> None:
+    """`user` photographs something and labels it with the new species (test_new_species.py
+    names species this way too)."""
+    prediction = predicted(session, photo(session, user, message_id), 3)
+    record_feedback(
+        session,
+        prediction.photo_id,
+        prediction.id,
+        user,
+        species=species.name,
+        new_species_id=species.id,
     )
 
 
@@ -782,15 +797,7 @@ def test_labelled_photos_for_export_count_labellers_and_honour_exclusion(db: Dat
         tulip, blob = add_new_species(session, "tulip", "Tulip"), add_new_species(session, "b", "B")
         approve(session, tulip, NOW)
         for species, message_id in ((tulip, 5), (blob, 6)):  # approved, and a mere candidate
-            named = predicted(session, photo(session, carol, message_id), 1)
-            record_feedback(
-                session,
-                named.photo_id,
-                named.id,
-                carol,
-                species=species.name,
-                new_species_id=species.id,
-            )
+            name_it(session, carol, message_id, species)
         ids = session.scalars(select(Photo.id).order_by(Photo.id)).all()
 
     def exported() -> list[tuple[int, str, int, str, bytes]]:
