@@ -22,6 +22,16 @@ from storage import Database, ensure_user, take_photo_slot
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Admission:
+    """Whether a user may send a photo now, and their /language choice (None: Telegram's),
+    read in the same transaction: a photo's answer needs no database read of its own for the
+    language."""
+
+    allowed: bool
+    language: str | None
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -34,15 +44,16 @@ class Services:
     def species(self) -> list[str]:
         return self.identifier.classifier.class_names
 
-    async def allow_photo(self, user: User) -> bool:
+    async def admit_photo(self, user: User) -> Admission:
         """The per-user limit on photos a minute, counted in the database so that it holds
         across bot processes. PTB's AIORateLimiter only throttles what the bot sends (Telegram's
         flood limits); nothing in PTB limits what one user sends in."""
 
-        def take_slot(session: Session) -> bool:
-            ensure_user(session, user.id, user.username, user.first_name)
+        def take_slot(session: Session) -> Admission:
+            stored = ensure_user(session, user.id, user.username, user.first_name)
             now = datetime.now(UTC)
-            return take_photo_slot(session, user.id, now, self.settings.photos_per_minute)
+            allowed = take_photo_slot(session, user.id, now, self.settings.photos_per_minute)
+            return Admission(allowed, stored.language)
 
         return await self.db(take_slot)
 

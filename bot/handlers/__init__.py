@@ -3,7 +3,7 @@ registered in bot/app.py: general commands, photos, feedback, admin commands, sc
 
 from __future__ import annotations
 
-from telegram import Update
+from telegram import Update, User
 from telegram.ext import ContextTypes
 
 from bot.i18n import Translator, choose_language, translator
@@ -22,4 +22,9 @@ async def translator_for(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if user is None:
         return translator(choose_language(None, None))
     stored = await services(context).db(lambda s: user_language(s, user.id))
-    return translator(choose_language(stored, user.language_code))
+    return user_translator(user, stored)
+
+
+def user_translator(user: User, stored_language: str | None) -> Translator:
+    """The user's /language choice if they made one, else Telegram's language_code."""
+    return translator(choose_language(stored_language, user.language_code))

@@ -91,7 +91,11 @@ async def answer_album(
     """Identify every photo (they share the batcher's next model call), combine those that look
     like a flower, store each photo's own prediction and the album's, answer once."""
     svc = services(context)
-    results = await asyncio.gather(*(identify_message(m, user, context) for m in messages))
+
+    async def admitted_and_identified(message: Message) -> Identified | replies.Refusal:
+        return await identify_message(message, await svc.admit_photo(user), context)
+
+    results = await asyncio.gather(*(admitted_and_identified(m) for m in messages))
     identified = [r for r in results if isinstance(r, Identified)]
     if not identified:  # nothing to combine: say why for the first photo, as for one photo
         refused = next(r for r in results if isinstance(r, replies.Refusal))

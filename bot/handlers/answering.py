@@ -17,7 +17,7 @@ from telegram.ext import ContextTypes
 
 from bot import replies
 from bot.handlers import services
-from bot.services import jpeg_bytes
+from bot.services import Admission, jpeg_bytes
 from model_training.classifier import Answer
 from model_training.photos import Photo, PhotoError, decode_photo
 from storage import Photo as StoredPhoto
@@ -38,11 +38,12 @@ class Identified:
 
 
 async def identify_message(
-    photo: Message, user: User, context: ContextTypes.DEFAULT_TYPE
+    photo: Message, admission: Admission, context: ContextTypes.DEFAULT_TYPE
 ) -> Identified | replies.Refusal:
-    """Rate limit, download and identify one photo message: its answer, or why there is none."""
+    """Download and identify one photo message that took its place against the user's limit
+    (Services.admit_photo): its answer, or why there is none."""
     svc = services(context)
-    if not await svc.allow_photo(user):
+    if not admission.allowed:
         return replies.Refusal(replies.Refused.RATE_LIMITED)
     file_ref = photo_file(photo)
     if file_ref is None or (file_ref.file_size or 0) > svc.settings.max_download_mb * MB:

@@ -13,7 +13,7 @@ from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
 from bot import replies
-from bot.handlers import albums, services, translator_for
+from bot.handlers import albums, services, translator_for, user_translator
 from bot.handlers.answering import (
     answer_stored,
     identify_message,
@@ -79,8 +79,9 @@ async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEF
     """Download, identify, store and answer one photo message."""
     svc = services(context)
     user = update.effective_user
-    result = await identify_message(photo, user, context)
-    t = await translator_for(update, context)
+    admission = await svc.admit_photo(user)
+    t = user_translator(user, admission.language)
+    result = await identify_message(photo, admission, context)
     if isinstance(result, replies.Refusal):
         text = replies.refusal(result, svc.settings.max_download_mb, t)
         if result.why == replies.Refused.RATE_LIMITED:
