@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,6 +109,16 @@ async def running(settings: Settings, handled: Handled | None = None) -> Applica
 
 async def stopped(app: Application) -> None:
     await stop_polling(app)
+
+
+@asynccontextmanager
+async def bot_running(settings: Settings) -> AsyncIterator[Application]:
+    """One bot process, stopped however the block ends: the restart tests run two in turn."""
+    app = await running(settings)
+    try:
+        yield app
+    finally:
+        await stopped(app)
 
 
 @pytest.fixture
@@ -772,45 +783,27 @@ async def test_stats_reports_activity_and_accuracy_by_feedback(tg, bot, sample_p
 
 async def test_feedback_survives_a_restart(tg, sample_photos, db):
     settings = settings_for(tg, db)
-    app = await running(settings)
-    try:
+    async with bot_running(settings):
         reply = await answer_to_photo(tg, ALICE, sample_photos[2][0].read_bytes())
         await tap(tg, reply, "Rose")
-    finally:
-        await stopped(app)
-    app = await running(settings)
-    try:
+    async with bot_running(settings):
         assert "(1 of 1)" in await command(tg, ADMIN, "stats")
-    finally:
-        await stopped(app)
 
 
 async def test_button_from_before_a_restart_still_records(tg, sample_photos, db):
     settings = settings_for(tg, db)
-    app = await running(settings)
-    try:
+    async with bot_running(settings):
         reply = await answer_to_photo(tg, ALICE, sample_photos[2][0].read_bytes())
-    finally:
-        await stopped(app)
-    app = await running(settings)
-    try:
+    async with bot_running(settings):
         edited = await tap(tg, reply, "Rose")
         assert edited["text"].endswith("✅ Thanks! Recorded: Rose.")
         assert [row[1] for row in feedback_rows(db)] == [prediction_under(tg, reply)]
-    finally:
-        await stopped(app)
 
 
 async def test_top5_after_a_restart_repeats_the_last_answer(tg, sample_photos, db):
     settings = settings_for(tg, db)
-    app = await running(settings)
-    try:
+    async with bot_running(settings):
         await answer_to_photo(tg, ALICE, sample_photos[2][0].read_bytes())
-    finally:
-        await stopped(app)
-    app = await running(settings)
-    try:
+    async with bot_running(settings):
         assert "Rose" in (await command(tg, ALICE, "top5")).splitlines()[0]
-    finally:
-        await stopped(app)
     assert tg.unknown_methods == []

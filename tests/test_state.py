@@ -4,8 +4,11 @@ with an expiry, the per-user photo limit, and the deployment's generated setting
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
+from sqlalchemy.orm import Session
 from test_storage import ALICE, BOB, NOW, photo, predicted
 
 from storage import (
@@ -32,18 +35,17 @@ def test_a_question_is_answerable_until_it_expires_and_the_latest_one_wins(db: D
         assert (question.kind, question.prediction_id) == ("species_name", second.id)
         assert pending_question(session, ALICE, NOW + timedelta(hours=1)) is None  # expired
         assert pending_question(session, BOB, NOW) is None
-    with db.session() as session:
-        close_question(session, ALICE)
-    with db.session() as session:
-        assert pending_question(session, ALICE, NOW) is None
 
 
-def test_forgetting_a_user_drops_their_question(db: Database) -> None:
+@pytest.mark.parametrize("drop", [close_question, forget_user], ids=["closed", "user forgotten"])
+def test_closing_the_question_or_forgetting_the_user_drops_it(
+    db: Database, drop: Callable[[Session, int], object]
+) -> None:
     with db.session() as session:
         prediction = predicted(session, photo(session, ALICE, 1), 3)
         ask(session, ALICE, "species_name", prediction.id, NOW + timedelta(hours=1))
     with db.session() as session:
-        forget_user(session, ALICE)
+        drop(session, ALICE)
     with db.session() as session:
         assert pending_question(session, ALICE, NOW) is None
 

@@ -213,6 +213,9 @@ def store_rows_at_0002(database: Database, features: np.ndarray) -> None:
             connection.execute(text(sql), {"user": ALICE, "created": created, **values})
 
 
+ONE_ROW_EACH = {"users": 1, "photos": 1, "predictions": 1, "feedback": 1}  # store_rows_at_0002's
+
+
 def row_counts(database: Database) -> dict[str, int]:
     with database.engine.connect() as connection:
         return {
@@ -221,30 +224,39 @@ def row_counts(database: Database) -> dict[str, int]:
         }
 
 
-def test_rows_stored_before_0003_survive_it_without_verdict_or_size(url: str) -> None:
+@pytest.fixture
+def upgraded_from_0002(url: str) -> Iterator[Database]:
+    """A database that got its rows at revision 0002 and was then upgraded: the migration tests
+    below start from it."""
     database = Database(url)
-    features = embedding(7)
-    store_rows_at_0002(database, features)
+    store_rows_at_0002(database, embedding(7))
     database.upgrade()
-    assert row_counts(database) == {"users": 1, "photos": 1, "predictions": 1, "feedback": 1}
+    yield database
+    database.dispose()
+
+
+def test_rows_stored_before_0003_survive_it_without_verdict_or_size(
+    upgraded_from_0002: Database,
+) -> None:
+    database = upgraded_from_0002
+    assert row_counts(database) == ONE_ROW_EACH
     with database.session() as session:
         stored = session.get(Photo, 1)
         assert stored is not None
         assert (stored.message_id, stored.width, stored.height) == (5, None, None)
-        np.testing.assert_array_equal(stored.features, features)
+        np.testing.assert_array_equal(stored.features, embedding(7))
         prediction = prediction_by_id(session, 1)
         assert prediction is not None
         assert (prediction.model_version, prediction.verdict) == ("v0", None)
         assert prediction.top5 == [{"species": "rose", "index": 73, "confidence": 0.5}]
         (example,) = labelled_examples(session)
         assert (example.photo_id, example.user_id, example.species_index) == (1, ALICE, 73)
-    database.dispose()
 
 
-def test_downgrading_0003_drops_its_columns_and_keeps_every_row(url: str) -> None:
-    database = Database(url)
-    store_rows_at_0002(database, embedding(7))
-    database.upgrade()
+def test_downgrading_0003_drops_its_columns_and_keeps_every_row(
+    upgraded_from_0002: Database,
+) -> None:
+    database = upgraded_from_0002
     with database.session() as session:
         prediction = prediction_by_id(session, 1)
         assert prediction is not None
@@ -255,15 +267,13 @@ def test_downgrading_0003_drops_its_columns_and_keeps_every_row(url: str) -> Non
         assert "verdict" not in {c["name"] for c in inspect(connection).get_columns("predictions")}
         photo_columns = {c["name"] for c in inspect(connection).get_columns("photos")}
         assert not {"width", "height"} & photo_columns
-    counts_after = row_counts(database)
-    database.dispose()
-    assert counts_after == {"users": 1, "photos": 1, "predictions": 1, "feedback": 1}
+    assert row_counts(database) == ONE_ROW_EACH
 
 
-def test_answers_stored_before_0007_keep_their_rows_and_no_message(url: str) -> None:
-    database = Database(url)
-    store_rows_at_0002(database, embedding(7))
-    database.upgrade()
+def test_answers_stored_before_0007_keep_their_rows_and_no_message(
+    upgraded_from_0002: Database,
+) -> None:
+    database = upgraded_from_0002
     with database.session() as session:
         prediction = prediction_by_id(session, 1)
         assert prediction is not None
@@ -278,9 +288,7 @@ def test_answers_stored_before_0007_keep_their_rows_and_no_message(url: str) -> 
         columns = {c["name"] for c in inspect(connection).get_columns("predictions")}
         assert not {"answer_chat_id", "answer_message_id"} & columns
         assert "naming_rights" not in inspect(connection).get_table_names()
-    counts_after = row_counts(database)
-    database.dispose()
-    assert counts_after == {"users": 1, "photos": 1, "predictions": 1, "feedback": 1}
+    assert row_counts(database) == ONE_ROW_EACH
 
 
 def test_upgrade_does_not_depend_on_the_working_directory(
