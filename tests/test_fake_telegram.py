@@ -100,14 +100,9 @@ async def _mentioned(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     await update.message.reply_text(f"hi {update.effective_user.first_name}")
 
 
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def app(tg: FakeTelegram) -> AsyncIterator[Application]:
+def _application(tg: FakeTelegram) -> Application:
+    """A PTB Application talking to the fake server that remembers every update it gets: the
+    polling bot and the webhook bots start from the same one."""
     application = (
         Application.builder()
         .token(tg.token)
@@ -116,6 +111,18 @@ async def app(tg: FakeTelegram) -> AsyncIterator[Application]:
         .build()
     )
     application.add_handler(TypeHandler(Update, _remember), group=-1)
+    return application
+
+
+@pytest.fixture
+def tg() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def app(tg: FakeTelegram) -> AsyncIterator[Application]:
+    application = _application(tg)
     application.add_handler(CommandHandler("echo", _echo))
     application.add_handler(CommandHandler("top5", _top5))
     application.add_handler(CallbackQueryHandler(_shout))
@@ -465,14 +472,7 @@ async def _webhook_bot(
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    application = (
-        Application.builder()
-        .token(tg.token)
-        .base_url(tg.base_url)
-        .base_file_url(tg.base_file_url)
-        .build()
-    )
-    application.add_handler(TypeHandler(Update, _remember), group=-1)
+    application = _application(tg)
     application.add_handler(CommandHandler("echo", answer))
     async with application:
         await application.start()
