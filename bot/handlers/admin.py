@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from html import escape
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 from telegram import Update
@@ -31,6 +32,7 @@ from storage import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def is_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
@@ -41,12 +43,25 @@ async def is_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     return False
 
 
-async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def reply_with_report(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    read: Callable[[Session], T],
+    report: Callable[[T, Translator], str],
+) -> None:
+    """The read-only admin commands (/stats, /models, /species) differ only in what they read
+    and how it is worded: refused to others, else `read`'s result as `report` puts it."""
     if not await is_admin(update, context):
         return
     t = await translator_for(update, context)
-    report = await services(context).db(lambda s: stats(s, datetime.now(UTC)))
-    await update.effective_message.reply_html(replies.stats_report(report, t))
+    found = await services(context).db(read)
+    await update.effective_message.reply_html(report(found, t))
+
+
+async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await reply_with_report(
+        update, context, lambda s: stats(s, datetime.now(UTC)), replies.stats_report
+    )
 
 
 async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -63,11 +78,7 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def models_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    if not await is_admin(update, context):
-        return
-    t = await translator_for(update, context)
-    versions = await services(context).db(list_versions)
-    await update.effective_message.reply_html(replies.models_list(versions, t))
+    await reply_with_report(update, context, list_versions, replies.models_list)
 
 
 async def rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -106,11 +117,7 @@ async def exclude(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def species_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/species: the new species users named, with their photos and distinct users."""
-    if not await is_admin(update, context):
-        return
-    t = await translator_for(update, context)
-    counts = await services(context).db(new_species_counts)
-    await update.effective_message.reply_html(replies.new_species_list(counts, t))
+    await reply_with_report(update, context, new_species_counts, replies.new_species_list)
 
 
 async def add_species(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
