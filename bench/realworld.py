@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from model_training.abstention import Verdict, VerdictRules, unsure_cut
-from model_training.artifact import Metadata, load_base_rows
+from model_training.artifact import load_base_rows
 from model_training.classifier import FlowerClassifier
 from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.features import FeatureCache, cached_features
@@ -213,7 +213,7 @@ def leave_species_out(
 ) -> None:
     """The product's rows and cuts (model_training/workflow.py) without N species."""
     metadata = classifier.artifact.metadata
-    recipe = recipe_of(metadata)
+    recipe = RowRecipe.recorded(metadata.recipe, metadata.serve_views)
     rows, splits, _ = product_rows(data / "oxford102-224", recipe, cache, None, data)
     n_classes = len(splits["train"].class_names)
     left_out = np.sort(np.random.default_rng(LEAVE_OUT_SEED).choice(n_classes, n_out, False))
@@ -273,12 +273,6 @@ def leave_species_out(
     )
     if simulate:
         simulated_unknowns((known.fit.x, known.fit.y), (known.val.x, known.val.y), metadata.recipe)
-
-
-def recipe_of(metadata: Metadata) -> RowRecipe:
-    """The recipe a model folder was trained with."""
-    fields = {k: v for k, v in metadata.recipe.items() if k in RowRecipe.__annotations__}
-    return RowRecipe(**{**fields, "serve_views": tuple(metadata.serve_views)})
 
 
 def simulated_unknowns(

@@ -92,8 +92,7 @@ def head_without_val(
     if not same or not np.allclose(tail, x.mean(axis=1), atol=0.01):
         raise SystemExit(f"{model}/base.npz does not end with val's rows")
     metadata = classifier.artifact.metadata
-    fields = {k: v for k, v in metadata.recipe.items() if k in RowRecipe.__annotations__}
-    recipe = RowRecipe(**{**fields, "serve_views": tuple(metadata.serve_views)})
+    recipe = RowRecipe.recorded(metadata.recipe, metadata.serve_views)
     weights = None if base.train_w is None else base.train_w[:-n]
     rows = (base.train_x[:-n].astype(np.float32), base.train_y[:-n], weights)
     head, _ = fit_rows(len(classifier.class_names), rows, recipe, metadata.recipe["epochs"])

@@ -204,10 +204,7 @@ def fit_candidate(
     """The serving model's own recipe and epoch count, on base + feedback rows, from scratch.
     Starting from the serving head's weights instead was measured on bench/poisoning.py's
     honest case (README): probe top-1 84.7% against 84.9%, base held-out 92.0% against 92.8%."""
-    recipe_fields = {
-        k: v for k, v in serving.metadata.recipe.items() if k in RowRecipe.__annotations__
-    }
-    recipe = RowRecipe(**{**recipe_fields, "serve_views": tuple(serving.metadata.serve_views)})
+    recipe = RowRecipe.recorded(serving.metadata.recipe, serving.metadata.serve_views)
     epochs = int(serving.metadata.recipe["epochs"])
     head, _ = fit_rows(n_classes, (rows.x, rows.y, rows.w), recipe, epochs, seed)
     return head

@@ -176,6 +176,13 @@ class RowRecipe:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def recorded(cls, recipe: dict, serve_views: list[str]) -> RowRecipe:
+        """The recipe a model folder's metadata records (its seed and epoch count are not part
+        of it): retraining and the benchmarks fit again as the model was fitted."""
+        known = {k: v for k, v in recipe.items() if k in cls.__annotations__}
+        return cls(**{**known, "serve_views": tuple(serve_views)})
+
 
 def ema_momentum_for(steps_per_epoch: int, momentum: float) -> float:
     """At most about one epoch's steps in the average. Keras' average starts from the initial
