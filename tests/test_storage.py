@@ -225,7 +225,7 @@ def row_counts(database: Database) -> dict[str, int]:
 
 
 @pytest.fixture
-def upgraded_from_0002(url: str) -> Iterator[Database]:
+def upgraded(url: str) -> Iterator[Database]:
     """A database that got its rows at revision 0002 and was then upgraded: the migration tests
     below start from it."""
     database = Database(url)
@@ -235,12 +235,9 @@ def upgraded_from_0002(url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def test_rows_stored_before_0003_survive_it_without_verdict_or_size(
-    upgraded_from_0002: Database,
-) -> None:
-    database = upgraded_from_0002
-    assert row_counts(database) == ONE_ROW_EACH
-    with database.session() as session:
+def test_rows_stored_before_0003_survive_it_without_verdict_or_size(upgraded: Database) -> None:
+    assert row_counts(upgraded) == ONE_ROW_EACH
+    with upgraded.session() as session:
         stored = session.get(Photo, 1)
         assert stored is not None
         assert (stored.message_id, stored.width, stored.height) == (5, None, None)
@@ -253,28 +250,22 @@ def test_rows_stored_before_0003_survive_it_without_verdict_or_size(
         assert (example.photo_id, example.user_id, example.species_index) == (1, ALICE, 73)
 
 
-def test_downgrading_0003_drops_its_columns_and_keeps_every_row(
-    upgraded_from_0002: Database,
-) -> None:
-    database = upgraded_from_0002
-    with database.session() as session:
+def test_downgrading_0003_drops_its_columns_and_keeps_every_row(upgraded: Database) -> None:
+    with upgraded.session() as session:
         prediction = prediction_by_id(session, 1)
         assert prediction is not None
         prediction.verdict = "sure"
         prediction.photo.width, prediction.photo.height = 800, 600
-    migrate(database, "0002", down=True)
-    with database.engine.connect() as connection:
+    migrate(upgraded, "0002", down=True)
+    with upgraded.engine.connect() as connection:
         assert "verdict" not in {c["name"] for c in inspect(connection).get_columns("predictions")}
         photo_columns = {c["name"] for c in inspect(connection).get_columns("photos")}
         assert not {"width", "height"} & photo_columns
-    assert row_counts(database) == ONE_ROW_EACH
+    assert row_counts(upgraded) == ONE_ROW_EACH
 
 
-def test_answers_stored_before_0007_keep_their_rows_and_no_message(
-    upgraded_from_0002: Database,
-) -> None:
-    database = upgraded_from_0002
-    with database.session() as session:
+def test_answers_stored_before_0007_keep_their_rows_and_no_message(upgraded: Database) -> None:
+    with upgraded.session() as session:
         prediction = prediction_by_id(session, 1)
         assert prediction is not None
         assert (prediction.answer_chat_id, prediction.answer_message_id) == (None, None)
@@ -283,12 +274,12 @@ def test_answers_stored_before_0007_keep_their_rows_and_no_message(
         assert not tapped_on_its_answer(prediction, BOB, 999)
         answer_sent_as(session, 1, ALICE, 6)
         allow_naming(session, ALICE, 1)
-    migrate(database, "0006", down=True)
-    with database.engine.connect() as connection:
+    migrate(upgraded, "0006", down=True)
+    with upgraded.engine.connect() as connection:
         columns = {c["name"] for c in inspect(connection).get_columns("predictions")}
         assert not {"answer_chat_id", "answer_message_id"} & columns
         assert "naming_rights" not in inspect(connection).get_table_names()
-    assert row_counts(database) == ONE_ROW_EACH
+    assert row_counts(upgraded) == ONE_ROW_EACH
 
 
 def test_upgrade_does_not_depend_on_the_working_directory(
