@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import resource
@@ -286,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-check", action="store_true", help="RSS at 100 vs 1,000 photos")
     parser.add_argument("--memory-rate", type=float, default=10, help="memory check: photos/s")
+    parser.add_argument(
+        "--json", type=Path, help="open loop: also write each rate's figures here (a JSON list)"
+    )
     args = parser.parse_args(argv)
     photos = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg"))]
     if args.open_loop or args.memory_check:
@@ -296,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         if results:
             print(open_loop_table(results, args.seconds))
+        if args.json:
+            args.json.write_text(json.dumps(results))
         if args.memory_check:
             check = open_loop(
                 args.memory_rate,

@@ -7,17 +7,18 @@ Runs `bench/bot_load.py --open-loop RATE` (the real bot, the shipped model, SQLi
 API on 127.0.0.1, each photo from a new user) under py-spy (`pip install py-spy`), then sorts
 every sample of a busy thread into the step of the photo's path it was in: the deepest frame
 that names a step decides (numpy inside `views.py` is views; PIL inside `photos.py` is decode).
-The fake Bot API and the photo sender share the bot's process in the bench; their samples are
-counted apart, and so is start-up (imports and loading the model). The table gives each step's
-share of the bot's own samples (per-photo milliseconds are left out: under load py-spy falls
-behind its sampling rate, so sample counts are not durations; their shares still hold).
+The bot runs in a process of its own, the fake Bot API and the photo sender in the bench's;
+py-spy follows both, and counts the bench's samples apart, and start-up (imports and loading
+the model) too. The table gives each step's share of the bot's own samples (per-photo
+milliseconds are left out: under load py-spy falls behind its sampling rate, so sample counts
+are not durations; their shares still hold).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -71,14 +72,6 @@ def read_samples(raw: Path) -> Counter[str]:
     return steps
 
 
-def answered_photos(bench_output: str) -> int:
-    """The photos answered, read off bot_load.py's open-loop row (sent, then the answered %)."""
-    row = re.search(r"^\| [\d.]+ \| (\d+) \| [\d.]+ \| ([\d.]+)% \|", bench_output, re.M)
-    if row is None:
-        raise SystemExit(f"no open-loop row in the bench's output:\n{bench_output}")
-    return round(int(row[1]) * float(row[2]) / 100)
-
-
 def table(steps: Counter[str], photos: int) -> str:
     bot = {step: n for step, n in steps.items() if step not in (BENCH_SIDE, START_UP)}
     total = sum(bot.values())
@@ -105,23 +98,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
-        raw = Path(scratch) / "samples.txt"
+        raw, figures = Path(scratch) / "samples.txt", Path(scratch) / "open_loop.json"
         bench = [sys.executable, str(ROOT / "bench" / "bot_load.py"), "--open-loop"]
         bench += [f"{args.rate:g}", "--seconds", f"{args.seconds:g}", "--drain", f"{args.drain:g}"]
+        bench += ["--json", str(figures)]
         record = [spy, "record", "--rate", str(args.samples_per_second), "--format", "raw"]
         spied = subprocess.run(
             [*record, "--output", str(raw), "--nonblocking", "--subprocesses", "--", *bench],
             capture_output=True,
             text=True,
         )
-        if spied.returncode != 0 or not raw.exists():
+        if spied.returncode != 0 or not raw.exists() or not figures.exists():
             print(f"py-spy failed ({spied.returncode}):\n{spied.stderr[-2000:]}", file=sys.stderr)
             return 1
         steps = read_samples(raw)
+        answered = json.loads(figures.read_text())[0]["answered"]
         if args.samples_out:
             shutil.copy(raw, args.samples_out)
     print(spied.stdout)
-    print(table(steps, answered_photos(spied.stdout)))
+    print(table(steps, answered))
     print(f"\nload average (1, 5, 15 min) before: {load_before}, after: {os.getloadavg()}")
     return 0
 
