@@ -84,17 +84,28 @@ def head_without_val(
     """The shipped head was refitted on train + val + test (less the base held-out set), so on
     val it is sure of nearly everything. The head its unsure cut was chosen with never saw val:
     this one is fitted as the shipped one (its recipe and epoch count) on its base rows less
-    val's, which model_training/workflow.py puts last (checked here against val's features)."""
+    val's, which model_training/workflow.py puts after the fitting rows and before the
+    real-world ones (found here by val's labels and features)."""
     base = load_base_rows(model)
-    n = len(labels)
-    tail = base.train_x[-n:].astype(np.float32)
-    same = np.array_equal(labels, base.train_y[-n:])
-    if not same or not np.allclose(tail, x.mean(axis=1), atol=0.01):
-        raise SystemExit(f"{model}/base.npz does not end with val's rows")
+    n, means = len(labels), x.mean(axis=1)
+    starts = np.flatnonzero(base.train_y[: len(base.train_y) - n + 1] == labels[0])
+    start = next(
+        (
+            s
+            for s in starts
+            if np.array_equal(base.train_y[s : s + n], labels)
+            and np.allclose(base.train_x[s : s + n].astype(np.float32), means, atol=0.01)
+        ),
+        None,
+    )
+    if start is None:
+        raise SystemExit(f"{model}/base.npz does not hold val's rows")
+    keep = np.ones(len(base.train_y), bool)
+    keep[start : start + n] = False
     metadata = classifier.artifact.metadata
     recipe = RowRecipe.recorded(metadata.recipe, metadata.serve_views)
-    weights = None if base.train_w is None else base.train_w[:-n]
-    rows = (base.train_x[:-n].astype(np.float32), base.train_y[:-n], weights)
+    weights = None if base.train_w is None else base.train_w[keep]
+    rows = (base.train_x[keep].astype(np.float32), base.train_y[keep], weights)
     head, _ = fit_rows(len(classifier.class_names), rows, recipe, metadata.recipe["epochs"])
     return head
 

@@ -85,8 +85,8 @@ def test_a_few_well_known_entries() -> None:
 
 def test_the_genus_wins_over_the_family() -> None:
     answer = top(
-        ("orange dahlia", 0.40),
-        ("sunflower", 0.15),
+        ("orange dahlia", 0.45),
+        ("sunflower", 0.10),
         ("pink-yellow dahlia", 0.25),
         ("english marigold", 0.10),
         ("rose", 0.05),
@@ -94,12 +94,12 @@ def test_the_genus_wins_over_the_family() -> None:
     group = group_of(answer, Verdict.NOT_SURE)
     assert group is not None and (group.level, group.name) == (Level.GENUS, "Dahlia")
     assert group.species == ("orange dahlia", "pink-yellow dahlia")
-    assert group.confidence == pytest.approx(0.65)
+    assert group.confidence == pytest.approx(0.70)
 
 
 def test_the_family_when_the_genus_holds_too_little() -> None:
     answer = top(
-        ("english marigold", 0.35),
+        ("english marigold", 0.40),
         ("barbeton daisy", 0.20),
         ("rose", 0.15),
         ("sunflower", 0.10),
@@ -108,7 +108,7 @@ def test_the_family_when_the_genus_holds_too_little() -> None:
     group = group_of(answer, Verdict.UNKNOWN_SPECIES)
     assert group is not None and (group.level, group.name) == (Level.FAMILY, "Asteraceae")
     assert group.species == ("english marigold", "barbeton daisy", "sunflower")
-    assert group.confidence == pytest.approx(0.65)
+    assert group.confidence == pytest.approx(0.70)
     assert in_group(group, "oxeye daisy") and not in_group(group, "rose")
 
 
