@@ -152,7 +152,15 @@ def held_out_and_training(app: Application) -> tuple[int, int]:
 
 
 async def test_non_admins_are_refused_and_nothing_runs(tg, bot):
-    for name, args in (("retrain", ""), ("models", ""), ("rollback", "x"), ("exclude", "42")):
+    admin_only = [
+        ("retrain", ""),
+        ("models", ""),
+        ("rollback", "x"),
+        ("exclude", "42"),
+        ("species", ""),
+        ("addspecies", "Tulip"),
+    ]
+    for name, args in admin_only:
         assert "only for the bot's administrators" in (await command(tg, BOB, name, args))[0]
     assert svc(bot).retrain_process is None
     with database(bot).session() as session:
