@@ -381,7 +381,7 @@ def test_export_writes_the_group_rule_and_links_from_taxonomy_py() -> None:
 @needs_browser
 def test_page_group_rule_agrees_with_python_on_many_answers(page_url, exported_model) -> None:
     """web/taxonomy.js's groupOf and groupPieces against taxonomy.group_of and the bot's
-    group_line, on 3,000 drawn top-5s and every verdict: the same group (level, name, species),
+    group_line, on 5,000 drawn top-5s and every verdict: the same group (level, name, species),
     and the same sentence in English and Spanish, the genus in italics."""
     from playwright.sync_api import sync_playwright
 
@@ -389,7 +389,7 @@ def test_page_group_rule_agrees_with_python_on_many_answers(page_url, exported_m
     from bot.replies import group_line
 
     metadata = json.loads((exported_model / "metadata.json").read_text())
-    answers = random_answers(3000)
+    answers = random_answers(5000)
     cases = [
         {"top": [{"index": s.index, "p": s.confidence} for s in top5], "verdict": verdict.value}
         for top5, verdict in answers
@@ -412,13 +412,14 @@ def test_page_group_rule_agrees_with_python_on_many_answers(page_url, exported_m
         page.goto(page_url + "taxonomy.js")  # same origin as the page, without the model
         shown = page.evaluate(script, [cases, metadata["taxonomy"], names])
         browser.close()
-    groups = 0
+    groups = genera = 0
     for (top5, verdict), page_group in zip(answers, shown, strict=True):
         group = group_of(top5, verdict)
         if group is None:
             assert page_group is None, (top5, verdict)
             continue
         groups += 1
+        genera += group.level == Level.GENUS
         level, name, species, *pieces = page_group
         assert (level, name) == (group.level.value, group.name), top5
         assert species == [SERVED_CLASSES.index(name) for name in group.species], top5
@@ -428,7 +429,8 @@ def test_page_group_rule_agrees_with_python_on_many_answers(page_url, exported_m
                 group, translator(language), html=False
             )
             assert [text for text, is_italic in said if is_italic] == italic
-    assert groups > 300, groups  # the draw reaches the rule: genus and family groups alike
+    # The draw reaches the rule at the cut as it is (GROUP_ABOVE 0.65: 322 groups, 55 genera).
+    assert groups > 250 and genera > 25, (groups, genera)
 
 
 def shown_group(page) -> dict[str, str]:
