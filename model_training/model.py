@@ -111,9 +111,10 @@ def feature_extractor(views: tuple[str, ...], scaling: str = "mobilenet_v2") -> 
     return keras.Model(images, features, name="features")
 
 
-def build_head(n_classes: int, l2: float = 0.0) -> keras.Model:
-    """Pooled features (..., 1280) -> class probabilities (..., n_classes)."""
-    features = keras.Input((FEATURE_DIM,), name="features")
+def build_head(n_classes: int, l2: float = 0.0, width: int = FEATURE_DIM) -> keras.Model:
+    """Pooled features (..., width) -> class probabilities (..., n_classes). The served backbone
+    gives FEATURE_DIM; bench/backbone_layers.py tries wider features."""
+    features = keras.Input((width,), name="features")
     x = keras.layers.Dropout(DROPOUT, name="dropout")(features)
     regulariser = keras.regularizers.L2(l2) if l2 else None
     probs = keras.layers.Dense(

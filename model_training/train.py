@@ -77,11 +77,14 @@ def feature_batches(
 
 
 def _compiled_head(
-    n_classes: int, recipe: Recipe | RowRecipe, ema_momentum: float = 0.0
+    n_classes: int,
+    recipe: Recipe | RowRecipe,
+    ema_momentum: float = 0.0,
+    width: int = FEATURE_DIM,
 ) -> keras.Model:
     """ema_momentum > 0: Keras' moving average of the weights, which replaces them when fitting
     ends (the last steps' noise averaged out); 0: the last step's weights."""
-    head = build_head(n_classes, recipe.l2)
+    head = build_head(n_classes, recipe.l2, width)
     averaged = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
     head.compile(
         optimizer=keras.optimizers.Adam(recipe.learning_rate, **averaged),
@@ -220,7 +223,7 @@ def row_batches(
             yield x[rows].astype(np.float32), y[rows], weights[rows]
 
     signature = (
-        tf.TensorSpec((None, FEATURE_DIM), tf.float32),
+        tf.TensorSpec((None, x.shape[1]), tf.float32),
         tf.TensorSpec((None,), tf.int64),
         tf.TensorSpec((None,), tf.float32),
     )
@@ -245,7 +248,7 @@ def fit_rows(
     x, y, w = train
     batch_size = batch_size_for(len(y), recipe.batch_size)
     momentum = ema_momentum_for(-(-len(y) // batch_size), recipe.ema_momentum)
-    head = _compiled_head(n_classes, recipe, momentum)
+    head = _compiled_head(n_classes, recipe, momentum, width=x.shape[1])
     callbacks = []
     validation = None
     if val is not None:
