@@ -51,8 +51,8 @@ HEADER = (
 DEFAULT_SETS = (
     SERVED,
     f"{SERVED}/std",
+    f"{SERVED}+block_13_expand_relu",
     f"{SERVED}+block_13_expand_relu/std",
-    f"{SERVED}+block_16_project_BN/std",
 )
 
 
