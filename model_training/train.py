@@ -265,6 +265,7 @@ def fit_rows(
         validation_data=validation,
         epochs=epochs,
         callbacks=callbacks,
+        shuffle=False,  # row_batches already shuffles with the seed (Keras warned otherwise)
         verbose=0,
     )
     return head, {k: [float(v) for v in values] for k, values in fit.history.items()}
