@@ -29,19 +29,18 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
-from tqdm import tqdm
 
 from model_training.artifact import read_folder
 from model_training.convert import to_tflite
 from model_training.data import read_split
 from model_training.defaults import SHIPPED_MODEL_DIR
+from model_training.evaluate import top_k_accuracy
+from model_training.features import lite_features
 from model_training.heldout import heldout_ids
 from model_training.lite import LiteBackbone
 from model_training.model import INPUT_SIZE, SCALINGS, head_probabilities, imagenet_backbone
-from model_training.photos import load_photo
 from model_training.realworld import read_garden, read_realworld
 from model_training.train import RowRecipe, fit_rows
-from model_training.views import view_images
 
 SERVED = "out_relu"
 HEADER = (
@@ -60,13 +59,6 @@ DEFAULT_SETS = (
 class Photos:
     encoded: list[bytes]
     labels: np.ndarray
-
-
-@dataclass(frozen=True)
-class Scored:
-    heldout: Photos
-    garden: Photos
-    flowers: Photos
 
 
 def pooled_backbone(layers: list[str], scaling: str) -> LiteBackbone:
@@ -102,7 +94,7 @@ def subset(encoded: list[bytes], labels: np.ndarray, rows: np.ndarray) -> Photos
 
 def read_photos(
     data: Path, per_species: int | None, limit: int | None
-) -> tuple[Photos, Photos, Scored]:
+) -> tuple[Photos, Photos, dict[str, Photos]]:
     """(Oxford training photos, garden fit half, the photos scored), as the product recipe cuts
     them; per_species / limit take the first few of each species (CI's small scale)."""
     held = heldout_ids()
@@ -131,19 +123,19 @@ def read_photos(
             garden.oxford_class,
             first_per_class(garden.oxford_class, garden.fitting, limit),
         ),
-        Scored(
-            heldout=joined(heldout),
-            garden=subset(
+        {
+            "heldout": joined(heldout),
+            "garden": subset(
                 garden.encoded,
                 garden.oxford_class,
                 first_per_class(garden.oxford_class, ~garden.fitting, limit),
             ),
-            flowers=subset(
+            "flowers": subset(
                 flowers.encoded,
                 flowers.oxford_class,
                 first_per_class(flowers.oxford_class, measured, limit),
             ),
-        ),
+        },
     )
 
 
@@ -151,22 +143,6 @@ def joined(parts: list[Photos]) -> Photos:
     return Photos(
         [data for part in parts for data in part.encoded], np.concatenate([p.labels for p in parts])
     )
-
-
-def features(
-    backbone: LiteBackbone, photos: Photos, views: tuple[str, ...], desc: str
-) -> np.ndarray:
-    """(photos, views, width): one photo's views per call, as serving runs them."""
-    out = [
-        backbone.features(view_images(load_photo(data)[None], views))
-        for data in tqdm(photos.encoded, desc=desc, unit="photo")
-    ]
-    return np.stack(out)
-
-
-def top_k(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
-    best = np.argsort(-probabilities, axis=1)[:, :k]
-    return float((best == labels[:, None]).any(axis=1).mean())
 
 
 def main() -> None:
@@ -192,14 +168,14 @@ def main() -> None:
     started = time.perf_counter()
     train_x = np.concatenate(
         [
-            features(backbone, oxford, views, "Oxford"),
-            features(backbone, garden_fit, views, "garden fit"),
+            lite_features(backbone, oxford.encoded, views, "Oxford"),
+            lite_features(backbone, garden_fit.encoded, views, "garden fit"),
         ]
     )
     n_train = len(oxford.labels) + len(garden_fit.labels)
     measured = {
-        name: features(backbone, getattr(scored, name), views, name)
-        for name in ("heldout", "garden", "flowers")
+        name: lite_features(backbone, photos.encoded, views, name)
+        for name, photos in scored.items()
     }
     per_photo = (time.perf_counter() - started) / (n_train + sum(len(m) for m in measured.values()))
     train_y = np.concatenate([oxford.labels, garden_fit.labels])
@@ -235,9 +211,9 @@ def main() -> None:
             )
             scores = []
             for name, x in measured.items():
-                labels = getattr(scored, name).labels
+                labels = scored[name].labels
                 p = head_probabilities(head, (x[..., columns] - mean) / scale)
-                scores += [top_k(p, labels, 1), top_k(p, labels, 5)]
+                scores += [top_k_accuracy(p, labels, 1), top_k_accuracy(p, labels, 5)]
             results.append(scores)
             print(row(feature_set, len(columns), str(seed), scores), flush=True)
         print(row(f"**{feature_set}**", len(columns), "mean", list(np.mean(results, axis=0))))

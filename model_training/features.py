@@ -95,7 +95,14 @@ def compute_features(
     backbone = served_backbone(scaling)
     if backbone is None:
         return keras_features(encoded, views, scaling, desc)
-    features = np.empty((len(encoded), len(views), FEATURE_DIM), np.float32)
+    return lite_features(backbone, encoded, views, desc)
+
+
+def lite_features(
+    backbone: LiteBackbone, encoded: list[bytes], views: tuple[str, ...], desc: str = "features"
+) -> np.ndarray:
+    """(n_photos, n_views, the backbone's width) through a LiteRT backbone."""
+    features = np.empty((len(encoded), len(views), backbone.width), np.float32)
     for i, data in enumerate(tqdm(encoded, desc=desc, unit="photo")):
         # One photo's views per call, as serving runs them.
         features[i] = backbone.features(view_images(load_photo(data)[None], views))

@@ -38,7 +38,8 @@ def has_tensorflow() -> bool:
 
 
 class LiteBackbone:
-    """float32 views (n, 224, 224, 3) in 0..255 -> features (n, 1280), through one interpreter.
+    """float32 views (n, 224, 224, 3) in 0..255 -> features (n, width: 1280 for the served
+    backbone), through one interpreter.
 
     An interpreter is not thread-safe: calls take turns (the bot runs one batch at a time
     anyway, in a worker thread).
@@ -47,7 +48,9 @@ class LiteBackbone:
     def __init__(self, model: bytes, threads: int = THREADS) -> None:
         self._interpreter = Interpreter(model_content=model, num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        output = self._interpreter.get_output_details()[0]
+        self._output = output["index"]
+        self.width = int(output["shape"][-1])
         self._batch = 0
         self._lock = threading.Lock()
 
