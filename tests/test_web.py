@@ -14,6 +14,8 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -717,6 +719,26 @@ def test_page_works_offline_and_takes_a_new_model_version(
         RESULTS.mkdir(exist_ok=True)
         page.screenshot(path=RESULTS / "web-offline.png", full_page=True)
         browser.close()
+
+
+@needs_browser
+def test_update_benchmark_times_each_new_version(exported_model) -> None:
+    """bench/web_updates.py, two rounds: each new version is on screen well within the timeout."""
+    run = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "bench" / "web_updates.py")),
+            *("--rounds", "2", "--busy", "0", "--timeout", "60", "--export", str(exported_model)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 updates, 0 spinning processes" in run.stdout
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| 2 "))
+    updated, stuck, p50, p95, top = (float(cell) for cell in row.strip("|").split("|"))
+    assert (updated, stuck) == (2, 0)
+    assert 0 < p50 <= p95 <= top < 60
 
 
 @pytest.mark.skipif(

@@ -616,6 +616,7 @@ async function startServiceWorker() {
   });
   try {
     const registration = await navigator.serviceWorker.register("sw.js");
+    activateWaitingWorker(registration);
     if (navigator.onLine) registration.update().catch(() => {}); // check now, not later
     await navigator.serviceWorker.ready;
     offline.textContent = "Saved on this device: works offline.";
@@ -623,6 +624,28 @@ async function startServiceWorker() {
   } catch (error) {
     console.warn("no service worker: the page needs the network on every visit", error);
   }
+}
+
+// A new worker calls skipWaiting() as it installs, yet Chromium sometimes leaves it waiting: the
+// old worker was busy at that moment and nothing asks again before Chromium's 5-minute limit
+// (5 updates of 110 on a busy 2-core machine, bench/web_updates.py). Asking again, once it is
+// installed and every 2 s while it waits, activated all of 120 within 1.5 s.
+function activateWaitingWorker(registration) {
+  let asking = false;
+  const ask = () => {
+    asking = Boolean(registration.waiting);
+    if (!asking) return;
+    registration.waiting.postMessage({ type: "SKIP_WAITING" });
+    setTimeout(ask, 2000);
+  };
+  // The update may have started before register() resolved: watch the installing worker too.
+  const watch = (worker) =>
+    worker?.addEventListener("statechange", () => {
+      if (worker.state === "installed" && !asking) ask();
+    });
+  watch(registration.installing);
+  registration.addEventListener("updatefound", () => watch(registration.installing));
+  if (registration.waiting) ask();
 }
 
 async function updateModel() {

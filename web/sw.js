@@ -21,6 +21,9 @@ workbox.setConfig({
 });
 
 self.skipWaiting();
+self.addEventListener("message", (event) => {
+  if (event.data?.type === "SKIP_WAITING") self.skipWaiting();
+});
 workbox.core.clientsClaim();
 workbox.precaching.cleanupOutdatedCaches();
 // Any query string (?backend=wasm, ?live=all) still opens the precached page.
