@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -94,3 +95,17 @@ def load_bench(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def run_bench(name: str, *args: str, cwd: Path = ROOT, timeout: int = 1200) -> str:
+    """bench/<name>.py run as its docs say (its own process and TensorFlow); its standard output.
+    The test fails with the end of its standard error when the script does."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout

@@ -3,13 +3,10 @@ real-world photos of each species a half, a short fit (the docs' table is every 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED
+from conftest import SHARED, run_bench
 
 pytestmark = pytest.mark.slow
 SETS = ["out_relu", "out_relu+block_13_expand_relu/std"]
@@ -24,32 +21,15 @@ def table_rows(output: str) -> list[list[str]]:
 
 
 def test_the_benchmark_scores_each_feature_set(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "backbone_layers.py"),
-            "--data",
-            str(SHARED / "data"),
-            "--per-species",
-            "2",
-            "--limit",
-            "3",
-            "--seeds",
-            "0",
-            "--epochs",
-            "3",
-            "--sets",
-            ",".join(SETS),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    output = run_bench(
+        "backbone_layers",
+        *("--data", str(SHARED / "data"), "--per-species", "2", "--limit", "3"),
+        *("--seeds", "0", "--epochs", "3", "--sets", ",".join(SETS)),
         cwd=tmp_path,
+        timeout=900,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "scored: heldout 204, garden 24, flowers 12 photos" in run.stdout
-    rows = table_rows(run.stdout)
+    assert "scored: heldout 204, garden 24, flowers 12 photos" in output
+    rows = table_rows(output)
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("out_relu", "1280", "0"),
         ("**out_relu**", "1280", "mean"),

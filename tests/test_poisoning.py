@@ -8,12 +8,8 @@ must be those of the honest case. Two retrainings: a few minutes.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from conftest import ROOT, SHARED
+from conftest import SHARED, run_bench
 
 pytestmark = pytest.mark.slow
 
@@ -22,28 +18,15 @@ pytestmark = pytest.mark.slow
     not (SHARED / "data" / "flower_photos").is_dir(), reason="no ../shared/data/flower_photos"
 )
 def test_a_poisoner_among_honest_users_changes_nothing() -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "poisoning.py"),
-            "--data",
-            str(SHARED / "data"),
-            "--users",
-            "10",
-            "--poison",
-            "60",
-            "--cases",
-            "honest,mixed",
-        ],
-        capture_output=True,
-        text=True,
+    output = run_bench(
+        "poisoning",
+        *("--data", str(SHARED / "data"), "--users", "10", "--poison", "60"),
+        *("--cases", "honest,mixed"),
         timeout=1800,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
-    assert run.returncode == 0, run.stderr[-2000:]
     rows = {
         cells[0]: cells
-        for line in run.stdout.splitlines()
+        for line in output.splitlines()
         if line.startswith("| honest") or line.startswith("| mixed")
         for cells in [[c.strip() for c in line.strip("|").split("|")]]
     }

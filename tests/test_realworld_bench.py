@@ -3,13 +3,10 @@ set, one table each (the docs' tables come from the same script on every photo).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED
+from conftest import SHARED, run_bench
 
 pytestmark = pytest.mark.slow
 PER_FOLDER = 6
@@ -29,30 +26,17 @@ def percent(cell: str) -> float:
 
 
 def test_the_benchmark_prints_a_table_per_real_world_set(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "realworld.py"),
-            "--data",
-            str(SHARED / "data"),
-            "--limit",
-            str(PER_FOLDER),
-            "--no-leave-out",
-            "--cache-dir",
-            str(tmp_path / "features"),  # the backbone really runs on these photos
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    output = run_bench(
+        "realworld",
+        *("--data", str(SHARED / "data"), "--limit", str(PER_FOLDER), "--no-leave-out"),
+        *("--cache-dir", str(tmp_path / "features")),  # the backbone really runs on these photos
         cwd=tmp_path,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
-    rows = table_rows(run.stdout)
+    rows = table_rows(output)
     garden = ["black-eyed_susan", "rose", "sunflower", "water_lily", "**all**"]
     others = ["daisy", "tulips", "nonflower", "**known species**"]
     for name in garden + others:
-        assert name in rows, run.stdout
+        assert name in rows, output
     assert rows["**all**"][0] == str(8 * PER_FOLDER)
     assert rows["**known species**"][0] == str(4 * PER_FOLDER)
     for name, cells in rows.items():

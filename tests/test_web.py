@@ -14,8 +14,6 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, SAMPLES, SHARED, SHIPPED_MODEL
+from conftest import ROOT, SAMPLES, SHARED, SHIPPED_MODEL, run_bench
 
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
@@ -724,18 +722,13 @@ def test_page_works_offline_and_takes_a_new_model_version(
 @needs_browser
 def test_update_benchmark_times_each_new_version(exported_model) -> None:
     """bench/web_updates.py, two rounds: each new version is on screen well within the timeout."""
-    run = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "bench" / "web_updates.py")),
-            *("--rounds", "2", "--busy", "0", "--timeout", "60", "--export", str(exported_model)),
-        ],
-        capture_output=True,
-        text=True,
+    output = run_bench(
+        "web_updates",
+        *("--rounds", "2", "--busy", "0", "--timeout", "60", "--export", str(exported_model)),
         timeout=600,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "2 updates, 0 spinning processes" in run.stdout
-    row = next(line for line in run.stdout.splitlines() if line.startswith("| 2 "))
+    assert "2 updates, 0 spinning processes" in output
+    row = next(line for line in output.splitlines() if line.startswith("| 2 "))
     updated, stuck, p50, p95, top = (float(cell) for cell in row.strip("|").split("|"))
     assert (updated, stuck) == (2, 0)
     assert 0 < p50 <= p95 <= top < 60
