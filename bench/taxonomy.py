@@ -132,13 +132,23 @@ def right(group: Group, truth: str | None) -> bool:
     return in_group(group, truth)
 
 
-def row(photos: Photos, cut: float) -> tuple[int, int, int, int]:
-    """(photos, unsure, given a group, group right)."""
+def row(photos: Photos, cut: float) -> tuple[int, int, int, int, int, int]:
+    """(photos, unsure, given a group, group right, species the groups name, groups that name
+    the true species)."""
     pairs = zip(photos.top5, photos.verdicts, strict=True)
     found = [group_of(top5, verdict, above=cut) for top5, verdict in pairs]
     given = [(g, t) for g, t in zip(found, photos.truth, strict=True) if g is not None]
     unsure = sum(v in UNSURE for v in photos.verdicts)
-    return len(photos.verdicts), unsure, len(given), sum(right(g, t) for g, t in given)
+    correct = sum(right(g, t) for g, t in given)
+    named = sum(len(g.species) for g, _ in given)
+    return (
+        len(photos.verdicts),
+        unsure,
+        len(given),
+        correct,
+        named,
+        sum(t in g.species for g, t in given),
+    )
 
 
 def share(part: int, whole: int) -> str:
@@ -151,7 +161,7 @@ def choose_cut(val: Photos) -> float:
     print("|---:|---:|---:|---:|")
     chosen = None
     for cut in CUTS:
-        _, unsure, given, correct = row(val, float(cut))
+        _, unsure, given, correct, _, _ = row(val, float(cut))
         print(f"| {cut:.2f} | {unsure} | {share(given, unsure)} | {share(correct, given)} |")
         if cut < MIN_GROUP_ABOVE or chosen is not None or not given:
             continue
@@ -201,13 +211,17 @@ def main() -> None:
 
     cut = choose_cut(val)
     print(f"With the shipped cut {cut}:")
-    print("| set | photos | unsure | unsure given a group | group right |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| set | photos | unsure | unsure given a group | group right | species named a group "
+        "| true species named |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for photos in sets:
-        n, unsure, given, correct = row(photos, cut)
+        n, unsure, given, correct, named, true_named = row(photos, cut)
         print(
             f"| {photos.name} | {n} | {unsure} | {share(given, unsure)} ({given}) "
-            f"| {share(correct, given)} ({correct}) |"
+            f"| {share(correct, given)} ({correct}) | {named / given if given else 0:.2f} "
+            f"| {share(true_named, given)} ({true_named}) |"
         )
 
 

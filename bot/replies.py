@@ -157,10 +157,11 @@ OR = N_("{species} or {last}")
 
 def group_line(group: Group, t: Translator = ENGLISH, html: bool = True) -> str:
     """HTML: "Probably a flower of the genus <i>Dahlia</i>, perhaps Orange dahlia or Pink-yellow
-    dahlia"; plain text with html=False (the command line prints it)."""
+    dahlia" ("perhaps Orange dahlia" for one name); plain text with html=False (the command line
+    prints it)."""
     mark = escape if html else str
     names = [mark(t.species(name)) for name in group.species]
-    species = t(OR).format(species=", ".join(names[:-1]), last=names[-1])
+    species = t(OR).format(species=", ".join(names[:-1]), last=names[-1]) if names[1:] else names[0]
     if group.level == Level.GENUS:
         genus = f"<i>{escape(group.name)}</i>" if html else group.name
         return t(GROUP_LINES[Level.GENUS]).format(genus=genus, species=species)

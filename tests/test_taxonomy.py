@@ -11,12 +11,13 @@ import pytest
 from fake_telegram.server import _displayed
 
 from bot.i18n import translator
-from bot.replies import top5_answer
+from bot.replies import group_line, top5_answer
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
 from model_training.defaults import SHIPPED_MODEL_DIR
 from model_training.taxonomy import (
     GROUP_ABOVE,
+    NAMED_ABOVE,
     Level,
     group_of,
     in_group,
@@ -112,6 +113,25 @@ def test_the_family_when_the_genus_holds_too_little() -> None:
     assert in_group(group, "oxeye daisy") and not in_group(group, "rose")
 
 
+def test_a_group_names_only_its_species_worth_a_perhaps() -> None:
+    # Asteraceae holds 0.67 with three species, but two of them hardly count: one name is said.
+    small = NAMED_ABOVE - 0.01
+    answer = top(
+        ("sunflower", 0.67 - 2 * small),
+        ("rose", 0.2),
+        ("carnation", 0.13),
+        ("english marigold", small),
+        ("barbeton daisy", small),
+    )
+    group = group_of(answer, Verdict.NOT_SURE)
+    assert group is not None and (group.level, group.name) == (Level.FAMILY, "Asteraceae")
+    assert group.species == ("sunflower",)
+    assert group.confidence == pytest.approx(0.67)
+    assert group_line(group, translator("en"), html=False) == (
+        "🌼 Probably a flower of the family Asteraceae, perhaps Sunflower."
+    )
+
+
 @pytest.mark.parametrize("verdict", [Verdict.SURE, Verdict.NOT_A_FLOWER, Verdict.TOO_SMALL])
 def test_no_group_unless_the_species_is_unsure(verdict) -> None:
     answer = top(("orange dahlia", 0.6), ("pink-yellow dahlia", 0.3), ("rose", 0.05))
@@ -161,9 +181,9 @@ def test_an_unsure_answer_names_its_family_and_links_each_species_in_english() -
     shown = _displayed(html, "HTML")  # Telegram's HTML rules (tests/fake_telegram)
     assert len(shown) <= 4096
     lines = shown.splitlines()
+    # The sunflower (0.04) counts toward the family but is not named.
     assert lines[2] == (
-        "🌼 Probably a flower of the family Asteraceae, perhaps English marigold, Barbeton daisy "
-        "or Sunflower."
+        "🌼 Probably a flower of the family Asteraceae, perhaps English marigold or Barbeton daisy."
     )
     assert lines[4] == "1. English marigold"
     link = '<a href="https://en.wikipedia.org/w/index.php?search=Calendula+officinalis&amp;go=Go">'
@@ -177,7 +197,8 @@ def test_an_unsure_answer_in_spanish_says_the_family_in_spanish() -> None:
     assert lines[2].startswith(
         "🌼 Probablemente una flor de la familia de las compuestas (asteráceas), quizá "
     )
-    assert lines[2].endswith(" o Girasol.")
+    said = translator("es").species("barbeton daisy")
+    assert lines[2].endswith(f"Caléndula o {said}.") and "Girasol" not in lines[2]
     assert html.count('href="https://es.wikipedia.org/') == 5 and "en.wikipedia" not in html
 
 

@@ -30,6 +30,7 @@ from model_training.photos import load_photo
 from model_training.taxonomy import (
     GROUP_ABOVE,
     MIN_SPECIES,
+    NAMED_ABOVE,
     UNSURE,
     Level,
     group_of,
@@ -360,6 +361,7 @@ def test_export_writes_the_group_rule_and_links_from_taxonomy_py() -> None:
         "levels": ["genus", "family"],
         "above": GROUP_ABOVE,
         "min_species": MIN_SPECIES,
+        "named_above": NAMED_ABOVE,
     }
     sunflower = SERVED_CLASSES.index("sunflower")
     assert written["classes"][sunflower] == {

@@ -299,6 +299,7 @@ def page_taxonomy(class_names: list[str]) -> dict[str, object]:
         GROUP_ABOVE,
         LEVELS,
         MIN_SPECIES,
+        NAMED_ABOVE,
         UNSURE,
         family_name,
         species_url,
@@ -322,6 +323,7 @@ def page_taxonomy(class_names: list[str]) -> dict[str, object]:
             "levels": [level.value for level in LEVELS],
             "above": GROUP_ABOVE,
             "min_species": MIN_SPECIES,
+            "named_above": NAMED_ABOVE,
         },
         "classes": [
             None
