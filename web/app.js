@@ -628,7 +628,7 @@ async function startServiceWorker() {
 
 // A new worker calls skipWaiting() as it installs, yet Chromium sometimes leaves it waiting: the
 // old worker was busy at that moment and nothing asks again before Chromium's 5-minute limit
-// (5 updates of 110 on a busy 2-core machine, bench/web_updates.py). Asking again, once it is
+// (5 updates of 110 on a busy 2-core machine; docs/web.md). Asking again, once it is
 // installed and every 2 s while it waits, activated all of 120 within 1.5 s.
 function activateWaitingWorker(registration) {
   let asking = false;
