@@ -14,12 +14,13 @@ Each photo is shrunk with Pillow's Lanczos filter so that its short side is 96, 
 answered by `FlowerClassifier.answers` (model_training/classifier.py). A photo whose short side is
 already below a size is never enlarged: it is left out of that row ("photos" counts what is left).
 
-Three sets: a fixed-seed sample of Oxford test photos (224 px squares, so their 224 row is the
-photo re-encoded), the Flickr flower_photos of the four species the model knows (originals with
-a long side of 240-500 px and a short side of 147-442 px, also answered as sent) and non-flower
-photos. The first three tables ignore the size rule (the model's rules with min_photo_side=0), to
-show what the model itself says at each size; the last applies the model's real rules, size rule
-included (and `--min-photo-side` adds one with a candidate value).
+Three sets: a fixed-seed sample of Oxford's base held-out photos (test photos no product model
+trains on, model_training/heldout.py; 224 px squares, so their 224 row is the photo re-encoded),
+the Flickr flower_photos of the four species the model knows (originals with a long side of
+240-500 px and a short side of 147-442 px, also answered as sent) and non-flower photos. The
+first three tables ignore the size rule (the model's rules with min_photo_side=0, all the others
+on), to show what the model itself says at each size; the last applies the model's real rules,
+size rule included (and `--min-photo-side` adds one with a candidate value).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from model_training.classifier import FlowerClassifier
 from model_training.data import UNLABELLED, read_split
 from model_training.defaults import DEFAULT_MODEL_DIR
 from model_training.photos import decode_photo
+from model_training.workflow import heldout_photos
 
 SIZES = (96, 128, 160, 192, 224)
 AS_SENT = 0  # the "size" of a photo left as it is
@@ -60,6 +62,7 @@ class Outcome:
     top5: tuple[int, ...]
     confidence: float
     flower_score: float
+    species_score: float
     short_side: int
     ignoring_size: Verdict
     real: Verdict  # the answer's own verdict, with the model's rules
@@ -110,9 +113,10 @@ def answer_all(
                     top5=tuple(score.index for score in answer.top5),
                     confidence=confidence,
                     flower_score=answer.flower_score,
+                    species_score=answer.species_score,
                     short_side=photo.short_side,
                     ignoring_size=ignoring_size.verdict(
-                        confidence, answer.flower_score, photo.short_side
+                        confidence, answer.flower_score, photo.short_side, answer.species_score
                     ),
                     real=answer.verdict,
                 )
@@ -145,14 +149,16 @@ def size_name(size: int) -> str:
 def flower_table(title: str, results: dict[int, list[Outcome]]) -> str:
     lines = [
         f"**{title}** (size rule off)\n",
-        "| short side | photos | top-1 | top-5 | sure | not sure | not a flower | top-1 of sure |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| short side | photos | top-1 | top-5 | sure | not sure | unknown species | not a flower "
+        "| top-1 of sure |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size, outcomes in results.items():
         sure = [o for o in outcomes if o.ignoring_size == Verdict.SURE]
         lines.append(
             f"| {size_name(size)} | {len(outcomes)} | {top1(outcomes):.1%} | {top5(outcomes):.1%} "
             f"| {share(outcomes, Verdict.SURE):.1%} | {share(outcomes, Verdict.NOT_SURE):.1%} "
+            f"| {share(outcomes, Verdict.UNKNOWN_SPECIES):.1%} "
             f"| {share(outcomes, Verdict.NOT_A_FLOWER):.1%} | {top1(sure):.1%} |"
         )
     return "\n".join(lines)
@@ -161,13 +167,16 @@ def flower_table(title: str, results: dict[int, list[Outcome]]) -> str:
 def nonflower_table(results: dict[int, list[Outcome]]) -> str:
     lines = [
         "**Non-flower photos** (size rule off)\n",
-        "| short side | photos | rejected (not a flower) | not sure | sure (a species named) |",
-        "|---|---:|---:|---:|---:|",
+        "| short side | photos | rejected (not a flower) | not sure | unknown species "
+        "| sure (a species named) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for size, outcomes in results.items():
         lines.append(
             f"| {size_name(size)} | {len(outcomes)} | {share(outcomes, Verdict.NOT_A_FLOWER):.1%} "
-            f"| {share(outcomes, Verdict.NOT_SURE):.1%} | {share(outcomes, Verdict.SURE):.1%} |"
+            f"| {share(outcomes, Verdict.NOT_SURE):.1%} "
+            f"| {share(outcomes, Verdict.UNKNOWN_SPECIES):.1%} "
+            f"| {share(outcomes, Verdict.SURE):.1%} |"
         )
     return "\n".join(lines)
 
@@ -178,15 +187,16 @@ def real_rules_table(
     """Verdict shares with the size rule on: the answers' own verdicts (rules None) or rules'."""
     lines = [
         f"**{title}**\n",
-        "| photos | short side | n | too small | not a flower | not sure | sure |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| photos | short side | n | too small | not a flower | not sure | unknown species "
+        "| sure |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, results in sets.items():
         for size, outcomes in results.items():
             verdicts = [
                 o.real
                 if rules is None
-                else rules.verdict(o.confidence, o.flower_score, o.short_side)
+                else rules.verdict(o.confidence, o.flower_score, o.short_side, o.species_score)
                 for o in outcomes
             ]
             cells = " | ".join(f"{_mean([x == v for x in verdicts]):.1%}" for v in _REAL_ORDER)
@@ -194,12 +204,18 @@ def real_rules_table(
     return "\n".join(lines)
 
 
-_REAL_ORDER = (Verdict.TOO_SMALL, Verdict.NOT_A_FLOWER, Verdict.NOT_SURE, Verdict.SURE)
+_REAL_ORDER = (
+    Verdict.TOO_SMALL,
+    Verdict.NOT_A_FLOWER,
+    Verdict.NOT_SURE,
+    Verdict.UNKNOWN_SPECIES,
+    Verdict.SURE,
+)
 
 
 def oxford_sample(data: Path, per_class: int) -> tuple[list[bytes], list[int]]:
-    """A fixed-seed sample of per_class test photos of each class."""
-    test = read_split(data, "test")
+    """A fixed-seed sample of per_class base held-out photos of each class."""
+    test = heldout_photos(read_split(data, "test"))
     rng = np.random.default_rng(SEED)
     chosen: list[int] = []
     for k in range(len(test.class_names)):
@@ -246,7 +262,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/oxford102-224"))
-    parser.add_argument("--per-class", type=int, default=1, help="Oxford test photos per class")
+    parser.add_argument("--per-class", type=int, default=1, help="Oxford held-out photos per class")
     parser.add_argument("--flower-photos", type=Path, default=Path("../shared/data/flower_photos"))
     parser.add_argument(
         "--per-species", type=int, default=10, help="flower_photos per known species"
@@ -270,7 +286,7 @@ def main() -> None:
     classifier = FlowerClassifier.from_folder(args.model)
     rules = classifier.rules
     inputs = {
-        "Oxford test": (oxford_sample(args.data, args.per_class), sizes),
+        "Oxford held-out": (oxford_sample(args.data, args.per_class), sizes),
         "flower_photos": (
             known_flower_photos(args.flower_photos, args.per_species),
             (*sizes, AS_SENT),
@@ -289,7 +305,7 @@ def main() -> None:
     for name, ((photos, _), _) in inputs.items():
         print(f"- {name}: {len(photos)} photos, {short_side_spread(photos)}")
     print()
-    print(flower_table("Oxford test photos", results["Oxford test"]), end="\n\n")
+    print(flower_table("Oxford held-out photos", results["Oxford held-out"]), end="\n\n")
     print(
         flower_table("flower_photos, the 4 known species (Flickr)", results["flower_photos"]),
         end="\n\n",

@@ -1,12 +1,13 @@
-"""Measure the bot's honesty rules: "not sure" and "not a flower" (and the size rule).
+"""Measure the bot's honesty rules: "not sure", "unknown species" and "not a flower" (and size).
 
     python bench/thresholds.py [--model models/oxford102] [--data ../shared/data/oxford102-224]
         [--per-class N]
 
 The thresholds were chosen on val when the model was trained (model_training/abstention.py);
-here they are measured on test (flowers the model never trained on) and on real non-flower
-photos that ship with scikit-image, scikit-learn and matplotlib (people, animals, objects,
-textures, text, space).
+here they are measured on the base held-out photos of the test split (model_training/heldout.py:
+the product models train on the rest of test, never on these) and on real non-flower photos
+that ship with scikit-image, scikit-learn and matplotlib (people, animals, objects, textures,
+text, space).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.features import FeatureCache, split_features
 from model_training.model import head_probabilities
 from model_training.photos import Photo, read_photo
+from model_training.workflow import heldout_photos
 
 # Photos that are not flowers; "grass" and the like are fair game: the bot must not name a species.
 NON_FLOWER_FILES = [
@@ -51,8 +53,8 @@ def non_flower_photos() -> list[Photo]:
 
 
 def sample(photos: PhotoSet, per_class: int | None) -> PhotoSet:
-    """All photos, or the first per_class of each class (features of all test photos take a
-    while on a CPU the first time; they are cached after)."""
+    """All photos, or the first per_class of each class (features of all held-out photos take
+    a while on a CPU the first time; they are cached after)."""
     if per_class is None:
         return photos
     keep = sorted(
@@ -79,7 +81,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/oxford102-224"))
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument(
-        "--per-class", type=int, help="only the first N test photos of each class (default: all)"
+        "--per-class", type=int, help="only the first N held-out photos a class (default: all)"
     )
     args = parser.parse_args()
 
@@ -87,10 +89,10 @@ def main() -> None:
     rules = classifier.rules
     views = tuple(classifier.artifact.metadata.serve_views)
     cache = FeatureCache(args.cache_dir, classifier.artifact.metadata.scaling)
-    test = sample(read_split(args.data, "test"), args.per_class)
+    test = sample(heldout_photos(read_split(args.data, "test")), args.per_class)
     # Test photos go through the feature cache (the composed model computes the same); the
     # verdicts come from the model's rules, which alone compare scores with thresholds.
-    features = split_features(test, views, cache, "test")
+    features = split_features(test, views, cache, "held-out")
     probs = head_probabilities(classifier.artifact.head, features)
     scores, species = classifier.honesty_scores(features, probs.max(axis=1))
     verdicts = np.array(
@@ -120,14 +122,16 @@ def main() -> None:
     if others_too_small.any():
         print(f"| non-flower photos too small | {others_too_small.sum()} of {len(others)} |")
     print(
-        f"| test flowers wrongly rejected | {flowers_rejected.mean():.1%} "
+        f"| held-out flowers wrongly rejected | {flowers_rejected.mean():.1%} "
         f"({flowers_rejected.sum()} of {len(test)}) |"
     )
-    print(f"| test answers flagged 'not sure' | {not_sure.mean():.1%} |")
+    print(f"| held-out answers flagged 'not sure' | {not_sure.mean():.1%} |")
     unknown = verdicts == Verdict.UNKNOWN_SPECIES
-    print(f"| test answers flagged 'unknown species' | {unknown.mean():.1%} |")
-    print(f"| top-1 accuracy of sure answers | {right[sure].mean():.1%} |")
-    print(f"| top-1 accuracy of 'not sure' answers | {right[not_sure].mean():.1%} |")
+    print(f"| held-out answers flagged 'unknown species' | {unknown.mean():.1%} |")
+    shown = (("sure", sure), ("'not sure'", not_sure), ("'unknown species'", unknown))
+    for name, answered in shown:
+        accuracy = f"{right[answered].mean():.1%}" if answered.any() else "- (none)"
+        print(f"| top-1 accuracy of {name} answers | {accuracy} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""bench/thresholds.py and bench/small_photos.py at a small scale: one held-out Oxford photo a
+species, a few real-world and non-flower photos (the docs' tables come from the same scripts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import SHARED, run_bench
+
+pytestmark = pytest.mark.slow
+
+
+def cells_of(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def percent(cell: str) -> float:
+    return float(cell.rstrip("%")) / 100
+
+
+def test_thresholds_are_measured_on_held_out_photos(tmp_path: Path) -> None:
+    output = run_bench(
+        "thresholds",
+        *("--data", str(SHARED / "data" / "oxford102-224"), "--per-class", "1"),
+        *("--cache-dir", str(tmp_path / "features")),
+        timeout=600,
+    )
+    measured = {
+        cells[0]: cells[1]
+        for line in output.splitlines()
+        if line.startswith("| ")
+        for cells in [cells_of(line)]
+    }
+    wrongly_rejected = measured["held-out flowers wrongly rejected"]
+    assert "of 102)" in wrongly_rejected  # one photo a species
+    assert percent(wrongly_rejected.split()[0]) < 0.05, wrongly_rejected
+    flagged = [measured[f"held-out answers flagged '{v}'"] for v in ("not sure", "unknown species")]
+    assert all(0 <= percent(cell) <= 1 for cell in flagged)
+    assert percent(measured["top-1 accuracy of sure answers"]) > 0.9
+    rejected = measured["non-flower photos rejected"]
+    assert percent(rejected.split()[0]) > 0.7 and "of 28)" in rejected, rejected
+
+
+def test_small_photos_get_every_verdict_counted(tmp_path: Path) -> None:
+    output = run_bench(
+        "small_photos",
+        *("--data", str(SHARED / "data" / "oxford102-224")),
+        *("--flower-photos", str(SHARED / "data" / "flower_photos"), "--per-species", "2"),
+        *("--nonflower", str(SHARED / "data" / "nonflower"), "--nonflower-count", "4"),
+        *("--sizes", "128", "224"),
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert "**Oxford held-out photos** (size rule off)" in output
+    flower_rows = [
+        cells_of(line) for line in output.splitlines() if line.startswith(("| 128 px", "| 224 px"))
+    ]
+    oxford = [cells for cells in flower_rows if cells[1] == "102"]
+    assert [cells[0] for cells in oxford] == ["128 px", "224 px"]
+    for cells in oxford:
+        # sure, not sure, unknown species and not a flower: every answer in one of them.
+        assert sum(percent(c) for c in cells[4:8]) == pytest.approx(1.0, abs=0.002), cells
+    real_rules = [
+        cells_of(line) for line in output.splitlines() if line.startswith("| Oxford held-out |")
+    ]
+    assert [cells[1] for cells in real_rules] == ["128 px", "224 px"]
+    for cells in real_rules:
+        assert sum(percent(c) for c in cells[3:8]) == pytest.approx(1.0, abs=0.002), cells
+    # Under 160 px (the shipped size rule) every answer is "too small".
+    assert percent(real_rules[0][3]) == 1.0 and percent(real_rules[1][3]) == 0.0
