@@ -736,6 +736,33 @@ def test_update_benchmark_times_each_new_version(exported_model) -> None:
     assert 0 < p50 <= p95 <= top < 60
 
 
+@needs_browser
+def test_speed_benchmark_times_the_live_camera() -> None:
+    """bench/web.py, 2 seconds of the WASM backend's default live mode."""
+    output = run_bench(
+        "web",
+        *("--seconds", "2", "--backends", "wasm", "--live", "cycle", "--weights", "none"),
+        timeout=600,
+    )
+    row = next(line for line in output.splitlines() if line.startswith("| wasm ("))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "1 view a frame, averaged over 4"
+    first_s, frame_ms, per_second = float(cells[2].removesuffix(" s")), *map(float, cells[3:5])
+    assert 0 < first_s < 60 and frame_ms > 0 and per_second > 0, cells
+    assert "cross-origin isolated: True" in output
+
+
+@needs_browser
+def test_quantization_benchmark_matches_python_at_full_precision() -> None:
+    """bench/web_quantization.py on a few test photos: the unquantized export answers as Python."""
+    output = run_bench("web_quantization", "--every", "300", "--quantize", "none", timeout=600)
+    assert "21 test photos (every 300th of 6149)" in output
+    row = next(line for line in output.splitlines() if line.startswith("| TF.js, none"))
+    *_, top1, top5, same_top1, max_delta = (c.strip() for c in row.strip("|").split("|"))
+    assert float(same_top1) == 1.0 and float(max_delta) < TOLERANCE, row
+    assert 0 <= float(top1) <= float(top5) <= 1
+
+
 @pytest.mark.skipif(
     bool(missing_vendor_files()) and not os.environ.get("CI"), reason="web/node_modules missing"
 )
