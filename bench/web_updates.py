@@ -19,11 +19,11 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -49,12 +49,6 @@ def spin() -> None:
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def set_version(model: Path, version: str) -> None:
     metadata = json.loads((model / "metadata.json").read_text())
     metadata["version"] = version
@@ -63,15 +57,15 @@ def set_version(model: Path, version: str) -> None:
 
 def update_times(model: Path, rounds: int, timeout_s: float) -> list[float | None]:
     """Seconds from each online reload to the new version on screen; None where it was stuck."""
-    port = free_port()  # one origin for every round: the service worker belongs to it
     times: list[float | None] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(**launch_options())
         context = browser.new_context()
         page = context.new_page()
-        with serving(model, port) as url:
+        with serving(model) as url:
             page.goto(url)
             page.wait_for_function(READY, timeout=120_000)
+        port = urlsplit(url).port  # one origin for every round: the service worker belongs to it
         for number in range(rounds):
             context.set_offline(True)
             page.reload()

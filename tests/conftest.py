@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -109,3 +110,11 @@ def run_bench(name: str, *args: str, cwd: Path = ROOT, timeout: int = 1200) -> s
     )
     assert run.returncode == 0, run.stderr[-3000:]
     return run.stdout
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now, for a server that must know it up front
+    (a webhook's URL)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

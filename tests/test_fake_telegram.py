@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import io
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -18,6 +17,7 @@ from itertools import pairwise
 
 import pytest
 import pytest_asyncio
+from conftest import free_port
 from fake_telegram import DOWNLOAD, JSON, WEBHOOK, FakeTelegram
 from PIL import Image
 from telegram import (
@@ -404,12 +404,6 @@ async def test_files_uploads_and_failing_downloads(tg: FakeTelegram) -> None:
 # -- webhooks ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class _Received:
     path: str
@@ -470,7 +464,7 @@ async def _webhook_bot(
         assert update.message is not None
         await update.message.reply_text(f"{name}: {' '.join(context.args or [])}")
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     application = _application(tg)
     application.add_handler(CommandHandler("echo", answer))
@@ -601,7 +595,7 @@ async def test_load_balancer_alternates_between_two_ptb_applications(tg: FakeTel
 
 
 async def test_load_balancer_retries_on_the_next_backend() -> None:
-    dead = f"http://127.0.0.1:{_free_port()}"  # nobody listens there
+    dead = f"http://127.0.0.1:{free_port()}"  # nobody listens there
     with (
         FakeTelegram(webhook_retry_delay=0.05) as tg,
         _Receiver() as one,

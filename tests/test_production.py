@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import SHARED, SHIPPED_MODEL
+from conftest import SHARED, SHIPPED_MODEL, free_port
 from fake_telegram import WEBHOOK, FakeTelegram
 from sqlalchemy import func, select
 from telegram.ext import Application
@@ -78,12 +77,6 @@ def tg() -> Iterator[FakeTelegram]:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:  # the bot's SQLite file (conftest's `db` is a Database)
     return tmp_path / "bot.sqlite"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def post_update(url: str, update: dict, secret: str | None) -> int:

@@ -12,13 +12,13 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import struct
 import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -105,12 +105,6 @@ def page_url(exported_model):
     """The page served on 127.0.0.1 with the shipped model."""
     with serving(exported_model) as url:
         yield url
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def shown_top5(page) -> list[tuple[int, str, float]]:
@@ -663,7 +657,6 @@ def test_page_works_offline_and_takes_a_new_model_version(
 
     model = shutil.copytree(exported_model, tmp_path / "model")
     version = json.loads((model / "metadata.json").read_text())["version"]
-    port = free_port()  # the same origin each time: a service worker belongs to its origin
     photos = [path for path, _, _ in sample_photos[:2]]
 
     def identifies(page, label: str) -> None:
@@ -685,13 +678,14 @@ def test_page_works_offline_and_takes_a_new_model_version(
         # The pages' console, shown by pytest when the test fails.
         context.on("console", lambda message: print(f"console {message.type}: {message.text}"))
         page = context.new_page()
-        with serving(model, port) as url:
+        with serving(model) as url:
             page.goto(url)
             page.wait_for_function(
                 "document.body.dataset.offline === 'ready' && navigator.serviceWorker.controller",
                 timeout=120_000,
             )
             shows_version(page, version)
+        port = urlsplit(url).port  # the same origin again later: a service worker belongs to it
         # The server is gone and the browser offline: everything comes from the precache.
         context.set_offline(True)
         page.reload()
