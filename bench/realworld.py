@@ -32,7 +32,7 @@ from model_training.abstention import Verdict, VerdictRules, unsure_cut
 from model_training.artifact import load_base_rows
 from model_training.classifier import FlowerClassifier
 from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
-from model_training.features import FeatureCache, cached_features
+from model_training.features import FeatureCache
 from model_training.honesty import SpeciesSpace, fit_species_space, unknown_species_cut
 from model_training.model import head_probabilities
 from model_training.realworld import (
@@ -162,19 +162,12 @@ def measure_half(
     classifier: FlowerClassifier, photos: RealWorld, cache: FeatureCache, limit: int | None
 ) -> SetScores:
     """The measuring half (at most `limit` photos per folder, for a quick run)."""
-    measure = ~photos.fitting
-    if limit is not None:
-        for folder in set(photos.folders):
-            rows = np.flatnonzero(measure & (photos.folders == folder))
-            measure[rows[limit:]] = False
-    views = tuple(classifier.artifact.metadata.serve_views)
-    encoded = [data for data, m in zip(photos.encoded, measure, strict=True) if m]
-    keys = [key for key, m in zip(photos.keys, measure, strict=True) if m]
-    features = cached_features(encoded, keys, views, cache, desc="real-world features")
+    measured = photos.measuring_half(limit)
+    features = measured.features(tuple(classifier.artifact.metadata.serve_views), cache)
     probabilities = head_probabilities(classifier.artifact.head, features)
     flower, species = classifier.honesty_scores(features, probabilities.max(axis=1))
     verdicts = verdicts_of(classifier.rules, probabilities, flower, species)
-    return SetScores(photos.folders[measure], photos.oxford_class[measure], probabilities, verdicts)
+    return SetScores(measured.folders, measured.oxford_class, probabilities, verdicts)
 
 
 def realworld_tables(

@@ -1,7 +1,7 @@
 """The coarser answer of an unsure verdict (model_training/taxonomy.py): how often it is given and
 how often it is right, and the cut GROUP_ABOVE chosen on Oxford val.
 
-    python bench/taxonomy.py [--model DIR] [--data ../shared/data]
+    python bench/taxonomy.py [--model DIR] [--data ../shared/data] [--limit N]
 
 1. Oxford val, answered by a head fitted as the shipped one but without val (the shipped head
    was refitted on val too; head_without_val): for each cut on the group's summed top-5
@@ -13,13 +13,13 @@ how often it is right, and the cut GROUP_ABOVE chosen on Oxford val.
 2. With the shipped cut: val (both heads) and the measuring halves of the real-world sets, with
    the shipped model, which never trained on them (garden_photos; flower_photos' known species,
    and its tulips, no Oxford species, whose group is right only as the family Liliaceae). The
-   size rule is left out (bench/small_photos.py's).
+   size rule is left out (bench/small_photos.py's). --limit N measures at most N photos of each
+   real-world species (CI); the cut is always chosen on all of val.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +31,11 @@ import numpy as np
 from model_training.abstention import Verdict
 from model_training.artifact import load_base_rows
 from model_training.classifier import FlowerClassifier, SpeciesScore
-from model_training.data import content_hash, read_split
+from model_training.data import read_split
 from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
-from model_training.features import FeatureCache, cached_features, split_features
+from model_training.features import FeatureCache, split_features
 from model_training.model import head_probabilities
-from model_training.realworld import UNKNOWN_CLASS, read_realworld
+from model_training.realworld import UNKNOWN_CLASS, read_garden, read_realworld
 from model_training.taxonomy import (
     GROUP_ABOVE,
     GROUP_RIGHT_ON_VAL,
@@ -110,22 +110,6 @@ def head_without_val(
     return head
 
 
-def garden_measure(classifier: FlowerClassifier, data: Path, cache: FeatureCache) -> Photos:
-    """garden_photos' measuring half (its labels.csv column half == "measure")."""
-    folder = data / "garden_photos"
-    with (folder / "labels.csv").open(newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row["half"] == "measure"]
-    encoded = [(folder / row["file"]).read_bytes() for row in rows]
-    keys = [content_hash(data) for data in encoded]
-    views = tuple(classifier.artifact.metadata.serve_views)
-    return answered(
-        classifier,
-        "garden_photos (measure)",
-        cached_features(encoded, keys, views, cache, desc="garden features"),
-        [classifier.class_names[int(row["oxford_class"])] for row in rows],
-    )
-
-
 def right(group: Group, truth: str | None) -> bool:
     if truth is None:
         return group.level == Level.FAMILY and group.name == TULIP_FAMILY
@@ -180,6 +164,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument("--limit", type=int, help="at most this many photos a real-world species")
     args = parser.parse_args()
     classifier = FlowerClassifier.from_folder(args.model)
     cache = FeatureCache(args.cache_dir, classifier.artifact.metadata.scaling)
@@ -191,23 +176,19 @@ def main() -> None:
     truth = [names[int(label)] for label in oxford.labels]
     head = head_without_val(classifier, args.model, oxford.labels, x)
     val = answered(classifier, "Oxford val (a head fitted without val)", x, truth, head)
-    sets = [
-        val,
-        answered(classifier, "Oxford val (shipped head, trained on val)", x, truth),
-        garden_measure(classifier, args.data, cache),
-    ]
-    flowers = read_realworld(args.data)
-    measure = ~flowers.fitting & flowers.is_flower  # the fitting half is never counted
-    known = measure & (flowers.oxford_class != UNKNOWN_CLASS)
-    tulips = measure & (flowers.folders == "tulips")
-    keys = flowers.keys
-    for label, rows in (("known species", known), ("tulips", tulips)):
-        chosen = np.flatnonzero(rows)
-        features = cached_features(
-            [flowers.encoded[i] for i in chosen], [keys[i] for i in chosen], views, cache, label
-        )
-        truth = [names[int(flowers.oxford_class[i])] if label != "tulips" else None for i in chosen]
-        sets.append(answered(classifier, f"flower_photos {label} (measure)", features, truth))
+    sets = [val, answered(classifier, "Oxford val (shipped head, trained on val)", x, truth)]
+    # The measuring halves only: the fitting halves trained the shipped model.
+    garden = read_garden(args.data).measuring_half(args.limit)
+    flowers = read_realworld(args.data).measuring_half(args.limit)
+    known = flowers.oxford_class != UNKNOWN_CLASS
+    for label, photos in (
+        ("garden_photos", garden),
+        ("flower_photos known species", flowers.subset(known)),
+        ("flower_photos tulips", flowers.subset(flowers.folders == "tulips")),
+    ):
+        truth = [names[c] if c != UNKNOWN_CLASS else None for c in photos.oxford_class]
+        features = photos.features(views, cache)
+        sets.append(answered(classifier, f"{label} (measure)", features, truth))
 
     cut = choose_cut(val)
     print(f"With the shipped cut {cut}:")

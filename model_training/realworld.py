@@ -46,14 +46,26 @@ class RealWorld:
 
     def fitting_half(self) -> RealWorld:
         """Only the fitting half's photos: all that training reads (the other half is measured)."""
-        keep = np.flatnonzero(self.fitting)
+        return self.subset(self.fitting)
+
+    def measuring_half(self, limit: int | None = None) -> RealWorld:
+        """Only the measuring half's photos; at most `limit` a folder (its first): a quick run."""
+        keep = ~self.fitting
+        if limit is not None:
+            for folder in np.unique(self.folders):
+                keep[np.flatnonzero(keep & (self.folders == folder))[limit:]] = False
+        return self.subset(keep)
+
+    def subset(self, keep: np.ndarray) -> RealWorld:
+        """The photos where the boolean mask `keep` is true, in order."""
+        rows = np.flatnonzero(keep)
         return RealWorld(
-            files=[self.files[i] for i in keep],
-            folders=self.folders[keep],
-            oxford_class=self.oxford_class[keep],
-            is_flower=self.is_flower[keep],
-            fitting=self.fitting[keep],
-            encoded=[self.encoded[i] for i in keep],
+            files=[self.files[i] for i in rows],
+            folders=self.folders[rows],
+            oxford_class=self.oxford_class[rows],
+            is_flower=self.is_flower[rows],
+            fitting=self.fitting[rows],
+            encoded=[self.encoded[i] for i in rows],
         )
 
 
