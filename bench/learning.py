@@ -49,7 +49,7 @@ os.environ.setdefault("KERAS_HOME", str(Path(__file__).resolve().parents[1] / ".
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from fake_telegram import FakeTelegram, polling
+from fake_telegram import FakeTelegram, polling, reply_to, tap
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -198,43 +198,30 @@ class SimulationError(AssertionError):
     pass
 
 
-async def next_message(
-    tg: FakeTelegram, chat_id: int, after: int, timeout: float = STEP_TIMEOUT
-) -> dict:
-    return (await tg.wait_for("sendMessage", chat_id=chat_id, after=after, timeout=timeout)).result
-
-
-async def tap(tg: FakeTelegram, user: int, message: dict, button: str) -> None:
-    """Press a button and wait until the bot has edited the message it sits on."""
-    mark = tg.mark()
-    tg.press_button(message, button, user_id=user)
-    await tg.wait_for("editMessageText", chat_id=user, after=mark, timeout=STEP_TIMEOUT)
-
-
 async def label_photo(tg: FakeTelegram, user: int, data: bytes, species: str) -> Labelled:
     """Send a photo and give the right species (`species`: the Oxford name) as a user would: its
     button if offered, else "None of these", the typed name and the matching confirmation."""
     wanted = display_name(species)
     mark = tg.mark()
     tg.user_photo(user, data)
-    answer = await next_message(tg, user, mark)
+    answer = await reply_to(tg, user, mark, STEP_TIMEOUT)
     rows = tg.keyboard(answer)
     offered = [button["text"] for row in rows[:-1] for button in row]
     if not offered:
         raise SimulationError(f"user {user}: no feedback buttons under {answer['text']!r}")
     if wanted in offered:
-        await tap(tg, user, answer, wanted)
+        await tap(tg, answer, wanted, user, STEP_TIMEOUT)
         return Labelled(True, offered[0] == wanted)
     mark = tg.mark()
     tg.press_button(answer, "None of these", user_id=user)
-    await next_message(tg, user, mark)  # "Which flower is it? Type its name ..."
+    await reply_to(tg, user, mark, STEP_TIMEOUT)  # "Which flower is it? Type its name ..."
     mark = tg.mark()
     tg.user_text(user, species)
-    confirm = await next_message(tg, user, mark)
+    confirm = await reply_to(tg, user, mark, STEP_TIMEOUT)
     choices = [button["text"] for row in tg.keyboard(confirm) for button in row]
     if wanted not in choices:
         raise SimulationError(f"user {user}: typed {species!r}, offered {choices}")
-    await tap(tg, user, confirm, wanted)
+    await tap(tg, confirm, wanted, user, STEP_TIMEOUT)
     return Labelled(False, False)
 
 
@@ -285,7 +272,7 @@ async def admin_retrain(tg: FakeTelegram) -> str:
     """/retrain as the admin; the report (plain text as shown), after "Retraining started"."""
     mark = tg.mark()
     tg.user_command(ADMIN, "retrain")
-    started = await next_message(tg, ADMIN, mark)
+    started = await reply_to(tg, ADMIN, mark, STEP_TIMEOUT)
     if not started["text"].startswith("Retraining started"):
         raise SimulationError(f"/retrain answered {started['text']!r}")
     call = await tg.wait_for(

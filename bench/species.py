@@ -29,17 +29,16 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from fake_telegram import FakeTelegram
+from fake_telegram import FakeTelegram, record_new_species, reply_to
 from learning import (
     ADMIN,
     DEFAULT_DATA,
+    STEP_TIMEOUT,
     TOKEN,
     admin_retrain,
     bot_settings,
-    next_message,
     registry,
     running_bot,
-    tap,
     working_directory,
 )
 
@@ -55,23 +54,9 @@ def tulip_photos(data: Path) -> list[Path]:
         return [data / row["file"] for row in csv.DictReader(f) if row["folder"] == "tulips"]
 
 
-async def teach(tg: FakeTelegram, user: int, photo: Path) -> None:
-    """One photo recorded as the new species, the way a user does it."""
-    mark = tg.mark()
-    tg.user_photo(user, photo.read_bytes())
-    answer = await next_message(tg, user, mark)
-    mark = tg.mark()
-    tg.press_button(answer, "None of these", user_id=user)
-    await next_message(tg, user, mark)
-    mark = tg.mark()
-    tg.user_text(user, NAME)
-    offer = await next_message(tg, user, mark)
-    await tap(tg, user, offer, tg.keyboard(offer)[-1][0]["text"])
-
-
 async def teach_all(tg: FakeTelegram, user: int, photos: list[Path]) -> None:
     for photo in photos:
-        await teach(tg, user, photo)
+        await record_new_species(tg, user, photo.read_bytes(), NAME, STEP_TIMEOUT)
 
 
 def answers(folder: str | Path, photos: list[Path]) -> list[tuple[str, str]]:
@@ -104,7 +89,7 @@ async def experiment(args: argparse.Namespace) -> int:
                 taught = time.perf_counter() - started
                 mark = tg.mark()
                 tg.user_command(ADMIN, "addspecies", NAME)
-                approved = (await next_message(tg, ADMIN, mark))["text"]
+                approved = (await reply_to(tg, ADMIN, mark, STEP_TIMEOUT))["text"]
                 report = await admin_retrain(tg)
             versions, serving = registry(settings.database_url)
         candidate = versions[-1]

@@ -19,7 +19,15 @@ import pytest
 import pytest_asyncio
 import skimage
 from conftest import SHIPPED_MODEL
-from fake_telegram import FakeTelegram, start_polling, stop_polling
+from fake_telegram import (
+    FakeTelegram,
+    answer_to_photo,
+    record_new_species,
+    reply_to,
+    start_polling,
+    stop_polling,
+    tap,
+)
 from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -173,11 +181,6 @@ def prediction(db_path: Path, prediction_id: int) -> tuple[str, str | None]:
     return row.model_version, row.verdict
 
 
-async def reply_to(tg: FakeTelegram, chat_id: int, after: int, timeout: float = 60) -> dict:
-    call = await tg.wait_for("sendMessage", chat_id=chat_id, after=after, timeout=timeout)
-    return call.result
-
-
 async def n_replies(tg: FakeTelegram, chat_id: int, after: int, n: int) -> list[dict]:
     """The bot's next n messages to a chat (they may come in any order)."""
     for _ in range(600):
@@ -190,20 +193,6 @@ async def n_replies(tg: FakeTelegram, chat_id: int, after: int, n: int) -> list[
             return sent
         await asyncio.sleep(0.1)
     raise AssertionError(f"only {len(sent)} of {n} replies to chat {chat_id}")
-
-
-async def answer_to_photo(tg: FakeTelegram, user: int, data: bytes, **kwargs: Any) -> dict:
-    mark = tg.mark()
-    tg.user_photo(user, data, **kwargs)
-    return await reply_to(tg, user, mark)
-
-
-async def tap(tg: FakeTelegram, message: dict, button: str, user: int = ALICE) -> dict:
-    """Press a button and wait for the message it edits; the message as it looks then."""
-    mark = tg.mark()
-    tg.press_button(message, button, user_id=user)
-    await tg.wait_for("editMessageText", chat_id=message["chat"]["id"], after=mark)
-    return tg.message(message["chat"]["id"], message["message_id"])
 
 
 async def command(tg: FakeTelegram, user: int, name: str, args: str = "") -> str:
@@ -571,22 +560,9 @@ async def test_a_name_matching_nothing_is_offered_only_as_new(tg, bot, sample_ph
     assert feedback_rows(db) == []
 
 
-async def teach_new_species(tg: FakeTelegram, user: int, photo: bytes, typed: str) -> None:
-    """The user sends a photo, taps "None of these", types a name the model does not know and
-    records it as a new species (the last button)."""
-    reply = await answer_to_photo(tg, user, photo)
-    mark = tg.mark()
-    tg.press_button(reply, "None of these", user_id=user)
-    await reply_to(tg, user, mark)
-    mark = tg.mark()
-    tg.user_text(user, typed)
-    offer = await reply_to(tg, user, mark)
-    await tap(tg, offer, tg.keyboard(offer)[-1][0]["text"], user=user)
-
-
 async def test_admin_approves_and_merges_new_species(tg, bot, sample_photos, db):
     for user, typed, photo in ((ALICE, "tulip", 2), (BOB, "freesia", 3)):
-        await teach_new_species(tg, user, sample_photos[photo][0].read_bytes(), typed)
+        await record_new_species(tg, user, sample_photos[photo][0].read_bytes(), typed)
     assert "No new species is called “Lily”" in await command(tg, ADMIN, "addspecies", "Lily")
     assert "Usage: /addspecies" in await command(tg, ADMIN, "addspecies", "")
     assert "Sorry" in await command(tg, ALICE, "addspecies", "Tulip")  # not an admin

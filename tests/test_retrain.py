@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from conftest import SHARED, SHIPPED_MODEL
-from fake_telegram import FakeTelegram
+from fake_telegram import FakeTelegram, record_new_species
 from sqlalchemy import select
 from telegram.ext import Application
 from test_bot import (
@@ -32,7 +32,6 @@ from test_bot import (
     species_buttons,
     stopped,
     tap,
-    teach_new_species,
 )
 
 from bot.config import Settings
@@ -400,7 +399,7 @@ async def test_users_teach_a_new_species_and_retraining_learns_it(tg, bot):
     users = (ALICE, BOB, ALICE + 100)
     for k, path in enumerate(tulips):
         typed = ("tulips", "Tulip", "tulp")[k % 3]
-        await teach_new_species(tg, users[k % 3], path.read_bytes(), typed)
+        await record_new_species(tg, users[k % 3], path.read_bytes(), typed)
     [listed] = await command(tg, ADMIN, "species")
     assert "Tulip: 30 photo(s) from 3 user(s) (approved)" in listed
     started, report = await command(tg, ADMIN, "retrain", n=2)

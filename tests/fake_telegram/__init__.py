@@ -85,6 +85,7 @@ from fake_telegram.server import (
     FakeTelegram,
     StoredFile,
 )
+from fake_telegram.steps import answer_to_photo, record_new_species, reply_to, tap
 
 __all__ = [
     "DOWNLOAD",
@@ -95,7 +96,11 @@ __all__ = [
     "ApiCall",
     "FakeTelegram",
     "StoredFile",
+    "answer_to_photo",
     "polling",
+    "record_new_species",
+    "reply_to",
     "start_polling",
     "stop_polling",
+    "tap",
 ]
