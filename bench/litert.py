@@ -28,7 +28,7 @@ from model_training.classifier import FlowerClassifier
 from model_training.convert import backbone_tflite
 from model_training.data import read_split
 from model_training.defaults import SHIPPED_MODEL_DIR
-from model_training.features import keras_features
+from model_training.features import keras_features, lite_features
 from model_training.lite import LiteBackbone
 from model_training.photos import load_photo
 from model_training.realworld import NONFLOWER_FOLDER, read_garden, read_realworld
@@ -50,14 +50,12 @@ class PhotoSet:
     labels: np.ndarray  # Oxford class, -1 where none
 
 
-def first_of_each(
-    groups: np.ndarray, limit: int | None, among: np.ndarray | None = None
-) -> np.ndarray:
-    """Rows of `among` (default: all), at most `limit` of each group."""
-    keep = np.ones(len(groups), dtype=bool) if among is None else among.copy()
+def first_of_each(groups: np.ndarray, limit: int | None) -> np.ndarray:
+    """A mask of at most `limit` rows of each group (all where None)."""
+    keep = np.ones(len(groups), dtype=bool)
     if limit is not None:
         for group in np.unique(groups):
-            keep[np.flatnonzero(keep & (groups == group))[limit:]] = False
+            keep[np.flatnonzero(groups == group)[limit:]] = False
     return keep
 
 
@@ -76,10 +74,9 @@ def photo_sets(classifier: FlowerClassifier, limit: int | None) -> list[PhotoSet
         ("garden_photos", read_garden(DATA)),
         ("flower_photos", read_realworld(DATA)),
     ):
-        measure = ~photos.fitting & (photos.folders != NONFLOWER_FOLDER)
-        keep = first_of_each(photos.folders, limit, measure)
-        encoded = [d for d, k in zip(photos.encoded, keep, strict=True) if k]
-        sets.append(PhotoSet(name, encoded, photos.oxford_class[keep]))
+        measured = photos.measuring_half(limit)
+        flowers = measured.subset(measured.folders != NONFLOWER_FOLDER)
+        sets.append(PhotoSet(name, flowers.encoded, flowers.oxford_class))
     return sets
 
 
@@ -93,13 +90,6 @@ def answers(classifier: FlowerClassifier, features: np.ndarray) -> tuple[np.ndar
         for c, f, s in zip(confidence, flower, species, strict=True)
     ]
     return probabilities.argmax(axis=1), np.array(verdicts)
-
-
-def lite_features(
-    backbone: LiteBackbone, encoded: list[bytes], views: tuple[str, ...]
-) -> np.ndarray:
-    images = np.stack([load_photo(data) for data in encoded])
-    return np.stack([backbone.features(view_images(image[None], views)) for image in images])
 
 
 def calibration(views: tuple[str, ...], photos: int) -> Iterator[list[np.ndarray]]:
