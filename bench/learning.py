@@ -49,7 +49,7 @@ os.environ.setdefault("KERAS_HOME", str(Path(__file__).resolve().parents[1] / ".
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from fake_telegram import FakeTelegram, polling, reply_to, tap
+from fake_telegram import FakeTelegram, polling, reply_to, tap, type_a_name
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -212,12 +212,7 @@ async def label_photo(tg: FakeTelegram, user: int, data: bytes, species: str) ->
     if wanted in offered:
         await tap(tg, answer, wanted, user, STEP_TIMEOUT)
         return Labelled(True, offered[0] == wanted)
-    mark = tg.mark()
-    tg.press_button(answer, "None of these", user_id=user)
-    await reply_to(tg, user, mark, STEP_TIMEOUT)  # "Which flower is it? Type its name ..."
-    mark = tg.mark()
-    tg.user_text(user, species)
-    confirm = await reply_to(tg, user, mark, STEP_TIMEOUT)
+    confirm = await type_a_name(tg, user, answer, species, STEP_TIMEOUT)
     choices = [button["text"] for row in tg.keyboard(confirm) for button in row]
     if wanted not in choices:
         raise SimulationError(f"user {user}: typed {species!r}, offered {choices}")

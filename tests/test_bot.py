@@ -27,6 +27,7 @@ from fake_telegram import (
     start_polling,
     stop_polling,
     tap,
+    type_a_name,
 )
 from PIL import Image
 from sqlalchemy import func, select
@@ -518,12 +519,7 @@ async def test_none_of_these_then_typed_name_is_confirmed(tg, bot, sample_photos
 
 async def test_a_name_not_in_the_list_is_offered_as_a_new_species(tg, bot, sample_photos, db):
     reply = await answer_to_photo(tg, ALICE, sample_photos[2][0].read_bytes())
-    mark = tg.mark()
-    tg.press_button(reply, "None of these")
-    await reply_to(tg, ALICE, mark)
-    mark = tg.mark()
-    tg.user_text(ALICE, "Tulips")
-    offer = await reply_to(tg, ALICE, mark)
+    offer = await type_a_name(tg, ALICE, reply, "Tulips")
     # "siam tulip" (a Curcuma) is offered, and below it the new species.
     assert offer["text"] == "Did you mean one of these?"
     assert [row[0]["text"] for row in tg.keyboard(offer)] == [
@@ -537,12 +533,7 @@ async def test_a_name_not_in_the_list_is_offered_as_a_new_species(tg, bot, sampl
     assert feedback_rows(db) == [(ALICE, prediction_under(tg, reply), None, "Tulip", False)]
     # Bob misspells it: offered the same species, not a new one.
     other = await answer_to_photo(tg, BOB, sample_photos[3][0].read_bytes())
-    mark = tg.mark()
-    tg.press_button(other, "None of these", user_id=BOB)
-    await reply_to(tg, BOB, mark)
-    mark = tg.mark()
-    tg.user_text(BOB, "tulp")
-    offer = await reply_to(tg, BOB, mark)
+    offer = await type_a_name(tg, BOB, other, "tulp")
     assert tg.keyboard(offer)[-1][0]["text"] == "Record “Tulip” as a new species"
     await tap(tg, offer, "Record “Tulip” as a new species", user=BOB)
     species = await command(tg, ADMIN, "species")

@@ -85,7 +85,13 @@ from fake_telegram.server import (
     FakeTelegram,
     StoredFile,
 )
-from fake_telegram.steps import answer_to_photo, record_new_species, reply_to, tap
+from fake_telegram.steps import (
+    answer_to_photo,
+    record_new_species,
+    reply_to,
+    tap,
+    type_a_name,
+)
 
 __all__ = [
     "DOWNLOAD",
@@ -103,4 +109,5 @@ __all__ = [
     "start_polling",
     "stop_polling",
     "tap",
+    "type_a_name",
 ]

@@ -33,18 +33,26 @@ async def tap(
     return tg.message(chat_id, message["message_id"])
 
 
-async def record_new_species(
-    tg: FakeTelegram, user: int, photo: bytes, typed: str, timeout: float = 60
-) -> None:
-    """The user sends a photo, taps "None of these", types a name the model does not know and
-    records it as a new species (the offer's last button); `timeout` for each step."""
-    mark = tg.mark()
-    tg.user_photo(user, photo)
-    answer = await reply_to(tg, user, mark, timeout)
+async def type_a_name(
+    tg: FakeTelegram, user: int, answer: JSON, typed: str, timeout: float = 60
+) -> JSON:
+    """Under an answer the user taps "None of these" and types a flower's name; the bot's reply
+    to the name (the species it matches, or the offer to record a new one)."""
     mark = tg.mark()
     tg.press_button(answer, "None of these", user_id=user)
     await reply_to(tg, user, mark, timeout)  # "Which flower is it? ..."
     mark = tg.mark()
     tg.user_text(user, typed)
-    offer = await reply_to(tg, user, mark, timeout)
+    return await reply_to(tg, user, mark, timeout)
+
+
+async def record_new_species(
+    tg: FakeTelegram, user: int, photo: bytes, typed: str, timeout: float = 60
+) -> None:
+    """The user sends a photo, names it with a name the model does not know and records it as a
+    new species (the offer's last button); `timeout` for each step."""
+    mark = tg.mark()
+    tg.user_photo(user, photo)
+    answer = await reply_to(tg, user, mark, timeout)
+    offer = await type_a_name(tg, user, answer, typed, timeout)
     await tap(tg, offer, tg.keyboard(offer)[-1][0]["text"], user, timeout)
