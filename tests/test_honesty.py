@@ -147,6 +147,21 @@ def test_the_real_world_halves_cover_every_photo_once() -> None:
     assert (photos.oxford_class[photos.folders == "tulips"] == -1).all()
 
 
+@needs_realworld
+def test_a_quick_run_measures_the_first_photos_of_each_folder() -> None:
+    photos = read_realworld(DATA)
+    measured = photos.measuring_half(limit=3)
+    assert not measured.fitting.any()
+    rows = list(zip(photos.files, photos.folders, photos.fitting, strict=True))
+    for folder in np.unique(photos.folders):
+        firsts = [file for file, f, fitting in rows if f == folder and not fitting][:3]
+        assert len(firsts) == 3
+        chosen = zip(measured.files, measured.folders, strict=True)
+        assert [file for file, f in chosen if f == folder] == firsts
+    whole = len(photos.measuring_half().files) + len(photos.fitting_half().files)
+    assert whole == len(photos.files)
+
+
 # From the measuring halves (never fitted on); the tulip's head is 97% sure of an Oxford species.
 TULIP = "flower_photos/tulips/10163955604_ae0b830975_n.jpg"
 NON_FLOWERS = [
