@@ -118,3 +118,8 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def table_cells(line: str) -> list[str]:
+    """One row of a Markdown table a bench printed -> its cells, stripped."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]

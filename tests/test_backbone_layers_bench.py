@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, run_bench
+from conftest import SHARED, run_bench, table_cells
 
 pytestmark = pytest.mark.slow
 SETS = ["out_relu", "out_relu+block_13_expand_relu/std"]
@@ -14,7 +14,7 @@ SETS = ["out_relu", "out_relu+block_13_expand_relu/std"]
 
 def table_rows(output: str) -> list[list[str]]:
     return [
-        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        table_cells(line)
         for line in output.splitlines()
         if line.startswith("| ") and not line.startswith("| features")
     ]

@@ -7,13 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, run_bench
+from conftest import SHARED, run_bench, table_cells
 
 pytestmark = pytest.mark.slow
-
-
-def cells_of(line: str) -> list[str]:
-    return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
 def percent(cell: str) -> float:
@@ -31,7 +27,7 @@ def test_thresholds_are_measured_on_held_out_photos(tmp_path: Path) -> None:
         cells[0]: cells[1]
         for line in output.splitlines()
         if line.startswith("| ")
-        for cells in [cells_of(line)]
+        for cells in [table_cells(line)]
     }
     wrongly_rejected = measured["held-out flowers wrongly rejected"]
     assert "of 102)" in wrongly_rejected  # one photo a species
@@ -55,7 +51,9 @@ def test_small_photos_get_every_verdict_counted(tmp_path: Path) -> None:
     )
     assert "**Oxford held-out photos** (size rule off)" in output
     flower_rows = [
-        cells_of(line) for line in output.splitlines() if line.startswith(("| 128 px", "| 224 px"))
+        table_cells(line)
+        for line in output.splitlines()
+        if line.startswith(("| 128 px", "| 224 px"))
     ]
     oxford = [cells for cells in flower_rows if cells[1] == "102"]
     assert [cells[0] for cells in oxford] == ["128 px", "224 px"]
@@ -63,7 +61,7 @@ def test_small_photos_get_every_verdict_counted(tmp_path: Path) -> None:
         # sure, not sure, unknown species and not a flower: every answer in one of them.
         assert sum(percent(c) for c in cells[4:8]) == pytest.approx(1.0, abs=0.002), cells
     real_rules = [
-        cells_of(line) for line in output.splitlines() if line.startswith("| Oxford held-out |")
+        table_cells(line) for line in output.splitlines() if line.startswith("| Oxford held-out |")
     ]
     assert [cells[1] for cells in real_rules] == ["128 px", "224 px"]
     for cells in real_rules:
@@ -86,7 +84,7 @@ def test_taxonomy_bench_counts_groups_of_unsure_answers(tmp_path: Path) -> None:
         cells[0]: cells[1:]
         for line in output.splitlines()
         if line.startswith("| ") and not line.startswith("| set") and "(" in line
-        for cells in [cells_of(line)]
+        for cells in [table_cells(line)]
     }
     photos = {name: int(cells[0]) for name, cells in rows.items()}
     assert photos == {

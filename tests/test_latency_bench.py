@@ -3,7 +3,7 @@ measured for both, in separate processes (the docs' table comes from the same sc
 
 from __future__ import annotations
 
-from conftest import ROOT, run_bench
+from conftest import ROOT, run_bench, table_cells
 
 METRICS = [
     "500 px p50 ms",
@@ -23,12 +23,12 @@ def test_the_benchmark_measures_both_checkouts() -> None:
         timeout=600,
     )
     lines = [line for line in output.splitlines() if line.startswith("| ")]
-    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    header = table_cells(lines[0])
     assert header[1].startswith("baseline (") and header[2] == "this checkout", header
     table = {
         cells[0]: [float(c) for c in cells[1:]]
         for line in lines[1:]
-        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+        for cells in [table_cells(line)]
     }
     assert list(table) == METRICS
     for values in table.values():

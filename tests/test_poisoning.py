@@ -9,7 +9,7 @@ must be those of the honest case. Two retrainings: a few minutes.
 from __future__ import annotations
 
 import pytest
-from conftest import SHARED, run_bench
+from conftest import SHARED, run_bench, table_cells
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_a_poisoner_among_honest_users_changes_nothing() -> None:
         cells[0]: cells
         for line in output.splitlines()
         if line.startswith("| honest") or line.startswith("| mixed")
-        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+        for cells in [table_cells(line)]
     }
     # case | labels | users left out | promoted | probe top-1 | sunflowers | sunflowers as rose
     assert rows["honest"][2] == "none"

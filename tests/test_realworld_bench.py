@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, run_bench
+from conftest import SHARED, run_bench, table_cells
 
 pytestmark = pytest.mark.slow
 PER_FOLDER = 6
@@ -15,7 +15,7 @@ PER_FOLDER = 6
 def table_rows(output: str) -> dict[str, list[str]]:
     rows = {}
     for line in output.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        cells = table_cells(line)
         if line.startswith("| ") and len(cells) == 10 and cells[1].isdigit():
             rows[cells[0]] = cells[1:]
     return rows

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_bench
+from conftest import run_bench, table_cells
 
 pytestmark = pytest.mark.slow
 
@@ -17,11 +17,7 @@ def test_the_retraining_benchmark_reads_back_every_stored_photo(tmp_path: Path) 
         *("--sizes", "400", "--database", f"sqlite:///{tmp_path / 'bench.sqlite'}"),
         cwd=tmp_path,  # the script finds the shipped model itself
     )
-    rows = [
-        [cell.strip() for cell in line.strip("|").split("|")]
-        for line in output.splitlines()
-        if line.startswith("| 400 ")
-    ]
+    rows = [table_cells(line) for line in output.splitlines() if line.startswith("| 400 ")]
     assert len(rows) == 1, output
     photos, source, read_back, read_s, retrain_s, batch, peak_mb = rows[0]
     assert (photos, source, read_back, batch) == ("400", "sqlite", "400", "32")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, run_bench
+from conftest import SHARED, run_bench, table_cells
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def test_users_teach_a_species_that_the_candidate_then_names(tmp_path: Path) -> 
         cells[0]: cells[1:]
         for line in output.splitlines()
         if line.startswith(("| shipped model", "| after retraining"))
-        for cells in [[cell.strip() for cell in line.strip().strip("|").split("|")]]
+        for cells in [table_cells(line)]
     }
     assert probe["shipped model"][0] == probe["after retraining"][0] == "87"
     assert probe["shipped model"][1] == "0.0%"  # no Oxford species is a tulip

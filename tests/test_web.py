@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from conftest import ROOT, SAMPLES, SHARED, SHIPPED_MODEL, run_bench
+from conftest import ROOT, SAMPLES, SHARED, SHIPPED_MODEL, run_bench, table_cells
 
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
@@ -725,7 +725,7 @@ def test_update_benchmark_times_each_new_version(exported_model) -> None:
     )
     assert "2 updates, 0 spinning processes" in output
     row = next(line for line in output.splitlines() if line.startswith("| 2 "))
-    updated, stuck, p50, p95, top = (float(cell) for cell in row.strip("|").split("|"))
+    updated, stuck, p50, p95, top = (float(cell) for cell in table_cells(row))
     assert (updated, stuck) == (2, 0)
     assert 0 < p50 <= p95 <= top < 60
 
@@ -739,7 +739,7 @@ def test_speed_benchmark_times_the_live_camera() -> None:
         timeout=600,
     )
     row = next(line for line in output.splitlines() if line.startswith("| wasm ("))
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    cells = table_cells(row)
     assert cells[1] == "1 view a frame, averaged over 4"
     first_s, frame_ms, per_second = float(cells[2].removesuffix(" s")), *map(float, cells[3:5])
     assert 0 < first_s < 60 and frame_ms > 0 and per_second > 0, cells
@@ -752,7 +752,7 @@ def test_quantization_benchmark_matches_python_at_full_precision() -> None:
     output = run_bench("web_quantization", "--every", "300", "--quantize", "none", timeout=600)
     assert "21 test photos (every 300th of 6149)" in output
     row = next(line for line in output.splitlines() if line.startswith("| TF.js, none"))
-    *_, top1, top5, same_top1, max_delta = (c.strip() for c in row.strip("|").split("|"))
+    *_, top1, top5, same_top1, max_delta = table_cells(row)
     assert float(same_top1) == 1.0 and float(max_delta) < TOLERANCE, row
     assert 0 <= float(top1) <= float(top5) <= 1
 
