@@ -21,8 +21,9 @@ class Source(StrEnum):
 
 
 NONE_OF_THESE, NOT_A_FLOWER = "none", "nf"
+SECOND_PHOTO = "more"  # "Add a photo of the same plant": records nothing, waits for a photo
 # [0-9] and \Z: no other digits, no trailing newline ("$" would accept one).
-_CHOICE = rf"([0-9]+|{NONE_OF_THESE}|{NOT_A_FLOWER})"
+_CHOICE = rf"([0-9]+|{NONE_OF_THESE}|{NOT_A_FLOWER}|{SECOND_PHOTO})"
 PATTERN = rf"^({Source.ANSWER}|{Source.TYPED_NAME}|{Source.NEW_SPECIES}):[0-9]+:{_CHOICE}\Z"
 _PARSER = re.compile(PATTERN)
 
@@ -31,11 +32,12 @@ _PARSER = re.compile(PATTERN)
 class Tap:
     source: Source
     prediction_id: int
-    choice: str  # a species index, NONE_OF_THESE or NOT_A_FLOWER
+    choice: str  # a species index, NONE_OF_THESE, NOT_A_FLOWER or SECOND_PHOTO
 
     @property
     def species_index(self) -> int | None:
-        """The chosen known species; None for "not a flower", "none of these" and new species."""
+        """The chosen known species; None for "not a flower", "none of these", new species and
+        "add a photo"."""
         if self.source == Source.NEW_SPECIES or not self.choice.isdigit():
             return None
         return int(self.choice)

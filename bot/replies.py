@@ -71,6 +71,21 @@ NEW_SPECIES_APPROVED = N_(
 )
 NEW_SPECIES_MERGED = N_("Merged: “{merged}” is now counted as {name}.")
 THANKS = N_("Thanks! Recorded: {what}.")
+# "Add a photo of the same plant" under an unsure answer (docs/albums.md#a-second-photo).
+SECOND_PHOTO_BUTTON = N_("📷 Add a photo of the same plant")
+SECOND_PHOTO_ASK = N_(
+    "Send me one more photo of the same plant within {minutes} minutes and I will answer for "
+    "both photos together. Another view often settles it: come closer, show another side, or "
+    "take the flower from above."
+)
+SECOND_PHOTO_NOT_YOURS = N_("Only the person who sent the photo can add another one.")
+SECOND_PHOTO_STILL_WAITING = N_(
+    "I am still waiting for another photo of the same plant: send one and I will combine it "
+    "with the first."
+)
+SECOND_PHOTO_EXPIRED = N_(
+    "⏱ Too long has passed since you asked to add a photo, so this answer is for this photo alone."
+)
 RECORDED_MARK = "✅"
 RETRAIN_STARTED = N_("Retraining started: I will report here when it is done.")
 RETRAIN_BUSY = N_("A retraining is already running; try again when it has finished.")

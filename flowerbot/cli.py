@@ -15,11 +15,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.i18n import N_
 from model_training.abstention import Verdict
 from model_training.defaults import DATABASE_URL, DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.native_logs import filter_native_logs
+
+if TYPE_CHECKING:
+    from bot.i18n import Translator
+    from model_training.classifier import FlowerClassifier, ShownAnswer
 
 # What `flowerbot --help` says about itself.
 DESCRIPTION = "`flowerbot`: train, evaluate and identify from the command line."
@@ -106,6 +111,11 @@ def parser() -> argparse.ArgumentParser:
     identify.add_argument("photos", nargs="+", type=Path)
     identify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     identify.add_argument("--json", action="store_true", help="one JSON object per photo")
+    identify.add_argument(
+        "--together",
+        action="store_true",
+        help="the photos show one plant: one answer for all of them (as for a Telegram album)",
+    )
     identify.add_argument(
         "--lang", default="en", help="language of the text answer and the names: en or es"
     )
@@ -209,16 +219,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _identify(args: argparse.Namespace) -> int:
     from bot.i18n import LANGUAGES, translator
-    from bot.replies import group_line
     from model_training.classifier import FlowerClassifier
     from model_training.photos import PhotoError, read_photo
-    from model_training.species_names import translated
 
     if args.lang not in LANGUAGES:
         print(f"flowerbot: --lang: choose one of {', '.join(LANGUAGES)}", file=sys.stderr)
         return 2
     t = translator(args.lang)
     classifier = FlowerClassifier.from_folder(args.model)
+    if args.together:
+        return _identify_together(args.photos, classifier, t, args.json)
     failures = 0
     for path in args.photos:
         try:
@@ -230,14 +240,56 @@ def _identify(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"file": str(path), **answer.as_json()}))
         else:
-            best = translated(answer.top5[0].species, t.language)
-            print(f"{path}: {t(VERDICT_LINES[answer.verdict]).format(species=best)}")
-            if (group := answer.group) is not None:  # worded as the bot words it
-                print(f"  {group_line(group, t, html=False)}")
-            for rank, score in enumerate(answer.top5, 1):
-                name = translated(score.species, t.language)
-                print(f"  {rank}. {name:<28} {t.percent(score.confidence, 1):>7}")
+            _print_answer(str(path), answer, t)
     return 1 if failures else 0
+
+
+def _identify_together(
+    paths: list[Path], classifier: FlowerClassifier, t: Translator, as_json: bool
+) -> int:
+    """Photos of one plant, one answer by the album rule (model_training/albums.py), as the bot
+    answers an album. A file that cannot be read is named and no answer is printed: it would not
+    be an answer for the photos asked about."""
+    from bot.replies import LEFT_OUT, LEFT_OUT_LINE, NOT_A_FLOWER_PHOTO
+    from model_training.albums import album_answer
+    from model_training.photos import PhotoError, read_photo
+
+    photos = []
+    for path in paths:
+        try:
+            photos.append(read_photo(path))
+        except PhotoError as err:
+            print(f"{path}: {err}", file=sys.stderr)
+    if len(photos) < len(paths):
+        return 1
+    album = album_answer(classifier, classifier.answers(photos))
+    if as_json:
+        left_out = [
+            {"file": str(paths[i]), "reason": NOT_A_FLOWER_PHOTO} for i in album.not_flowers
+        ]
+        print(
+            json.dumps({"files": [str(p) for p in paths], **album.as_json(), "left_out": left_out})
+        )
+        return 0
+    _print_answer(" + ".join(str(p) for p in paths), album, t)
+    reason = t(LEFT_OUT[NOT_A_FLOWER_PHOTO])
+    for i in album.not_flowers:
+        print(f"  {t(LEFT_OUT_LINE).format(position=paths[i], reason=reason)}")
+    return 0
+
+
+def _print_answer(label: str, answer: ShownAnswer, t: Translator) -> None:
+    """The verdict line, an unsure answer's genus or family in the bot's words, the top-5."""
+    from bot.replies import group_line
+    from model_training.species_names import translated
+
+    best = translated(answer.top5[0].species, t.language)
+    print(f"{label}: {t(VERDICT_LINES[answer.verdict]).format(species=best)}")
+    if (group := answer.group) is not None:  # worded as the bot words it
+        print(f"  {group_line(group, t, html=False)}")
+    for rank, score in enumerate(answer.top5, 1):
+        name = translated(score.species, t.language)
+        print(f"  {rank}. {name:<28} {t.percent(score.confidence, 1):>7}")
 
 
 # The line above each photo's top-5, one per verdict (model_training/abstention.py).

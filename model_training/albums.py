@@ -18,7 +18,7 @@ from enum import StrEnum
 import numpy as np
 
 from model_training.abstention import Verdict, VerdictRules
-from model_training.classifier import Answer, FlowerClassifier, SpeciesScore
+from model_training.classifier import Answer, FlowerClassifier, ShownAnswer
 
 
 class Combine(StrEnum):
@@ -42,10 +42,7 @@ def combine(probabilities: np.ndarray, rule: Combine = CHOSEN) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class AlbumAnswer:
-    top5: list[SpeciesScore]
-    verdict: Verdict
-    model_version: str
+class AlbumAnswer(ShownAnswer):
     used: list[int]  # positions (0-based) of the photos combined
     not_flowers: list[int]  # positions left out: they do not look like a flower
 

@@ -33,17 +33,12 @@ class SpeciesScore:
 
 
 @dataclass(frozen=True)
-class Answer:
+class ShownAnswer:
+    """What is shown of an answer, for one photo (Answer) or several of one plant (albums.py)."""
+
     top5: list[SpeciesScore]
     verdict: Verdict
     model_version: str
-    features: np.ndarray  # (n_views, 1280) backbone features of the serving views
-    image: np.ndarray  # the 224x224 square the model saw
-    photo_size: tuple[int, int]  # width, height as sent
-    flower_score: float  # flower log-odds (model_training/honesty.py)
-    species_score: float = float("inf")  # higher: nearer a known species (honesty.py)
-    # Every species' probability (n_classes,): what an album's answer combines.
-    probabilities: np.ndarray | None = None
 
     @property
     def group(self) -> Group | None:
@@ -60,6 +55,17 @@ class Answer:
             "top5": [asdict(score) for score in self.top5],
             "group": None if group is None else group.as_json(),
         }
+
+
+@dataclass(frozen=True)
+class Answer(ShownAnswer):
+    features: np.ndarray  # (n_views, 1280) backbone features of the serving views
+    image: np.ndarray  # the 224x224 square the model saw
+    photo_size: tuple[int, int]  # width, height as sent
+    flower_score: float  # flower log-odds (model_training/honesty.py)
+    species_score: float = float("inf")  # higher: nearer a known species (honesty.py)
+    # Every species' probability (n_classes,): what an album's answer combines.
+    probabilities: np.ndarray | None = None
 
 
 class FlowerClassifier:

@@ -20,6 +20,7 @@ from storage.models import (
     ModelVersion,
     ModelVersionFile,
     NewSpecies,
+    PendingQuestion,
     Photo,
     Prediction,
     User,
@@ -74,6 +75,7 @@ from storage.state import (
     may_name,
     pending_question,
     take_photo_slot,
+    take_question,
 )
 from storage.training import (
     LabelledExample,
@@ -100,6 +102,7 @@ __all__ = [
     "ModelVersionFile",
     "NewSpecies",
     "NewSpeciesStatus",
+    "PendingQuestion",
     "Photo",
     "Prediction",
     "SpeciesCount",
@@ -155,6 +158,7 @@ __all__ = [
     "store_model_files",
     "take_lock",
     "take_photo_slot",
+    "take_question",
     "tapped_on_its_answer",
     "user_language",
     "write_model_files",

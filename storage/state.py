@@ -32,6 +32,23 @@ def pending_question(session: Session, user_id: int, now: datetime) -> PendingQu
     return question if question is not None and question.expires_at > now else None
 
 
+def take_question(session: Session, user_id: int, kind: str) -> PendingQuestion | None:
+    """Close the user's question of this kind and return it, expired or not (the caller says
+    which); None when there is none, or when another process took it first: a question is
+    answered once."""
+    question = session.get(PendingQuestion, user_id)
+    if question is None or question.kind != kind:
+        return None
+    taken = session.execute(
+        delete(PendingQuestion).where(
+            PendingQuestion.user_id == user_id,
+            PendingQuestion.kind == kind,
+            PendingQuestion.prediction_id == question.prediction_id,
+        )
+    )
+    return question if taken.rowcount else None
+
+
 def close_question(session: Session, user_id: int) -> None:
     session.execute(delete(PendingQuestion).where(PendingQuestion.user_id == user_id))
 

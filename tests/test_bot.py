@@ -100,11 +100,10 @@ def settings_for(tg: FakeTelegram, db_path: Path, **overrides: object) -> Settin
     return Settings(
         telegram_bot_token=TOKEN,
         database_url=f"sqlite:///{db_path}",
-        model_dir=SHIPPED_MODEL,
         admin_ids=str(ADMIN),
         telegram_api_base_url=tg.base_url,
         telegram_file_base_url=tg.base_file_url,
-        **{"health_port": 0, **overrides},
+        **{"health_port": 0, "model_dir": SHIPPED_MODEL, **overrides},
     )
 
 

@@ -161,6 +161,43 @@ def test_identify_text_answers_good_photos_and_names_bad_ones(tmp_path, sample_p
     assert [line.lstrip()[:2] for line in lines[7:12]] == ["1.", "2.", "3.", "4.", "5."]
 
 
+def test_identify_together_gives_one_answer_for_photos_of_one_plant(
+    tmp_path, classifier, sample_photos
+) -> None:
+    """--together: the album rule over every photo (model_training/albums.py), the photo that is
+    no flower left out and named; one JSON object naming every file; a file that cannot be read
+    named in one line, and no answer."""
+    from model_training.albums import album_answer
+    from model_training.photos import read_photo
+
+    daisies = [str(p) for p, _, name in sample_photos if name == "oxeye daisy"]
+    files = [*daisies, str(ASTRONAUT)]
+    expected = album_answer(classifier, classifier.answers([read_photo(f) for f in files]))
+    result = flowerbot("identify", "--together", "--json", *files, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    answer = json.loads(line)
+    assert set(answer) == {"files", "verdict", "model_version", "top5", "group", "left_out"}
+    assert answer["files"] == files
+    assert answer["left_out"] == [{"file": str(ASTRONAUT), "reason": "not_a_flower"}]
+    assert answer["verdict"] == expected.verdict.value
+    assert [s["species"] for s in answer["top5"]] == [s.species for s in expected.top5]
+    assert answer["top5"][0]["species"] == "oxeye daisy"
+
+    text = flowerbot("identify", "--together", *files, cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith(f"{' + '.join(files)}: ")
+    ranked = [line for line in lines if line.lstrip()[:2] in {"1.", "2.", "3.", "4.", "5."}]
+    assert len(ranked) == 5 and "oxeye daisy" in ranked[0]
+    assert lines[-1] == f"  Photo {ASTRONAUT} left out: it does not look like a flower."
+
+    missing = tmp_path / "missing.jpg"
+    bad = flowerbot("identify", "--together", daisies[0], str(missing), cwd=tmp_path)
+    assert (bad.returncode, bad.stdout) == (1, "")
+    assert bad.stderr.splitlines() == [f"{missing}: no such file"]
+
+
 def test_empty_incomplete_or_invalid_model_folders_are_named_in_one_line(
     tmp_path, capsys, sample_photos
 ) -> None:

@@ -6,6 +6,9 @@ new photo, the album is identified and answered. No handler sleeps.
 
 The album is kept in this process's memory while it is collected (a second or so). Behind a
 load balancer that spreads one album over two processes, each would answer its part.
+
+A photo sent after "Add a photo of the same plant" (bot/handlers/feedback.py) is answered here
+too, with the earlier photo, as an album of two (answer_second_photo).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from telegram import Message, Update, User
 from telegram.ext import ContextTypes
 
 from bot import replies
-from bot.handlers import services, translator_for
+from bot.handlers import services, translator_for, user_translator
 from bot.handlers.answering import (
     Identified,
     answer_stored,
@@ -32,8 +35,8 @@ from bot.handlers.answering import (
 from bot.handlers.feedback import feedback_keyboard
 from bot.i18n import Translator
 from model_training.albums import AlbumAnswer, album_answer
+from storage import PendingQuestion, add_album, ask, latest_album, prediction_by_id
 from storage import Photo as StoredPhoto
-from storage import add_album, latest_album
 
 log = logging.getLogger(__name__)
 COLLECTING = "albums"  # bot_data key: the albums being collected, by job name
@@ -162,6 +165,55 @@ async def answer_album_again(
     prediction_id = await svc.db(store)
     t = await translator_for(update, context)
     await _reply(context, update.effective_message, prediction_id, combined, left_out, t)
+    return True
+
+
+async def answer_second_photo(
+    message: Message, update: Update, context: ContextTypes.DEFAULT_TYPE, asked: PendingQuestion
+) -> bool:
+    """A photo sent after "Add a photo of the same plant" (the question `asked`, taken): with the
+    photo of the answer that offered it, by the album rule, one answer for both, stored as an
+    album of two (the first photo answered again by the current model, as /top5 does). False
+    when the first photo is gone (/forget): then this one is answered alone."""
+    svc = services(context)
+    user = update.effective_user
+
+    def first_photo(session: Session) -> StoredPhoto | None:
+        prediction = prediction_by_id(session, asked.prediction_id)
+        return None if prediction is None else prediction.photo
+
+    first = await svc.db(first_photo)
+    if first is None:
+        return False
+    started = time.perf_counter()
+    admission = await svc.admit_photo(user)
+    t = user_translator(user, admission.language)
+    # Both through the batcher at once: they share its next model call.
+    second, first_answer = await asyncio.gather(
+        identify_message(message, admission, context), answer_stored(context, first)
+    )
+    if isinstance(second, replies.Refusal):
+        # Nothing to combine: say why, and keep waiting for a photo until the same time.
+        await svc.db(lambda s: ask(s, user.id, asked.kind, asked.prediction_id, asked.expires_at))
+        text = replies.refusal(second, svc.settings.max_download_mb, t)
+        await message.reply_text(f"{text}\n{t(replies.SECOND_PHOTO_STILL_WAITING)}", do_quote=True)
+        return True
+    combined = album_answer(svc.identifier.classifier, [first_answer, second.answer])
+    left_out = [
+        {"position": i + 1, "reason": replies.NOT_A_FLOWER_PHOTO} for i in combined.not_flowers
+    ]
+    latency_ms = (time.perf_counter() - started) * 1000
+
+    def store(session: Session) -> int:
+        ids = [
+            store_prediction(session, first.id, first_answer, latency_ms),
+            store_answer(session, user, second),
+        ]
+        _store_album(session, message, user, combined, left_out, latency_ms, ids)
+        return ids[combined.used[0]]
+
+    prediction_id = await svc.db(store)
+    await _reply(context, message, prediction_id, combined, left_out, t)
     return True
 
 

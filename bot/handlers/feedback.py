@@ -1,4 +1,5 @@
-"""Feedback: the buttons under an answer, "None of these" and a typed name, "Not a flower".
+"""Feedback: the buttons under an answer, "None of these" and a typed name, "Not a flower", and
+"Add a photo of the same plant" under an unsure answer.
 
 Each button names the prediction it sits under (bot/callbacks.py); the feedback row points at
 that prediction, so /stats credits the model version that gave the answer the user saw.
@@ -21,7 +22,7 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot import callbacks, replies
-from bot.callbacks import NONE_OF_THESE, NOT_A_FLOWER, Source
+from bot.callbacks import NONE_OF_THESE, NOT_A_FLOWER, SECOND_PHOTO, Source
 from bot.handlers import services, translator_for
 from bot.i18n import ENGLISH, Translator
 from bot.species import (
@@ -60,12 +61,30 @@ log = logging.getLogger(__name__)
 # neither see nor keep the other's questions. An hour is long enough to find a name.
 NAME_QUESTION = "species_name"
 QUESTION_EXPIRES = timedelta(hours=1)
+# After "Add a photo of the same plant" the user's next photo is combined with the first. Ten
+# minutes to walk up to the plant and take another; a photo sent later is answered alone (it may
+# well be another plant by then), and says so.
+SECOND_PHOTO_QUESTION = "second_photo"
+SECOND_PHOTO_EXPIRES = timedelta(minutes=10)
+# The verdicts a second photo may settle: "too small" asks for a larger photo already, and
+# "not a flower" for a flower; a sure answer needs none.
+SECOND_PHOTO_VERDICTS = frozenset({Verdict.NOT_SURE, Verdict.UNKNOWN_SPECIES})
+
+
+def offers_second_photo(verdict: Verdict, private: bool) -> bool:
+    """Whether a single photo's answer offers "Add a photo of the same plant": unsure, in the
+    photographer's private chat (in groups the bot answers only photos it is asked about)."""
+    return private and verdict in SECOND_PHOTO_VERDICTS
 
 
 def feedback_keyboard(
-    prediction_id: int, top5: list[SpeciesScore], t: Translator = ENGLISH
+    prediction_id: int,
+    top5: list[SpeciesScore],
+    t: Translator = ENGLISH,
+    second_photo: bool = False,
 ) -> InlineKeyboardMarkup:
-    """One button per proposed species, then "none of these" and "not a flower"."""
+    """One button per proposed species, then "none of these" and "not a flower"; with
+    `second_photo` (offers_second_photo), "Add a photo of the same plant" in a row of its own."""
     rows = [
         [
             InlineKeyboardButton(
@@ -87,6 +106,11 @@ def feedback_keyboard(
             ),
         ]
     )
+    if second_photo:
+        callback_data = callbacks.encode(Source.ANSWER, prediction_id, SECOND_PHOTO)
+        rows.append(
+            [InlineKeyboardButton(t(replies.SECOND_PHOTO_BUTTON), callback_data=callback_data)]
+        )
     return InlineKeyboardMarkup(rows)
 
 
@@ -124,6 +148,9 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         await query.answer()
         await query.message.reply_text(t(replies.ASK_NAME))
         return
+    if tap.choice == SECOND_PHOTO:
+        await _ask_second_photo(update, context, tap.prediction_id, t)
+        return
     if tap.source == Source.NEW_SPECIES:
         await _record_new_species(update, context, tap.prediction_id, tap.new_species_id, t)
         return
@@ -147,6 +174,42 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     except BadRequest as err:  # the same button tapped twice: nothing to change
         if "not modified" not in str(err).lower():
             raise
+
+
+async def _ask_second_photo(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, prediction_id: int, t: Translator
+) -> None:
+    """Wait for the photographer's next photo, to combine it with this one (bot/handlers/
+    albums.py, answer_second_photo). Only for the user who sent the photo, in their private
+    chat, under a single photo's unsure answer: any other tap records nothing."""
+    query = update.callback_query
+    user_id = update.effective_user.id
+
+    def work(session: Session) -> str | None:
+        """None once asked; else why not."""
+        prediction = prediction_by_id(session, prediction_id)
+        if prediction is None:
+            return replies.GONE
+        photo = prediction.photo
+        if photo.user_id != user_id:
+            return replies.SECOND_PHOTO_NOT_YOURS
+        verdict = Verdict(prediction.verdict or Verdict.SURE)
+        if not offers_second_photo(verdict, photo.chat_id == user_id) or album_of(
+            session, prediction_id
+        ):
+            return replies.NOT_THIS_ANSWER  # no such button under this answer: forged
+        expires = datetime.now(UTC) + SECOND_PHOTO_EXPIRES
+        ask(session, user_id, SECOND_PHOTO_QUESTION, prediction_id, expires)
+        return None
+
+    refused = await services(context).db(work)
+    if refused is not None:
+        log.info("second photo refused: user %s, prediction %s", user_id, prediction_id)
+        await query.answer(t(refused), show_alert=True)
+        return
+    await query.answer()
+    minutes = t.number(SECOND_PHOTO_EXPIRES.total_seconds() // 60)
+    await query.message.reply_text(t(replies.SECOND_PHOTO_ASK).format(minutes=minutes))
 
 
 async def _belongs(

@@ -7,6 +7,7 @@ name that prediction: a tap always belongs to the answer the user saw.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from telegram import Message, Update
 from telegram.constants import ChatType
@@ -22,15 +23,23 @@ from bot.handlers.answering import (
     store_answer,
     store_prediction,
 )
-from bot.handlers.feedback import feedback_keyboard
-from storage import last_photo
+from bot.handlers.feedback import SECOND_PHOTO_QUESTION, feedback_keyboard, offers_second_photo
+from storage import last_photo, take_question
 
 
 async def private_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A photo alone; one of an album; or the second photo of a plant the user asked to add."""
     message = update.effective_message
     if message.media_group_id:  # one photo of an album: answered with the others
         await albums.collect(message, update, context, wanted=True)
-    else:
+        return
+    user_id = update.effective_user.id
+    asked = await services(context).db(lambda s: take_question(s, user_id, SECOND_PHOTO_QUESTION))
+    if asked is None:
+        await answer_photo(message, update, context)
+    elif asked.expires_at <= datetime.now(UTC):
+        await answer_photo(message, update, context, header=replies.SECOND_PHOTO_EXPIRED)
+    elif not await albums.answer_second_photo(message, update, context, asked):
         await answer_photo(message, update, context)
 
 
@@ -75,8 +84,14 @@ async def top5(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await message.reply_text(t(replies.REPLY_TOP5), do_quote=True)
 
 
-async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Download, identify, store and answer one photo message."""
+async def answer_photo(
+    photo: Message,
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    header: str | None = None,
+) -> None:
+    """Download, identify, store and answer one photo message; `header` (a message id) goes
+    above the answer."""
     svc = services(context)
     user = update.effective_user
     admission = await svc.admit_photo(user)
@@ -90,9 +105,13 @@ async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEF
             await photo.reply_text(text, do_quote=True)
         return
     prediction_id = await svc.db(lambda s: store_answer(s, user, result))
+    verdict = result.answer.verdict
+    private = photo.chat.type == ChatType.PRIVATE and photo.chat_id == user.id
     sent = await photo.reply_html(
-        replies.top5_answer(result.answer.top5, result.answer.verdict, t=t),
-        reply_markup=feedback_keyboard(prediction_id, result.answer.top5, t),
+        replies.top5_answer(result.answer.top5, verdict, header=t(header) if header else None, t=t),
+        reply_markup=feedback_keyboard(
+            prediction_id, result.answer.top5, t, offers_second_photo(verdict, private)
+        ),
         do_quote=True,
     )
     await remember_answer(context, prediction_id, sent)
@@ -112,8 +131,10 @@ async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE)
     answer = await answer_stored(context, stored)
     latency_ms = (time.perf_counter() - started) * 1000
     prediction_id = await svc.db(lambda s: store_prediction(s, stored.id, answer, latency_ms))
+    # The photo may have been sent in a group: a second photo is asked only for private ones.
+    second_photo = offers_second_photo(answer.verdict, stored.chat_id == user_id)
     sent = await update.effective_message.reply_html(
         replies.top5_answer(answer.top5, answer.verdict, t=t),
-        reply_markup=feedback_keyboard(prediction_id, answer.top5, t),
+        reply_markup=feedback_keyboard(prediction_id, answer.top5, t, second_photo),
     )
     await remember_answer(context, prediction_id, sent)
