@@ -6,7 +6,9 @@ are left out and named, so one photo of the pot does not drag the answer down.
 
 The combining rule was chosen on Oxford val by bench/albums.py (docs/albums.md): the mean of
 the photos' log-probabilities (a product of independent opinions: one confident photo counts
-for more than several unsure ones) against the mean of their probabilities.
+for more than several unsure ones) against the mean of their probabilities. The verdict's
+species score was chosen on flower_photos' fitting half by bench/pairs.py: the photos' scores
+taken at the album's confidence, averaged.
 """
 
 from __future__ import annotations
@@ -31,6 +33,22 @@ CHOSEN = Combine.MEAN_LOG
 FLOOR = 1e-6
 
 
+class Known(StrEnum):
+    """How the photos' species scores make the album's. A photo's score is its nearness to a
+    known species plus confidence_weight x the log of its own top-1 confidence (honesty.py); "at
+    the album's confidence" swaps that confidence for the combined one, which the verdict's
+    "not sure" rule uses too."""
+
+    MEAN = "mean"  # of the photos' own scores
+    MEAN_AT_ALBUM = "mean_at_album"  # of their scores at the album's confidence
+    MAX = "max"  # the best photo's own score
+    MAX_AT_ALBUM = "max_at_album"
+
+
+# The max rules make more pairs sure and right, and more sure and wrong too (docs/albums.md).
+CHOSEN_KNOWN = Known.MEAN_AT_ALBUM
+
+
 def combine(probabilities: np.ndarray, rule: Combine = CHOSEN) -> np.ndarray:
     """(photos, n_classes) probabilities of one plant -> (n_classes,) combined probabilities.
     Also works on (groups, photos, n_classes) -> (groups, n_classes), for the benchmark."""
@@ -50,25 +68,54 @@ class AlbumAnswer(ShownAnswer):
 def album_answer(classifier: FlowerClassifier, answers: Sequence[Answer]) -> AlbumAnswer:
     """The photos' own answers -> the album's. If no photo looks like a flower, all of them are
     combined and the verdict stays "not a flower"."""
-    flowers = [i for i, a in enumerate(answers) if a.verdict != Verdict.NOT_A_FLOWER]
-    used = flowers or list(range(len(answers)))
-    chosen = [answers[i] for i in used]
-    probabilities = combine(np.stack([a.probabilities for a in chosen]))
+    probabilities, verdict, used = combined(
+        classifier.rules,
+        np.stack([a.probabilities for a in answers]),
+        [a.verdict for a in answers],
+        np.array([a.flower_score for a in answers]),
+        np.array([a.species_score for a in answers]),
+        np.array([min(a.photo_size) for a in answers]),
+        classifier.confidence_weight,
+    )
     return AlbumAnswer(
         top5=classifier.top_k_of(probabilities),
-        verdict=_verdict(classifier.rules, chosen, float(probabilities.max())),
-        model_version=chosen[0].model_version,
+        verdict=verdict,
+        model_version=answers[used[0]].model_version,
         used=used,
         not_flowers=[i for i in range(len(answers)) if i not in used],
     )
 
 
-def _verdict(rules: VerdictRules, chosen: Sequence[Answer], confidence: float) -> Verdict:
-    """The album's rules: its best photo's size and flower score (a close-up and a photo of
-    the whole plant are both fine), the photos' mean species score, the combined confidence."""
-    return rules.verdict(
+def combined(
+    rules: VerdictRules,
+    probabilities: np.ndarray,
+    verdicts: Sequence[Verdict],
+    flower_scores: np.ndarray,
+    species_scores: np.ndarray,
+    short_sides: np.ndarray,
+    confidence_weight: float,
+    known: Known = CHOSEN_KNOWN,
+) -> tuple[np.ndarray, Verdict, list[int]]:
+    """The album rule on its photos' own scores, one row or value per photo -> the combined
+    probabilities, the album's verdict and the positions of the photos combined (also what
+    bench/pairs.py measures, on cached features).
+
+    The verdict takes the best photo's size and flower score (a close-up and a photo of the whole
+    plant are both fine), the species score by the `known` rule, and the combined confidence."""
+    flowers = [i for i, v in enumerate(verdicts) if v != Verdict.NOT_A_FLOWER]
+    used = flowers or list(range(len(verdicts)))
+    combination = combine(probabilities[used])
+    confidence = float(combination.max())
+    scores = species_scores[used]
+    if known in (Known.MEAN_AT_ALBUM, Known.MAX_AT_ALBUM):
+        own = np.maximum(probabilities[used].max(axis=1), 1e-12)
+        scores = scores + confidence_weight * (np.log(confidence) - np.log(own))
+    verdict = rules.verdict(
         confidence=confidence,
-        flower_score=max(a.flower_score for a in chosen),
-        short_side=max(min(a.photo_size) for a in chosen),
-        species_score=float(np.mean([a.species_score for a in chosen])),
+        flower_score=float(flower_scores[used].max()),
+        short_side=int(short_sides[used].max()),
+        species_score=float(
+            scores.max() if known in (Known.MAX, Known.MAX_AT_ALBUM) else scores.mean()
+        ),
     )
+    return combination, verdict, used

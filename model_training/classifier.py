@@ -91,6 +91,13 @@ class FlowerClassifier:
             self._artifact = load_artifact(self.model.folder)
         return self._artifact
 
+    @property
+    def confidence_weight(self) -> float:
+        """How much the log of the top-1 confidence counts in a species score (honesty.py); 0
+        for a folder without an honesty model (its species scores are infinite anyway)."""
+        honesty = self.model.honesty
+        return 0.0 if honesty is None else float(honesty.confidence_weight)
+
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(batch, 224, 224, 3) uint8 -> probabilities (batch, n_classes) and backbone features
         (batch, n_views, 1280) for the serving views."""

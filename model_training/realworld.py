@@ -50,7 +50,11 @@ class RealWorld:
 
     def measuring_half(self, limit: int | None = None) -> RealWorld:
         """Only the measuring half's photos; at most `limit` a folder (its first): a quick run."""
-        keep = ~self.fitting
+        return self.half(fitting=False, limit=limit)
+
+    def half(self, fitting: bool, limit: int | None = None) -> RealWorld:
+        """The fitting or the measuring half; at most `limit` photos a folder (its first)."""
+        keep = self.fitting.copy() if fitting else ~self.fitting
         if limit is not None:
             for folder in np.unique(self.folders):
                 keep[np.flatnonzero(keep & (self.folders == folder))[limit:]] = False
