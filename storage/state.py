@@ -49,8 +49,10 @@ def take_question(session: Session, user_id: int, kind: str) -> PendingQuestion 
     return question if taken.rowcount else None
 
 
-def close_question(session: Session, user_id: int) -> None:
-    session.execute(delete(PendingQuestion).where(PendingQuestion.user_id == user_id))
+def close_question(session: Session, user_id: int, prediction_id: int | None = None) -> None:
+    """Close the user's question; with `prediction_id`, only one about that prediction."""
+    about = [] if prediction_id is None else [PendingQuestion.prediction_id == prediction_id]
+    session.execute(delete(PendingQuestion).where(PendingQuestion.user_id == user_id, *about))
 
 
 def allow_naming(session: Session, user_id: int, prediction_id: int) -> None:

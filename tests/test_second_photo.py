@@ -225,6 +225,19 @@ async def test_a_photo_after_the_question_expired_is_answered_alone(
     assert albums(db) == [] and pending(db) == []
 
 
+async def test_naming_the_photo_closes_the_question(tg, unsure_bot, handled, sample_photos, db):
+    """Asked for a second photo, the user taps the species instead: the next photo is another
+    plant, answered alone."""
+    rose = photos_of(sample_photos, "rose")[0]
+    first = await send(tg, ALICE, rose, handled)
+    await ask_for_a_second_photo(tg, first)
+    edited = await tap(tg, first, "Rose")
+    assert "Recorded: Rose" in edited["text"] and BUTTON not in last_row(tg, edited)
+    assert pending(db) == []
+    alone = await send(tg, ALICE, rose, handled)
+    assert not alone["text"].startswith("📷") and albums(db) == []
+
+
 async def test_a_second_photo_that_is_no_flower_is_left_out(
     tg, unsure_bot, handled, sample_photos, db
 ):

@@ -20,6 +20,7 @@ from storage import (
     instance_setting,
     pending_question,
     take_photo_slot,
+    take_question,
 )
 
 
@@ -47,6 +48,30 @@ def test_closing_the_question_or_forgetting_the_user_drops_it(
     with db.session() as session:
         drop(session, ALICE)
     with db.session() as session:
+        assert pending_question(session, ALICE, NOW) is None
+
+
+def test_a_question_is_taken_once_expired_or_not_and_only_of_its_kind(db: Database) -> None:
+    """A second photo takes its question (bot/handlers/photos.py): once; an expired one too (the
+    photo says so); never a question of another kind. Naming a photo closes only its own."""
+    with db.session() as session:
+        first = predicted(session, photo(session, ALICE, 1), 3)
+        second = predicted(session, photo(session, ALICE, 2), 4)
+        ask(session, ALICE, "species_name", first.id, NOW + timedelta(hours=1))
+    with db.session() as session:
+        assert take_question(session, ALICE, "second_photo") is None
+        assert pending_question(session, ALICE, NOW) is not None  # left as it was
+        ask(session, ALICE, "second_photo", second.id, NOW - timedelta(minutes=1))
+    with db.session() as session:
+        taken = take_question(session, ALICE, "second_photo")
+    assert taken is not None and taken.prediction_id == second.id
+    assert taken.expires_at < NOW
+    with db.session() as session:
+        assert take_question(session, ALICE, "second_photo") is None
+        ask(session, ALICE, "second_photo", second.id, NOW + timedelta(minutes=10))
+        close_question(session, ALICE, first.id)  # about another prediction: kept
+        assert pending_question(session, ALICE, NOW) is not None
+        close_question(session, ALICE, second.id)
         assert pending_question(session, ALICE, NOW) is None
 
 

@@ -366,6 +366,8 @@ async def _record(
         if prediction is None:
             return None
         ensure_user(session, user.id, user.username, user.first_name)
+        # Named now: no second photo (nor typed name) is awaited for it any more.
+        close_question(session, user.id, prediction.id)
         for answered in answered_together(session, prediction):  # an album: each of its photos
             record_feedback(
                 session,

@@ -106,7 +106,7 @@ async def answer_photo(
         return
     prediction_id = await svc.db(lambda s: store_answer(s, user, result))
     verdict = result.answer.verdict
-    private = photo.chat.type == ChatType.PRIVATE and photo.chat_id == user.id
+    private = photo.chat_id == user.id  # the user's own chat with the bot
     sent = await photo.reply_html(
         replies.top5_answer(result.answer.top5, verdict, header=t(header) if header else None, t=t),
         reply_markup=feedback_keyboard(
