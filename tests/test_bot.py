@@ -221,7 +221,10 @@ def prediction_under(tg: FakeTelegram, message: dict) -> int:
 
 
 def species_buttons(tg: FakeTelegram, message: dict) -> list[str]:
-    return [b["text"] for row in tg.keyboard(message) for b in row][:-2]
+    """An answer's species buttons: one a row, above "None of these" | "Not a flower"."""
+    rows = tg.keyboard(message)
+    feedback_row = next(i for i, row in enumerate(rows) if len(row) == 2)
+    return [row[0]["text"] for row in rows[:feedback_row]]
 
 
 def sent_html(tg: FakeTelegram, message: dict) -> str:
