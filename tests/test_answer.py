@@ -13,7 +13,7 @@ import skimage
 from PIL import Image
 
 from model_training.abstention import MIN_PHOTO_SIDE, Verdict, VerdictRules
-from model_training.albums import Combine, combine
+from model_training.albums import Combine, Known, combine, combined
 from model_training.classifier import TOP_K, Answer, SpeciesScore
 from model_training.photos import INPUT_SIZE, decode_photo, read_photo
 
@@ -197,6 +197,26 @@ def test_mean_of_log_probabilities_favours_the_species_all_photos_agree_on() -> 
         assert combined.argmax() == 1
         assert combined.sum() == pytest.approx(1.0)
     assert combine(photos, Combine.MEAN) == pytest.approx([0.3, 0.45, 0.25])
+
+
+def test_two_agreeing_photos_are_judged_at_their_combined_confidence() -> None:
+    """Photos 60% and 80% sure of the same species, each just under the unknown-species cut,
+    whose score counts 50 x the log of the photo's confidence. Together they are 71% sure: at
+    that confidence the mean of their species scores passes the cut (+8.4 and -6.0 points), the
+    mean of their own scores does not. A photo that is no flower is left out of both."""
+    rules = VerdictRules(not_a_flower_below=0.0, unsure_below=0.5, unknown_species_below=-10.0)
+    photos = np.array([[0.6, 0.4], [0.8, 0.2], [0.1, 0.9]])
+    verdicts = [Verdict.UNKNOWN_SPECIES, Verdict.UNKNOWN_SPECIES, Verdict.NOT_A_FLOWER]
+    scores = (np.array([1.0, 1.0, -1.0]), np.array([-10.5, -10.5, 50.0]), np.array([500] * 3))
+    together, verdict, used = combined(rules, photos, verdicts, *scores, 50.0)
+    assert used == [0, 1]
+    assert together == pytest.approx(combine(photos[:2]))
+    assert together.max() == pytest.approx(0.71, abs=0.005)
+    assert verdict == Verdict.SURE
+    mean_of_own = combined(rules, photos, verdicts, *scores, 50.0, Known.MEAN)[1]
+    assert mean_of_own == Verdict.UNKNOWN_SPECIES
+    # Without an honesty model's confidence term the scores stay as they are.
+    assert combined(rules, photos, verdicts, *scores, 0.0)[1] == Verdict.UNKNOWN_SPECIES
 
 
 def test_an_unsure_answer_carries_its_group_in_json() -> None:
