@@ -36,15 +36,11 @@ DIRECTIONS = 256
 # 2% only 86% of the fitting half's non-flowers fell below it (cross-validated), with 4% 96% did
 # (the goal: at most 5% of flowers rejected, at least 95% of non-flowers).
 FLOWERS_REJECTED_WHEN_FITTING = 0.04
-# The goal keeps at least 75% of known species' photos "sure"; the unknown-species cut is set on
-# val to keep 80% (a margin for photos unlike val's), the rest of the budget catching unknowns.
-KNOWN_SURE_ON_VAL = 0.78
 # The species score adds this many times the log of the head's top-1 confidence: a photo near a
 # species mean that the head still hesitates over is more likely a look-alike we do not know. On
 # the simulated unknowns of bench/realworld.py --simulate, 25, 50 and 100 let 8.2%, 7.8% and 8.1%
 # through at 78% of val kept sure (the distance alone: 8.7%).
 CONFIDENCE_WEIGHT = 50.0
-MIN_KNOWN_CALLED_UNKNOWN = 0.02
 # Regularisation of the flower/non-flower model on standardised features, chosen on the fitting
 # half: at the cut above, cross-validated, C = 0.01 rejected 96.0% of its non-flowers, 0.1 94.7%,
 # 1 90.1%.
@@ -242,15 +238,3 @@ def fit_flower_model(
 
 def not_a_flower_cut(held_out_flower_scores: np.ndarray) -> float:
     return float(np.quantile(held_out_flower_scores, FLOWERS_REJECTED_WHEN_FITTING))
-
-
-def unknown_species_cut(
-    val_species_scores: np.ndarray, val_confident: np.ndarray, keep: float = KNOWN_SURE_ON_VAL
-) -> float:
-    """The highest cut that keeps `keep` (KNOWN_SURE_ON_VAL) of val's known flowers 'sure'
-    (confident and above the cut): the goal's budget of known photos not named is spent on
-    catching unknown species. If confidence alone leaves fewer, the cut takes
-    MIN_KNOWN_CALLED_UNKNOWN of them."""
-    confident = val_species_scores[val_confident]
-    share = 1 - keep * len(val_species_scores) / max(len(confident), 1)
-    return float(np.quantile(confident, max(share, MIN_KNOWN_CALLED_UNKNOWN)))

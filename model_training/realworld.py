@@ -1,6 +1,7 @@
 """Real-world photos next to the Oxford data: `flower_photos` (Flickr flowers, four known species
-and tulips, which Oxford 102 lacks), `nonflower` (ordinary photos of anything else) and
-`garden_photos` (Flickr photos of eight known species, with fixed fit and measure halves).
+and tulips, which Oxford 102 lacks), `nonflower` (ordinary photos of anything else),
+`garden_photos` (Flickr photos of eight known species, with fixed fit and measure halves) and
+`unknown_photos` (astilbe, a species outside the 102, with fixed halves).
 
 Both are read from `<data>/flower_photos` and `<data>/nonflower` (each with a labels.csv). Each
 folder is cut once into a fitting half and a measuring half by a seeded draw over the sorted file
@@ -22,9 +23,10 @@ from model_training.features import FeatureCache, cached_features
 FLOWER_PHOTOS = "flower_photos"
 NONFLOWER = "nonflower"
 GARDEN_PHOTOS = "garden_photos"
+UNKNOWN_PHOTOS = "unknown_photos"
 SPLIT_SEED = 13
 NONFLOWER_FOLDER = "nonflower"  # the "folder" of every nonflower photo
-UNKNOWN_CLASS = -1  # tulips: no Oxford species
+UNKNOWN_CLASS = -1  # tulips, astilbe: no Oxford species
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,22 @@ def read_garden(data: str | Path) -> RealWorld:
         files=[f"{GARDEN_PHOTOS}/{row['file']}" for row in rows],
         folders=np.array([row["folder"] for row in rows]),
         oxford_class=np.array([int(row["oxford_class"]) for row in rows], dtype=np.int64),
+        is_flower=np.ones(len(rows), dtype=bool),
+        fitting=np.array([row["half"] == "fit" for row in rows]),
+        encoded=[(folder / row["file"]).read_bytes() for row in rows],
+    )
+
+
+def read_unknown(data: str | Path) -> RealWorld:
+    """unknown_photos under `data`: a species outside the 102 (astilbe), one folder per species,
+    in labels.csv order; its own `half` column cuts the halves."""
+    folder = Path(data) / UNKNOWN_PHOTOS
+    with (folder / "labels.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return RealWorld(
+        files=[f"{UNKNOWN_PHOTOS}/{row['file']}" for row in rows],
+        folders=np.array([row["species"] for row in rows]),
+        oxford_class=np.full(len(rows), UNKNOWN_CLASS, dtype=np.int64),
         is_flower=np.ones(len(rows), dtype=bool),
         fitting=np.array([row["half"] == "fit" for row in rows]),
         encoded=[(folder / row["file"]).read_bytes() for row in rows],

@@ -18,15 +18,23 @@ from model_training.abstention import (
     unsure_cut,
 )
 from model_training.artifact import BaseRows, Metadata, ModelArtifact
+from model_training.cuts import (
+    LEAVE_OUT_FOLDS,
+    Evidence,
+    LeaveOutFold,
+    Scored,
+    choose_cuts,
+    leave_out_folds,
+)
 from model_training.data import PhotoSet, read_split
 from model_training.evaluate import classification_metrics
 from model_training.features import FeatureCache, split_features
 from model_training.heldout import heldout_ids
 from model_training.honesty import (
     HonestyModel,
+    SpeciesSpace,
     fit_flower_model,
     fit_species_space,
-    unknown_species_cut,
 )
 from model_training.honesty import not_a_flower_cut as flower_log_odds_cut
 from model_training.model import FEATURE_DIM, head_probabilities
@@ -34,8 +42,11 @@ from model_training.realworld import (
     FLOWER_PHOTOS,
     GARDEN_PHOTOS,
     NONFLOWER,
+    UNKNOWN_CLASS,
+    UNKNOWN_PHOTOS,
     read_garden,
     read_realworld,
+    read_unknown,
 )
 from model_training.train import Recipe, RowRecipe, fit_rows, train_head
 from model_training.views import view_positions
@@ -179,6 +190,7 @@ class ProductRows:
     calibration: Rows  # val and the real-world calibration half: the cuts
     everything: Rows  # the served head's rows
     heldout: Rows  # the base held-out set: never trained on
+    realworld_calibration: Rows  # the real-world calibration half alone (within calibration)
 
     def without(self, species: np.ndarray) -> ProductRows:
         """The same rows without `species`, the others' labels renumbered in order."""
@@ -238,6 +250,7 @@ def product_rows(
         calibration=val + garden[calibrating],
         everything=fit + val + garden,
         heldout=test[held],
+        realworld_calibration=garden[calibrating],
     )
     return rows, splits, fingerprint
 
@@ -245,6 +258,7 @@ def product_rows(
 @dataclass
 class FittedProduct:
     head: keras.Model
+    early: keras.Model  # fitted on the fitting rows alone: scores what the cuts are chosen on
     epochs: int
     history: dict[str, list[float]]
     calibration_probabilities: np.ndarray  # the early-stopped head's, never trained on them
@@ -268,7 +282,7 @@ def fit_product(
     calibration_probabilities = head_probabilities(early, rows.calibration.x)
     unsure_below = unsure_cut(calibration_probabilities, rows.calibration.y)
     head, _ = fit_rows(n_classes, rows.everything.means(), recipe, epochs, seed)
-    return FittedProduct(head, epochs, history, calibration_probabilities, unsure_below)
+    return FittedProduct(head, early, epochs, history, calibration_probabilities, unsure_below)
 
 
 def train_product(
@@ -292,14 +306,15 @@ def train_product(
     names = splits["train"].class_names
     n_classes = len(names)
     fitted = fit_product(rows, n_classes, recipe, seed)
-    honesty, honesty_thresholds = fit_honesty(
-        rows,
-        fitted.calibration_probabilities.max(axis=1),
-        fitted.unsure_below,
-        n_classes,
-        (cache, recipe.serve_views),
-        folder,
-    )
+    real = (cache, recipe.serve_views, folder)
+    honesty, thresholds = fit_honesty(rows, n_classes, real)
+    cut_choice = None
+    if honesty is None:
+        thresholds["unsure_below"] = fitted.unsure_below
+    else:
+        cut_choice = choose_cuts(honesty_evidence(rows, fitted, n_classes, recipe, seed, real))
+        thresholds["unsure_below"] = cut_choice.unsure_below
+        thresholds["unknown_species_below"] = cut_choice.unknown_species_below
     report = classification_metrics(
         head_probabilities(fitted.head, rows.heldout.x), rows.heldout.y, names
     )
@@ -316,14 +331,11 @@ def train_product(
             "val_accuracy_early_stopping": max(fitted.history["val_accuracy"]),
             "heldout_photos": n_held,
             **{f"heldout_{k}": report[k] for k in ("top1", "top5", "macro_f1", "ece")},
+            **({"cut_choice": cut_choice.as_dict()} if cut_choice else {}),
             "train_seconds": round(time.perf_counter() - started, 1),
         },
         history=fitted.history,
-        thresholds={
-            **honesty_thresholds,
-            "unsure_below": fitted.unsure_below,
-            "min_photo_side": MIN_PHOTO_SIDE,
-        },
+        thresholds={**thresholds, "min_photo_side": MIN_PHOTO_SIDE},
     )
     everything = rows.everything
     base = BaseRows(
@@ -335,25 +347,18 @@ def train_product(
 
 def fit_honesty(
     rows: ProductRows,
-    calibration_confidences: np.ndarray,  # the early-stopped head's top-1 on the calibration rows
-    unsure_below: float,
     n_classes: int,
-    features: tuple[FeatureCache, tuple[str, ...]],
-    realworld: str | Path,
+    real: tuple[FeatureCache, tuple[str, ...], Path],
 ) -> tuple[HonestyModel | None, dict[str, float]]:
-    """The honesty model and its cuts; (None, the centroid cut) without real-world photos.
-
-    Each cut comes from scores of photos the scoring model was not fitted on: the species cut
-    from the calibration rows under means and covariance of the fitting rows, the flower cut from
-    cross-validated log-odds of the real-world fitting halves. Served: both refitted on
-    everything.
-    """
-    folder = Path(realworld)
+    """The honesty model and the "not a flower" cut; (None, the centroid cut) without
+    real-world photos. The cut comes from cross-validated log-odds of the real-world fitting
+    halves; the served model is fitted on everything."""
+    cache, views, folder = real
     if not (folder / FLOWER_PHOTOS).is_dir() or not (folder / NONFLOWER).is_dir():
         centroids = class_centroids(rows.fit.x, rows.fit.y, n_classes)
         return None, {"not_a_flower_below": not_a_flower_cut(flower_scores(rows.val.x, centroids))}
     photos = read_realworld(folder).fitting_half()
-    real_x = mean_rows(photos.features(features[1], features[0]))
+    real_x = mean_rows(photos.features(views, cache))
     # Groups weigh the same in total: the training flowers (Oxford's and garden_photos'),
     # flower_photos' flowers, non-flowers. The cut comes from flower_photos alone: other
     # photographers' photos than any training row.
@@ -363,21 +368,74 @@ def fit_honesty(
     rows_x = np.concatenate([trained_x, real_x])
     weights, bias, held_out = fit_flower_model(rows_x, is_flower, group)
     space = fit_species_space(*rows.everything.means()[:2], n_classes)
-    thresholds = {
-        "not_a_flower_below": flower_log_odds_cut(held_out[group == 1]),
-        "unknown_species_below": calibrated_species_cut(
-            rows, calibration_confidences, unsure_below, n_classes
-        ),
+    cut = flower_log_odds_cut(held_out[group == 1])
+    return HonestyModel.of(weights.astype(np.float32), bias, space), {"not_a_flower_below": cut}
+
+
+def scored(
+    head: keras.Model, space: SpeciesSpace, features: np.ndarray, labels: np.ndarray | None
+) -> Scored:
+    """(photos, views, dim) features as a head and species space answer them."""
+    probabilities = head_probabilities(head, features)
+    confidence = probabilities.max(axis=1)
+    right = None if labels is None else probabilities.argmax(axis=1) == labels
+    return Scored(confidence, space.scores(mean_rows(features), confidence), right)
+
+
+def honesty_evidence(
+    rows: ProductRows,
+    fitted: FittedProduct,
+    n_classes: int,
+    recipe: RowRecipe,
+    seed: int,
+    real: tuple[FeatureCache, tuple[str, ...], Path],
+    folds: int = LEAVE_OUT_FOLDS,
+) -> Evidence:
+    """What the cuts are chosen on (model_training/cuts.py), each scored by a head and species
+    space that never trained on it: the early-stopped head and the fitting rows' space for the
+    calibration rows and the real-world fitting halves; per leave-out fold, a head and space
+    fitted without the fold's species (and their real-world rows) for every photo of them."""
+    cache, views, folder = real
+    space = fit_species_space(*rows.fit.means()[:2], n_classes)
+    known = {
+        GARDEN_PHOTOS: scored(
+            fitted.early, space, rows.realworld_calibration.x, rows.realworld_calibration.y
+        )
     }
-    return HonestyModel.of(weights.astype(np.float32), bias, space), thresholds
-
-
-def calibrated_species_cut(
-    rows: ProductRows, calibration_confidences: np.ndarray, unsure_below: float, n_classes: int
-) -> float:
-    """The unknown-species cut: calibration photos scored in the species space of the fitting
-    rows (which never held them), cut to keep KNOWN_SURE_ON_VAL of them sure."""
-    scores = fit_species_space(*rows.fit.means()[:2], n_classes).scores(
-        mean_rows(rows.calibration.x), calibration_confidences
+    unknown = {}
+    photos = read_realworld(folder).fitting_half()
+    flowers = photos.subset(photos.is_flower)
+    x = flowers.features(views, cache)
+    named = flowers.oxford_class != UNKNOWN_CLASS
+    known[FLOWER_PHOTOS] = scored(fitted.early, space, x[named], flowers.oxford_class[named])
+    unknown["tulips"] = scored(fitted.early, space, x[~named], None)
+    if (folder / UNKNOWN_PHOTOS).is_dir():
+        astilbe = read_unknown(folder).fitting_half()
+        unknown["astilbe"] = scored(fitted.early, space, astilbe.features(views, cache), None)
+    return Evidence(
+        calibration=scored(fitted.early, space, rows.calibration.x, rows.calibration.y),
+        known=known,
+        unknown=unknown,
+        folds=[
+            leave_out_fold(rows, species, recipe, fitted.epochs, seed)
+            for species in leave_out_folds(
+                n_classes, np.unique(rows.realworld_calibration.y), folds
+            )
+        ],
     )
-    return unknown_species_cut(scores, calibration_confidences >= unsure_below)
+
+
+def leave_out_fold(
+    rows: ProductRows, species: np.ndarray, recipe: RowRecipe, epochs: int, seed: int
+) -> LeaveOutFold:
+    """A head (the product's epochs) and species space fitted without `species`: its own
+    calibration photos, and every photo of the left-out species that the product trains on."""
+    known = rows.without(species)
+    n_known = int(known.everything.y.max()) + 1
+    head, _ = fit_rows(n_known, known.fit.means(), recipe, epochs, seed)
+    space = fit_species_space(*known.fit.means()[:2], n_known)
+    gone = rows.everything[np.isin(rows.everything.y, species)]
+    return LeaveOutFold(
+        known=scored(head, space, known.calibration.x, known.calibration.y),
+        unknown=scored(head, space, gone.x, None),
+    )

@@ -233,28 +233,3 @@ def test_a_retrained_candidate_keeps_the_honesty_model_and_its_cuts(tmp_path) ->
     np.testing.assert_array_equal(kept.honesty.whitening, honesty.whitening)
     np.testing.assert_array_equal(kept.honesty.flower_weights, honesty.flower_weights)
 
-
-def test_the_unknown_species_cut_keeps_the_goals_share_of_val_sure() -> None:
-    from model_training.honesty import KNOWN_SURE_ON_VAL, unknown_species_cut
-
-    scores = np.random.default_rng(5).normal(size=1000)
-    confident = np.arange(1000) % 10 != 0  # the head is confident on 90%
-    cut = unknown_species_cut(scores, confident)
-    assert ((scores >= cut) & confident).mean() == pytest.approx(KNOWN_SURE_ON_VAL, abs=0.002)
-    # Confidence alone already below the share: only the minimum goes to "unknown species".
-    few = np.arange(1000) % 2 == 0
-    assert ((scores >= unknown_species_cut(scores, few)) & few).sum() == pytest.approx(490, abs=2)
-
-
-def test_the_unknown_species_cut_keeps_the_share_it_is_asked_for() -> None:
-    """bench/realworld.py compares scores at other shares of val kept 'sure' than the shipped."""
-    from model_training.honesty import KNOWN_SURE_ON_VAL, unknown_species_cut
-
-    scores = np.random.default_rng(6).normal(size=2000)
-    confident = np.arange(2000) % 10 != 0
-    for keep in (0.70, 0.78, 0.85):
-        cut = unknown_species_cut(scores, confident, keep)
-        assert ((scores >= cut) & confident).mean() == pytest.approx(keep, abs=0.002)
-    assert unknown_species_cut(scores, confident) == unknown_species_cut(
-        scores, confident, KNOWN_SURE_ON_VAL
-    )
