@@ -109,7 +109,7 @@ def main() -> None:
     not_sure = verdicts == Verdict.NOT_SURE
     right = probs.argmax(axis=1) == test.labels
 
-    print("| threshold (chosen on val at training time) | value |\n|---|---:|")
+    print("| threshold (chosen at training time) | value |\n|---|---:|")
     print(f"| not a flower: flower score below | {rules.not_a_flower_below:.3f} |")
     print(f"| unknown species: species score below | {rules.unknown_species_below:.2f} |")
     print(f"| not sure: top-1 confidence below | {rules.unsure_below:.3f} |")
