@@ -231,8 +231,8 @@ def leave_species_out(
         f"with its cuts chosen on {inner} inner folds:\n"
     )
     print(
-        "| fold | left out | cuts (not sure, unknown share) | known sure | right of sure "
-        "| left-out sure | of them naming a species with real-world rows |"
+        "| fold | left out | cuts (not sure, unknown share), goals met | known sure "
+        "| right of sure | left-out sure | of them naming a species with real-world rows |"
     )
     print("|---|---|---|---:|---:|---:|---:|")
     shares = []
@@ -273,7 +273,8 @@ def leave_species_out(
         pull = (gone_sure & pulled).sum() / max(gone_sure.sum(), 1)
         print(
             f"| {k + 1} | {', '.join(names[i] for i in species)} "
-            f"| {choice.unsure_below:.2f}, {choice.unknown_share:.0%} | {sure.mean():.1%} "
+            f"| {choice.unsure_below:.2f}, {choice.unknown_share:.0%}, "
+            f"{'yes' if choice.goals_met else 'no'} | {sure.mean():.1%} "
             f"| {right[sure].mean():.1%} | {gone_sure.mean():.1%} ({len(gone_sure)}) "
             f"| {pull:.0%} |"
         )
