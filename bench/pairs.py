@@ -211,7 +211,7 @@ def main() -> None:
     goals(rows)
     print(
         "\nPairs are photos of different plants of one species: an estimate of a second photo "
-        "of the same plant (the issue's lower bound; see the module's docstring)."
+        "of the same plant (meant as a lower bound; see the module's docstring)."
     )
     print(
         f"\nA pair's species score (sure and right / sure and wrong of pairs; served: "
