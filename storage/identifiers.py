@@ -195,6 +195,16 @@ def held_by(
     return request if mine else None
 
 
+def claim_of(session: Session, identifier_id: int) -> IdentificationRequest | None:
+    """The waiting photo this identifier holds (claim_next hands one at a time), if any."""
+    return session.scalar(
+        select(IdentificationRequest).where(
+            IdentificationRequest.claimed_by == identifier_id,
+            IdentificationRequest.confirmed_at.is_(None),
+        )
+    )
+
+
 def record_identification(
     session: Session,
     request_id: int,

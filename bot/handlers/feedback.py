@@ -21,32 +21,28 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot import callbacks, replies
-from bot.callbacks import NONE_OF_THESE, NOT_A_FLOWER, Source
-from bot.handlers import services, translator_for
+from bot.callbacks import ASK_IDENTIFIERS, NONE_OF_THESE, NOT_A_FLOWER, Source
+from bot.config import Settings
+from bot.handlers import identify, services, translator_for
+from bot.handlers.identify import ask_identifier
+from bot.handlers.naming import offer_names
 from bot.i18n import ENGLISH, Translator
-from bot.species import (
-    MAX_NEW_NAME,
-    closest_key,
-    display_new_name,
-    known_as,
-    match_species,
-    new_species_key,
-)
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
 from storage import (
+    Name,
     NewSpecies,
-    add_new_species,
+    Prediction,
     album_of,
     allow_naming,
     answered_together,
     approve_when_enough,
     ask,
     close_question,
+    confirmed_name,
     ensure_user,
     may_name,
     new_species_by_key,
-    open_new_species,
     pending_question,
     prediction_by_id,
     record_feedback,
@@ -63,9 +59,13 @@ QUESTION_EXPIRES = timedelta(hours=1)
 
 
 def feedback_keyboard(
-    prediction_id: int, top5: list[SpeciesScore], t: Translator = ENGLISH
+    prediction_id: int,
+    top5: list[SpeciesScore],
+    t: Translator = ENGLISH,
+    ask_identifiers: bool = False,
 ) -> InlineKeyboardMarkup:
-    """One button per proposed species, then "none of these" and "not a flower"."""
+    """One button per proposed species, then "none of these" and "not a flower"; under an
+    unsure answer of a single photo, "ask an identifier" (see offers_identifiers)."""
     rows = [
         [
             InlineKeyboardButton(
@@ -87,7 +87,16 @@ def feedback_keyboard(
             ),
         ]
     )
+    if ask_identifiers:
+        data = callbacks.encode(Source.ANSWER, prediction_id, ASK_IDENTIFIERS)
+        rows.append([InlineKeyboardButton(t(replies.ASK_IDENTIFIER_BUTTON), callback_data=data)])
     return InlineKeyboardMarkup(rows)
+
+
+def offers_identifiers(settings: Settings, verdict: Verdict) -> bool:
+    """Whether an answer offers "ask an identifier": unsure of the species, and someone to ask."""
+    unsure = verdict in (Verdict.NOT_SURE, Verdict.UNKNOWN_SPECIES)
+    return unsure and bool(settings.identifier_ids or settings.admin_ids)
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,15 @@ class Recorded:
     top5: list[SpeciesScore]
     verdict: Verdict
     header: str | None = None  # an album's answer: how many photos, which were left out
+    ask_identifiers: bool = False  # the answer offers "ask an identifier"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A tap contradicting the name identifiers confirmed for the photo: not recorded. The
+    confirmed name stands (docs/identifiers.md); the user is told which it is."""
+
+    name: str
 
 
 async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -110,6 +128,9 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         return
     if not belongs:  # forged, or from another message: nothing is recorded
         await query.answer(t(replies.NOT_THIS_ANSWER), show_alert=True)
+        return
+    if tap.choice == ASK_IDENTIFIERS:
+        await ask_identifier(update, context, tap.prediction_id, t)
         return
     if tap.choice == NONE_OF_THESE:
         user = update.effective_user
@@ -131,6 +152,9 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     if recorded is None:
         await query.answer(t(replies.GONE), show_alert=True)
         return
+    if isinstance(recorded, Settled):
+        await query.answer(t(replies.NAME_SETTLED).format(name=recorded.name), show_alert=True)
+        return
     await query.answer(t(replies.THANKS_SHORT))
     if tap.source == Source.TYPED_NAME:
         await query.edit_message_text(t(replies.THANKS).format(what=recorded.what))
@@ -142,7 +166,9 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
                 recorded.top5, recorded.verdict, recorded.what, recorded.header, t=t
             ),
             parse_mode=ParseMode.HTML,
-            reply_markup=feedback_keyboard(tap.prediction_id, recorded.top5, t),
+            reply_markup=feedback_keyboard(
+                tap.prediction_id, recorded.top5, t, recorded.ask_identifiers
+            ),
         )
     except BadRequest as err:  # the same button tapped twice: nothing to change
         if "not modified" not in str(err).lower():
@@ -183,62 +209,26 @@ async def _belongs(
 
 
 async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """After "none of these": match the typed name and confirm it with buttons. A name that is
-    not exactly a known species can also be recorded as a new species (typing "tulip" finds
-    "siam tulip", which is no tulip)."""
+    """After "none of these": match the typed name and confirm it with buttons (after "another
+    species", an identifier's name: bot/handlers/identify.py)."""
     svc = services(context)
     user_id = update.effective_user.id
-    message = update.effective_message
     t = await translator_for(update, context)
     question = await svc.db(lambda s: pending_question(s, user_id, datetime.now(UTC)))
+    if question is not None and question.kind == identify.NAME_QUESTION:
+        await identify.typed_name(update, context, t)
+        return
     if question is None or question.kind != NAME_QUESTION:
-        await message.reply_text(t(replies.SEND_A_PHOTO))
+        await update.effective_message.reply_text(t(replies.SEND_A_PHOTO))
         return
     prediction_id = question.prediction_id
-    names = svc.species
-    matches = match_species(message.text, names)
-    exact = len(matches) == 1 and known_as(message.text, names[matches[0]])
-    rows = [
-        [
-            InlineKeyboardButton(
-                t.species(names[i]),
-                callback_data=callbacks.encode(Source.TYPED_NAME, prediction_id, i),
-            )
-        ]
-        for i in matches
-    ]
-    key = new_species_key(message.text)
-    if exact:
-        await svc.db(lambda s: close_question(s, user_id))
-    elif key is None:
-        await message.reply_text(t(replies.NAME_UNUSABLE).format(limit=MAX_NEW_NAME))
-        return
-    else:
-        # The question stays open: the user may type the name again instead.
-        species_id, name = await svc.db(lambda s: new_species_for(s, key))
-        callback_data = callbacks.encode(Source.NEW_SPECIES, prediction_id, species_id)
-        new = InlineKeyboardButton(
-            t(replies.NEW_SPECIES_BUTTON).format(name=name), callback_data=callback_data
-        )
-        rows.append([new])
-        if not matches:
-            typed = message.text[:MAX_NEW_NAME]
-            text = t(replies.NEW_SPECIES_OFFER).format(typed=typed, name=name)
-            await message.reply_text(text, reply_markup=InlineKeyboardMarkup(rows))
-            return
-    await message.reply_text(t(replies.CONFIRM_NAME), reply_markup=InlineKeyboardMarkup(rows))
-
-
-def new_species_for(session: Session, key: str) -> tuple[int, str]:
-    """The new species under `key`, or under a near-identical spelling others used ("Tulips",
-    "tulp" -> "Tulip"), or a new candidate: (id, name)."""
-    species = new_species_by_key(session, key)
-    if species is None:
-        known = closest_key(key, [s.key for s in open_new_species(session)])
-        species = new_species_by_key(session, known) if known else None
-    if species is None:
-        species = add_new_species(session, key, display_new_name(key))
-    return species.id, species.name
+    await offer_names(
+        update,
+        context,
+        t,
+        known=lambda index: callbacks.encode(Source.TYPED_NAME, prediction_id, index),
+        new=lambda species_id: callbacks.encode(Source.NEW_SPECIES, prediction_id, species_id),
+    )
 
 
 async def _record_new_species(
@@ -253,12 +243,17 @@ async def _record_new_species(
     user = update.effective_user
     settings = services(context).settings
 
-    def work(session: Session) -> str | None:
+    def work(session: Session) -> str | Settled | None:
         prediction = prediction_by_id(session, prediction_id)
         species = session.get(NewSpecies, species_id)
         if prediction is None or species is None:
             return None
         species = new_species_by_key(session, species.key)  # merged meanwhile: the one it joined
+        settled = _settled(
+            session, prediction, Name(new_species_id=species.id, species=species.name), t
+        )
+        if settled is not None:
+            return settled
         ensure_user(session, user.id, user.username, user.first_name)
         for answered in answered_together(session, prediction):
             record_feedback(
@@ -279,6 +274,9 @@ async def _record_new_species(
     if name is None:
         await query.answer(t(replies.GONE), show_alert=True)
         return
+    if isinstance(name, Settled):
+        await query.answer(t(replies.NAME_SETTLED).format(name=name.name), show_alert=True)
+        return
     await query.answer(t(replies.THANKS_SHORT))
     await query.edit_message_text(t(replies.NEW_SPECIES_THANKS).format(name=name))
 
@@ -289,19 +287,24 @@ async def _record(
     prediction_id: int,
     species_index: int | None,
     t: Translator,
-) -> Recorded | None:
+) -> Recorded | Settled | None:
     """Commit the feedback (before anyone is thanked); None when the photo is gone or the
     button names no species of the serving model."""
     user = update.effective_user
+    settings = services(context).settings
     names = services(context).species
     if species_index is not None and species_index >= len(names):
         return None
     species = names[species_index] if species_index is not None else None
 
-    def work(session: Session) -> Recorded | None:
+    def work(session: Session) -> Recorded | Settled | None:
         prediction = prediction_by_id(session, prediction_id)
         if prediction is None:
             return None
+        said = Name(not_a_flower=True) if species is None else Name(species_index, species)
+        settled = _settled(session, prediction, said, t)
+        if settled is not None:
+            return settled
         ensure_user(session, user.id, user.username, user.first_name)
         for answered in answered_together(session, prediction):  # an album: each of its photos
             record_feedback(
@@ -325,11 +328,23 @@ async def _record(
                 verdict=Verdict(album.verdict),
                 header=replies.album_header(used, album.left_out, t),
             )
+        # Answers stored before verdicts were kept named a species.
+        verdict = Verdict(prediction.verdict or Verdict.SURE)
         return Recorded(
             what=what,
             top5=[SpeciesScore(**score) for score in prediction.top5],
-            # Answers stored before verdicts were kept named a species.
-            verdict=Verdict(prediction.verdict or Verdict.SURE),
+            verdict=verdict,
+            ask_identifiers=offers_identifiers(settings, verdict),
         )
 
     return await services(context).db(work)
+
+
+def _settled(session: Session, prediction: Prediction, said: Name, t: Translator) -> Settled | None:
+    """Identifiers confirmed another name for the photo: that one stands (Settled)."""
+    confirmed = confirmed_name(session, prediction.photo_id)
+    if confirmed is None or confirmed.key == said.key:
+        return None
+    if confirmed.not_a_flower:
+        return Settled(t("not a flower"))
+    return Settled(t.species(confirmed.species or ""))

@@ -22,7 +22,7 @@ from bot.handlers.answering import (
     store_answer,
     store_prediction,
 )
-from bot.handlers.feedback import feedback_keyboard
+from bot.handlers.feedback import feedback_keyboard, offers_identifiers
 from storage import last_photo
 
 
@@ -92,7 +92,12 @@ async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEF
     prediction_id = await svc.db(lambda s: store_answer(s, user, result))
     sent = await photo.reply_html(
         replies.top5_answer(result.answer.top5, result.answer.verdict, t=t),
-        reply_markup=feedback_keyboard(prediction_id, result.answer.top5, t),
+        reply_markup=feedback_keyboard(
+            prediction_id,
+            result.answer.top5,
+            t,
+            offers_identifiers(svc.settings, result.answer.verdict),
+        ),
         do_quote=True,
     )
     await remember_answer(context, prediction_id, sent)
@@ -114,6 +119,8 @@ async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE)
     prediction_id = await svc.db(lambda s: store_prediction(s, stored.id, answer, latency_ms))
     sent = await update.effective_message.reply_html(
         replies.top5_answer(answer.top5, answer.verdict, t=t),
-        reply_markup=feedback_keyboard(prediction_id, answer.top5, t),
+        reply_markup=feedback_keyboard(
+            prediction_id, answer.top5, t, offers_identifiers(svc.settings, answer.verdict)
+        ),
     )
     await remember_answer(context, prediction_id, sent)
