@@ -251,3 +251,19 @@ async def test_a_typed_name_with_markup_is_a_new_species(tg, bot, db, unsure_pho
     assert told["text"] == "🔎 Identifiers have named your photo: Wild tulip co."
     assert "&lt;" not in sent_html(tg, told) and "<tulip>" not in sent_html(tg, told)
     assert said["text"] == "Thanks! Recorded: Wild tulip co."
+
+
+async def test_one_trusted_identifier_confirms_alone_when_set(tg, db, handled, unsure_photos):
+    app = await running(identifying(tg, db, identifier_alone_confirms=True), handled)
+    try:
+        await asked(tg, ALICE, unsure_photos[0])
+        mark = tg.mark()
+        await identify_as(tg, CARA, await handed_photo(tg, CARA), "Not a flower")
+        told = await reply_to(tg, ALICE, mark)
+        assert told["text"] == "🔎 Identifiers say your photo does not show a flower."
+        # An admin is an identifier, but not one whose word alone is enough.
+        assert (
+            await command(tg, ADMIN, "identify") == "No photos are waiting for you now. Thank you!"
+        )
+    finally:
+        await stopped(app)
