@@ -153,23 +153,28 @@ async def test_forged_taps_record_nothing(tg, bot, db, handled, unsure_photos):
     await asked(tg, ALICE, unsure_photos[0])
     bob_answer, _ = await asked(tg, BOB, unsure_photos[1])
     await asked(tg, EVE, unsure_photos[2])  # Eve is an identifier too
-    handed = await handed_photo(tg, CARA)  # Alice's: the oldest
     ids = in_db(db, lambda s: s.scalars(select(IdentificationRequest.id).order_by("id")).all())
+    alices, eves = ids[0], ids[2]
+    handed = await handed_photo(tg, CARA)
     first = callbacks.parse_identify(tg.keyboard(handed)[0][0]["callback_data"])
-    assert first.request_id == ids[0]
+    another = next(request_id for request_id in ids if request_id != first.request_id)
     refused = "This button does not belong to this answer"
     # Another queue entry's id, from her own message.
-    query = await forged(tg, handled, handed, callbacks.encode_identify(ids[1], first.choice), CARA)
+    query = await forged(
+        tg, handled, handed, callbacks.encode_identify(another, first.choice), CARA
+    )
     assert alert(tg, query) == (refused, True)
     # A user who is no identifier, from a message in his own chat.
-    data = callbacks.encode_identify(ids[0], first.choice)
+    data = callbacks.encode_identify(alices, first.choice)
     query = await forged(tg, handled, bob_answer, data, BOB)
     assert alert(tg, query) == ("Sorry, that is only for the bot's identifiers.", True)
     assert "only for the bot's identifiers" in await command(tg, BOB, "identify")
-    # Eve, through /identify, is never handed her own photo, and cannot name it by its id.
-    eves = await handed_photo(tg, EVE)
-    assert callbacks.parse_identify(tg.keyboard(eves)[0][0]["callback_data"]).request_id == ids[1]
-    query = await forged(tg, handled, eves, callbacks.encode_identify(ids[2], first.choice), EVE)
+    # Eve, through /identify, is handed neither her own photo nor the one Cara holds, and
+    # cannot name her own by its id.
+    theirs = await handed_photo(tg, EVE)
+    tapped = callbacks.parse_identify(tg.keyboard(theirs)[0][0]["callback_data"])
+    assert tapped.request_id not in (eves, first.request_id)
+    query = await forged(tg, handled, theirs, callbacks.encode_identify(eves, first.choice), EVE)
     assert alert(tg, query) == ("You cannot name your own photo here.", True)
     assert queue_rows(db) == (3, 0)
     assert feedback_rows(db) == []

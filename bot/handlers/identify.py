@@ -1,7 +1,7 @@
 """Asking an identifier: "🔎 Ask an identifier" under an unsure answer queues its photo; /identify
 hands identifiers (IDENTIFIER_IDS, the admins, optionally users whose labels agreed with enough
-confirmed names) the next waiting photo with the model's top-5 as buttons. When identifiers
-agree the photographer is told, in a reply to their photo (docs/identifiers.md).
+confirmed names) the waiting photo the model was least sure of, with its top-5 as buttons. When
+identifiers agree the photographer is told, in a reply to their photo (docs/identifiers.md).
 
 The queue lives in the database (storage/identifiers.py): every bot process shares it and a
 restart loses nothing. A tap counts only from the identifier the photo is handed to, from the
@@ -48,9 +48,9 @@ from storage import (
 )
 
 log = logging.getLogger(__name__)
-# Oldest first: least sure first gained no more probe top-1 than random at the same budget
-# (bench/active_learning.py, docs/identifiers.md).
-QUEUE_ORDER = QueueOrder.OLDEST
+# Least sure first: at the same budget of identifications, those photos taught the model more
+# than photos taken at random (bench/active_learning.py, docs/identifiers.md).
+QUEUE_ORDER = QueueOrder.LEAST_SURE
 # "Another species": the identifier's typed name is a question in the database, as the
 # photographer's is (bot/handlers/feedback.py), open as long as their claim.
 NAME_QUESTION = "identifier_name"
