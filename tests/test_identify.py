@@ -26,6 +26,7 @@ from test_bot import (
     ADMIN,
     ALICE,
     BOB,
+    GROUP,
     Handled,
     command,
     count,
@@ -270,5 +271,33 @@ async def test_one_trusted_identifier_confirms_alone_when_set(tg, db, handled, u
         assert (
             await command(tg, ADMIN, "identify") == "No photos are waiting for you now. Thank you!"
         )
+    finally:
+        await stopped(app)
+
+
+async def test_in_a_group_only_the_photographer_asks_and_agreeing_users_become_identifiers(
+    tg, db, handled, unsure_photos
+):
+    """IDENTIFIER_MIN_AGREED=1: Bob named Alice's group photo before the identifiers agreed with
+    him, so he may /identify from then on. The name is posted in the group, in reply to it."""
+    app = await running(identifying(tg, db, identifier_min_agreed=1), handled)
+    try:
+        mark = tg.mark()
+        photo = tg.user_photo(GROUP, unsure_photos[0], caption="/top5", user_id=ALICE)
+        answer = await reply_to(tg, GROUP, mark)
+        query = await pressed(tg, handled, answer, ASK, BOB)
+        assert alert(tg, query) == ("Only the person who sent this photo can ask about it.", True)
+        assert "only for the bot's identifiers" in await command(tg, BOB, "identify")
+        await ask_an_identifier(tg, ALICE, answer)
+        handed = await handed_photo(tg, CARA)
+        chosen = buttons(tg, handed)[2]
+        await pressed(tg, handled, answer, chosen, BOB)  # Bob's label, in the group
+        await identify_as(tg, CARA, handed, chosen)
+        mark = tg.mark()
+        await identify_as(tg, DAN, await handed_photo(tg, DAN), chosen)
+        told = await reply_to(tg, GROUP, mark)
+        assert told["text"] == f"🔎 Identifiers have named your photo: {chosen}."
+        assert told["reply_to_message"]["message_id"] == photo["message_id"]
+        assert await command(tg, BOB, "identify") == "No photos are waiting for you now. Thank you!"
     finally:
         await stopped(app)

@@ -43,6 +43,7 @@ from storage import (
     handed_as,
     held_by,
     new_species_by_key,
+    pending_question,
     record_identification,
     waiting_for,
 )
@@ -264,7 +265,9 @@ async def _record(
         ensure_user(session, user.id, user.username, user.first_name)
         now = datetime.now(UTC)
         result = record_identification(session, request_id, user.id, message_id, name, now, alone)
-        close_question(session, user.id)
+        question = pending_question(session, user.id, now)
+        if question is not None and question.kind == NAME_QUESTION:  # answered by a button
+            close_question(session, user.id)
         confirmed = None
         if result.outcome == Outcome.CONFIRMED and result.request is not None:
             photo = result.request.photo
