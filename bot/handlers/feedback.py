@@ -5,7 +5,9 @@ that prediction, so /stats credits the model version that gave the answer the us
 Telegram does not check a button's data against the message it comes from, so a tap counts only
 from the answer message stored with its prediction (anyone in a group may label the group's
 photos there), and the typed-name and new-species buttons only in the private chat of a user who
-tapped "None of these" under that answer.
+tapped "None of these" under that answer. Under an unsure answer, "Ask an identifier" hands the
+photo to bot/handlers/identify.py; once identifiers confirmed a name, a tap naming anything else
+records nothing (Settled).
 """
 
 from __future__ import annotations
