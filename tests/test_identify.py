@@ -140,6 +140,8 @@ async def test_asked_named_by_two_identifiers_told_and_learnt(
         return [(e.photo_id == photo_id, e.user_id) for e in labelled_examples(session)]
 
     assert in_db(db, labels) == [(True, CARA)]  # the next retraining's rows
+    again = await ask_an_identifier(tg, ALICE, answer)  # asked again: the name again
+    assert again["text"] == told["text"]
     assert "1 named" in await command(tg, ADMIN, "stats")
 
     # Her own later tap of another name does not overwrite the confirmed one.

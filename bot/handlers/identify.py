@@ -29,6 +29,7 @@ from bot.handlers import services, translator_for
 from bot.handlers.naming import offer_names
 from bot.i18n import Translator, translator
 from storage import (
+    IdentificationRequest,
     Name,
     NewSpecies,
     Outcome,
@@ -73,15 +74,19 @@ async def ask_identifier(
     query = update.callback_query
     user = update.effective_user
 
-    def work(session: Session) -> bool:
+    def work(session: Session) -> IdentificationRequest | None:
         ensure_user(session, user.id, user.username, user.first_name)
         now = datetime.now(UTC)
-        return ask_identifiers(session, prediction_id, user.id, t.language, now) is not None
+        return ask_identifiers(session, prediction_id, user.id, t.language, now)
 
-    if not await services(context).db(work):
+    request = await services(context).db(work)
+    if request is None:
         await query.answer(t(replies.ONLY_THE_PHOTOGRAPHER), show_alert=True)
         return
     await query.answer()
+    if request.confirmed_at is not None:  # asked again once named: the name again
+        await query.message.reply_html(named(Name.of(request), t), do_quote=True)
+        return
     await query.message.reply_text(t(replies.ASKED_IDENTIFIERS), do_quote=True)
 
 
@@ -302,14 +307,17 @@ def _said(name: Name, t: Translator, html: bool) -> str:
     return escape(new) if html else new
 
 
+def named(name: Name, t: Translator) -> str:
+    """HTML: what identifiers named a photo, for its photographer."""
+    if name.not_a_flower:
+        return t(replies.NAMED_NOT_A_FLOWER)
+    return t(replies.NAMED_BY_IDENTIFIERS).format(name=_said(name, t, html=True))
+
+
 async def tell_photographer(context: ContextTypes.DEFAULT_TYPE, confirmed: Confirmed) -> None:
     """The confirmed name, as a reply to the photo it names (if the photographer deleted that
     message, on its own)."""
-    t = translator(confirmed.language)
-    if confirmed.name.not_a_flower:
-        text = t(replies.NAMED_NOT_A_FLOWER)
-    else:
-        text = t(replies.NAMED_BY_IDENTIFIERS).format(name=_said(confirmed.name, t, html=True))
+    text = named(confirmed.name, translator(confirmed.language))
     reply = ReplyParameters(confirmed.message_id, allow_sending_without_reply=True)
     try:
         await context.bot.send_message(
