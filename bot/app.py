@@ -25,7 +25,7 @@ from tornado.netutil import bind_sockets
 
 from bot import callbacks
 from bot.config import Settings
-from bot.handlers import admin, feedback, general, jobs, photos
+from bot.handlers import admin, feedback, general, identify, jobs, photos
 from bot.health import start_health_server
 from bot.i18n import DEFAULT, LANGUAGES, N_, Translator, check_catalogues, translator
 from bot.inference import BatchingIdentifier
@@ -194,6 +194,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("exclude", admin.exclude))
     app.add_handler(CommandHandler("species", admin.species_command))
     app.add_handler(CommandHandler("addspecies", admin.add_species))
+    app.add_handler(CommandHandler("identify", identify.identify_command, filters=private))
     app.add_handler(MessageHandler(private & image, photos.private_photo))
     app.add_handler(MessageHandler(groups & image, photos.group_photo))
     app.add_handler(
@@ -202,6 +203,9 @@ def register_handlers(app: Application) -> None:
     app.add_handler(MessageHandler(private & anything_else, photos.not_a_photo))
     app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, feedback.typed_name))
     app.add_handler(CallbackQueryHandler(feedback.feedback_button, pattern=callbacks.PATTERN))
+    app.add_handler(
+        CallbackQueryHandler(identify.identify_button, pattern=callbacks.IDENTIFY_PATTERN)
+    )
     app.add_handler(CallbackQueryHandler(general.language_button, pattern=general.LANGUAGE_PATTERN))
     app.add_error_handler(general.on_error)
 

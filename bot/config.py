@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     # distinct users name it (0 turns automatic approval off: /addspecies only).
     species_min_photos: int = Field(20, ge=0)
     species_min_users: int = Field(3, ge=0)
+    # Who /identify hands the photos users asked about to (docs/identifiers.md): these users and
+    # the admins; with IDENTIFIER_ALONE_CONFIRMS one of IDENTIFIER_IDS confirms a name alone
+    # (else two identifiers must agree). IDENTIFIER_MIN_AGREED > 0: users whose labels agreed
+    # with that many confirmed names become identifiers by themselves.
+    identifier_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    identifier_alone_confirms: bool = False
+    identifier_min_agreed: int = Field(0, ge=0)
 
     @field_validator("telegram_bot_token")
     @classmethod
@@ -90,7 +97,7 @@ class Settings(BaseSettings):
         CronTrigger.from_crontab(value)  # raises ValueError on a malformed expression
         return value
 
-    @field_validator("admin_ids", mode="before")
+    @field_validator("admin_ids", "identifier_ids", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

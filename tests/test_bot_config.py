@@ -22,8 +22,12 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) ->
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
     monkeypatch.setenv("ADMIN_IDS", "17, 42,")
     monkeypatch.setenv("PHOTOS_PER_MINUTE", "3")
+    monkeypatch.setenv("IDENTIFIER_IDS", "5,6")
+    monkeypatch.setenv("IDENTIFIER_ALONE_CONFIRMS", "true")
     settings = Settings()
     assert settings.admin_ids == frozenset({17, 42})
+    assert settings.identifier_ids == frozenset({5, 6}) and settings.identifier_alone_confirms
+    assert settings.identifier_min_agreed == 0  # off unless asked for
     assert settings.photos_per_minute == 3
     assert settings.database_url == "sqlite:///flowerbot.sqlite" == defaults.DATABASE_URL
     assert TOKEN not in repr(settings)  # the token never reaches logs

@@ -156,6 +156,8 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
         "naming_rights",
         "model_files",
         "model_version_files",
+        "identification_requests",
+        "identifications",
     }
     assert differences == []
     with db.engine.connect() as connection:
@@ -489,12 +491,21 @@ def test_forget_user_removes_everything_of_theirs_and_nothing_else(db: Database)
     with db.session() as session:
         deleted = forget_user(session, ALICE)
     # Her feedback on Bob's photo goes; so does Bob's feedback on her photo, which is gone.
-    assert deleted == {"feedback": 3, "predictions": 4, "photos": 2, "users": 1}
+    assert deleted == {
+        "identifications": 0,
+        "asked": 0,
+        "feedback": 3,
+        "predictions": 4,
+        "photos": 2,
+        "users": 1,
+    }
     with db.session() as session:
         assert counts(session) == {"users": 1, "photos": 1, "predictions": 2, "feedback": 1}
         assert session.scalars(select(Photo.user_id)).all() == [BOB]
         assert session.scalars(select(Feedback.user_id)).all() == [BOB]
         assert forget_user(session, ALICE) == {
+            "identifications": 0,
+            "asked": 0,
             "feedback": 0,
             "predictions": 0,
             "photos": 0,

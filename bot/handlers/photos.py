@@ -23,7 +23,12 @@ from bot.handlers.answering import (
     store_answer,
     store_prediction,
 )
-from bot.handlers.feedback import SECOND_PHOTO_QUESTION, feedback_keyboard, offers_second_photo
+from bot.handlers.feedback import (
+    SECOND_PHOTO_QUESTION,
+    feedback_keyboard,
+    offers_identifiers,
+    offers_second_photo,
+)
 from storage import last_photo, take_question
 
 
@@ -110,7 +115,11 @@ async def answer_photo(
     sent = await photo.reply_html(
         replies.top5_answer(result.answer.top5, verdict, header=t(header) if header else None, t=t),
         reply_markup=feedback_keyboard(
-            prediction_id, result.answer.top5, t, offers_second_photo(verdict, private)
+            prediction_id,
+            result.answer.top5,
+            t,
+            second_photo=offers_second_photo(verdict, private),
+            ask_identifiers=offers_identifiers(svc.settings, verdict),
         ),
         do_quote=True,
     )
@@ -135,6 +144,12 @@ async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE)
     second_photo = offers_second_photo(answer.verdict, stored.chat_id == user_id)
     sent = await update.effective_message.reply_html(
         replies.top5_answer(answer.top5, answer.verdict, t=t),
-        reply_markup=feedback_keyboard(prediction_id, answer.top5, t, second_photo),
+        reply_markup=feedback_keyboard(
+            prediction_id,
+            answer.top5,
+            t,
+            second_photo=second_photo,
+            ask_identifiers=offers_identifiers(svc.settings, answer.verdict),
+        ),
     )
     await remember_answer(context, prediction_id, sent)

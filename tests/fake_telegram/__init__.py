@@ -87,6 +87,9 @@ from fake_telegram.server import (
 )
 from fake_telegram.steps import (
     answer_to_photo,
+    ask_an_identifier,
+    handed_photo,
+    identify_as,
     record_new_species,
     reply_to,
     tap,
@@ -103,6 +106,9 @@ __all__ = [
     "FakeTelegram",
     "StoredFile",
     "answer_to_photo",
+    "ask_an_identifier",
+    "handed_photo",
+    "identify_as",
     "polling",
     "record_new_species",
     "reply_to",
