@@ -23,6 +23,7 @@ from storage.models import (
     Photo,
     Prediction,
     User,
+    WebAppSend,
 )
 from storage.new_species import (
     NewSpeciesStatus,
@@ -84,6 +85,7 @@ from storage.training import (
     labelled_examples,
     set_excluded,
 )
+from storage.webapp import claim_send, release_send, send_stored, sent_prediction
 
 __all__ = [
     "Album",
@@ -105,6 +107,7 @@ __all__ = [
     "SpeciesCount",
     "Stats",
     "User",
+    "WebAppSend",
     "add_album",
     "add_new_species",
     "add_photo",
@@ -117,6 +120,7 @@ __all__ = [
     "approve",
     "approve_when_enough",
     "ask",
+    "claim_send",
     "close_question",
     "count_labelled_examples",
     "delete_albums_older_than",
@@ -147,6 +151,9 @@ __all__ = [
     "record_feedback",
     "register_first_version",
     "release_lock",
+    "release_send",
+    "send_stored",
+    "sent_prediction",
     "serving_version",
     "set_excluded",
     "set_language",

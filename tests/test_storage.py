@@ -156,6 +156,7 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
         "naming_rights",
         "model_files",
         "model_version_files",
+        "webapp_sends",
     }
     assert differences == []
     with db.engine.connect() as connection:

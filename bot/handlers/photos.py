@@ -15,11 +15,11 @@ from telegram.ext import ContextTypes
 from bot import replies
 from bot.handlers import albums, services, translator_for, user_translator
 from bot.handlers.answering import (
+    answer_identified,
     answer_stored,
     identify_message,
     photo_file,
     remember_answer,
-    store_answer,
     store_prediction,
 )
 from bot.handlers.feedback import feedback_keyboard
@@ -89,13 +89,7 @@ async def answer_photo(photo: Message, update: Update, context: ContextTypes.DEF
         else:
             await photo.reply_text(text, do_quote=True)
         return
-    prediction_id = await svc.db(lambda s: store_answer(s, user, result))
-    sent = await photo.reply_html(
-        replies.top5_answer(result.answer.top5, result.answer.verdict, t=t),
-        reply_markup=feedback_keyboard(prediction_id, result.answer.top5, t),
-        do_quote=True,
-    )
-    await remember_answer(context, prediction_id, sent)
+    await answer_identified(svc, user, result, t)
 
 
 async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -116,4 +110,4 @@ async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE)
         replies.top5_answer(answer.top5, answer.verdict, t=t),
         reply_markup=feedback_keyboard(prediction_id, answer.top5, t),
     )
-    await remember_answer(context, prediction_id, sent)
+    await remember_answer(svc, prediction_id, sent)
