@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from conftest import run_bench, table_cells
 from PIL import Image
 from sqlalchemy import select
 from test_bot import ALICE, count, feedback_rows, in_db
@@ -29,7 +30,7 @@ from storage import Photo, Prediction, WebAppSend
 from web.browser import camera_frame, launch_options, write_y4m
 from web.server import serving
 
-pytestmark = [pytest.mark.asyncio, needs_browser]
+pytestmark = needs_browser
 THEME = {
     "bg_color": "#17212b",
     "text_color": "#f5f5f5",
@@ -101,6 +102,7 @@ def page_url(exported_model, webapp_bot, port):
         yield url
 
 
+@pytest.mark.asyncio
 async def test_a_frozen_frame_sent_from_telegram_is_answered_in_the_chat_and_tapped(
     tg, db, page_url, sample_photos, tmp_path
 ) -> None:
@@ -155,6 +157,7 @@ async def test_a_frozen_frame_sent_from_telegram_is_answered_in_the_chat_and_tap
     assert count(db, Photo) == 1
 
 
+@pytest.mark.asyncio
 async def test_refused_sends_say_why_on_the_page_and_store_nothing(
     tg, db, page_url, sample_photos, tmp_path
 ) -> None:
@@ -191,6 +194,7 @@ async def test_refused_sends_say_why_on_the_page_and_store_nothing(
     assert count(db, Photo) == count(db, WebAppSend) == 0
 
 
+@pytest.mark.asyncio
 async def test_a_photo_sent_offline_goes_once_the_network_is_back_and_only_once(
     tg, db, page_url, sample_photos
 ) -> None:
@@ -231,3 +235,14 @@ async def choose(page, path: Path) -> None:
 def _results(name: str) -> Path:
     RESULTS.mkdir(exist_ok=True)
     return RESULTS / name
+
+
+def test_webapp_benchmark_answers_within_the_goal_and_agrees_with_the_page() -> None:
+    """bench/webapp.py, small: every send stored and answered within the goal, and the bot's
+    top-1 is the page's on every photo, samples and real-world ones."""
+    output = run_bench("webapp", "--sends", "3", "--realworld", "2", timeout=900)
+    rows = [table_cells(line) for line in output.splitlines() if line.startswith("| ")][1:]
+    assert [row[0] for row in rows] == ["sample photos", "flower_photos (real world)"]
+    for name, sends, _, p95, _, agree in rows:
+        assert 0 < float(p95.removesuffix(" s")) <= 2.0, (name, p95)
+        assert agree == f"{sends}/{sends}", (name, agree)
