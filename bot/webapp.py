@@ -90,7 +90,7 @@ class WebAppPhotoHandler(tornado.web.RequestHandler):
         try:
             answered = await self.answer(user, photos[0].body, page, send_id)
         finally:
-            if not answered:  # nothing stored: the key may be sent again
+            if not answered:  # refused or failed: the key is free again unless it was stored
                 await self.svc.db(lambda s: release_send(s, send_id))
 
     async def answer(self, user: User, data: bytes, page: dict[str, Any], send_id: int) -> bool:

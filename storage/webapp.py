@@ -47,5 +47,7 @@ def send_stored(session: Session, send_id: int, prediction_id: int) -> None:
 
 
 def release_send(session: Session, send_id: int) -> None:
-    """Gives the key back (nothing was stored for it): the page may send it again."""
-    session.execute(delete(WebAppSend).where(WebAppSend.id == send_id))
+    """Gives the key back if nothing was stored for it: the page may send it again. A send whose
+    prediction is stored keeps its key (its answer may have failed to go out: not stored twice)."""
+    unstored = (WebAppSend.id == send_id, WebAppSend.prediction_id.is_(None))
+    session.execute(delete(WebAppSend).where(*unstored))

@@ -399,8 +399,8 @@ function buildList() {
     // The name links to the species' Wikipedia article (a plain link: the page fetches
     // nothing), in a new tab so the answer stays on screen; then the scientific name.
     item.innerHTML =
-      '<span class="line"><span class="what"><a class="name" target="_blank" rel="noopener"' +
-      ' title="Wikipedia"></a> <i class="sci" lang="la"></i></span>' +
+      '<span class="line"><span class="what"><span class="name"></span>' +
+      ' <i class="sci" lang="la"></i></span>' +
       '<span class="pct"></span></span>' +
       '<span class="bar" aria-hidden="true"><span class="fill"></span></span>';
     speciesList.append(item);
@@ -484,11 +484,19 @@ function render(answer, source, shortSide) {
 // A ranked species: its name linked to its Wikipedia article in the answers' language
 // (model_training/taxonomy.py's species_url, written by the export), and its scientific name.
 function showName(item, index) {
-  const link = item.querySelector(".name");
-  link.textContent = classNames[index];
   const url = taxonomyWords?.wikipedia[index];
-  if (url) link.href = url;
-  else link.removeAttribute("href"); // a species taught by users: the name alone
+  // A link only where there is an address (a species taught by users has none): an <a> without
+  // one is a link nobody can follow (Lighthouse's "links are not crawlable").
+  let name = item.querySelector(".name");
+  if (name.tagName !== (url ? "A" : "SPAN")) {
+    const replacement = document.createElement(url ? "a" : "span");
+    replacement.className = "name";
+    if (url) Object.assign(replacement, { target: "_blank", rel: "noopener", title: "Wikipedia" });
+    name.replaceWith(replacement);
+    name = replacement;
+  }
+  name.textContent = classNames[index];
+  if (url) name.href = url;
   item.querySelector(".sci").textContent = taxonomy?.classes[index]?.scientific_name ?? "";
 }
 

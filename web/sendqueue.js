@@ -76,6 +76,12 @@ export function sendQueue({ initData, userId, report }) {
         return retryLater();
       }
       const body = await response.json().catch(() => ({}));
+      if (response.status === 401) {
+        // This session's init data is refused (too old: the page was left open too long): the
+        // photo waits for the next visit, which brings fresh init data.
+        report("refused", { error: body.error ?? "Reopen this page from the bot." });
+        return;
+      }
       await inStore("readwrite", (store) => store.delete(item.key));
       if (response.ok) report("sent", { body });
       else report("refused", { error: body.error ?? `The bot refused it (HTTP ${response.status}).` });
