@@ -355,3 +355,24 @@ async def test_the_menu_button_opens_the_page_when_webapp_url_is_set(tg, db) -> 
         assert not tg.calls("setChatMenuButton")[1:]  # only the first bot set it
     finally:
         await stopped(with_none)
+
+
+@pytest.mark.asyncio
+async def test_the_per_user_limit_counts_page_and_chat_photos_together(
+    tg, db, port, sample_photos
+) -> None:
+    app = await running(settings_for(tg, db, health_port=port, photos_per_minute=2))
+    try:
+        photo_path, index, _ = sample_photos[0]
+        mark = tg.mark()
+        tg.user_photo(ALICE, jpeg(photo_path))  # one photo in the chat...
+        await tg.wait_for("sendMessage", chat_id=ALICE, after=mark)
+        init_data = tg.webapp_init_data(ALICE)
+        first = await send(port, init_data, jpeg(photo_path), page_answer(index))
+        assert first.status_code == 200  # ...one from the page: the limit of 2 is reached
+        over = await send(port, init_data, jpeg(photo_path), page_answer(index))
+        assert over.status_code == 429
+        assert "wait a minute" in over.json()["error"]
+        assert (count(db, Photo), count(db, WebAppSend)) == (2, 1)  # the chat's, the page's
+    finally:
+        await stopped(app)
