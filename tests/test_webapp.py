@@ -37,6 +37,7 @@ from test_bot import (
 from bot import callbacks
 from bot.initdata import InitDataError, sign, validated_user
 from storage import Feedback, Photo, Prediction, WebAppSend
+from web.server import serving
 
 OTHER_BOT = "654321:" + "B" * 35
 DAY = timedelta(days=1)
@@ -376,3 +377,17 @@ async def test_the_per_user_limit_counts_page_and_chat_photos_together(
         assert (count(db, Photo), count(db, WebAppSend)) == (2, 1)  # the chat's, the page's
     finally:
         await stopped(app)
+
+
+def test_the_page_server_forwards_webapp_posts_only_when_given_the_bot(tmp_path: Path) -> None:
+    """POST /webapp/ is 404 without a bot to forward to, 502 when the bot does not answer (the
+    page keeps the photo and tries later), and nothing else takes a POST."""
+    closed = free_port()
+    for backend, path, status in [
+        (None, "/webapp/photo", 404),
+        (f"http://127.0.0.1:{closed}", "/webapp/photo", 502),
+        (f"http://127.0.0.1:{closed}", "/index.html", 404),
+    ]:
+        with serving(tmp_path, webapp_backend=backend) as url:
+            response = httpx.post(url.rstrip("/") + path, data={"key": "x"}, timeout=10)
+        assert response.status_code == status, (backend, path)
