@@ -119,6 +119,8 @@ async def test_a_frozen_frame_sent_from_telegram_is_answered_in_the_chat_and_tap
         # Telegram's theme and the signed user's language (Spanish).
         paper = "getComputedStyle(document.documentElement).getPropertyValue('--paper').trim()"
         assert await page.evaluate(paper) == THEME["bg_color"]
+        intro = await page.locator("header p").text_content()
+        assert "only when you tap “Send to the bot”" in intro
         await page.wait_for_function(
             "+document.getElementById('species').dataset.predictions >= 2", timeout=120_000
         )

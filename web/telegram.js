@@ -111,6 +111,10 @@ export async function startTelegram({ onBack, onSend }) {
   app.BackButton.onClick(onBack);
   app.MainButton.setText(SEND_TEXT);
   app.MainButton.onClick(onSend);
+  // The page alone uploads nothing; here a photo goes to the bot when the user says so.
+  document.querySelector("header p").textContent =
+    "Point your camera at a flower, or choose a photo. The model runs on this device: a photo " +
+    `goes to the bot only when you tap “${SEND_TEXT}”.`;
   document.body.dataset.telegram = "yes";
   return app;
 }
