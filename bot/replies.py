@@ -24,6 +24,13 @@ START = N_(
     "Then tap the right answer under my reply (or tell me the name): your answers teach me to "
     "do better. /top5 shows my last answer again in detail; /privacy says what I keep."
 )
+# The chat's menu button that opens the camera page: one text for every user (Telegram's menu
+# button has none per language), so a word that needs no translation.
+WEBAPP_BUTTON = "📷 Camera"
+WEBAPP_HINT = N_(
+    "{button} (the button beside the text field) opens my camera page: point your phone at a "
+    "flower to see its species live, then send the photo to me to get my answer here."
+)
 PRIVACY = N_(
     "I keep the photos you send me (shrunk to 224x224), what I answered and what you told me, "
     "for {days} days, to check and improve my answers. Nothing is shared with anyone, except a "

@@ -43,6 +43,7 @@ from storage.models import (
     Photo,
     Prediction,
     User,
+    WebAppSend,
 )
 from storage.new_species import (
     NewSpeciesStatus,
@@ -105,6 +106,7 @@ from storage.training import (
     labelled_examples,
     set_excluded,
 )
+from storage.webapp import claim_send, release_send, send_stored, sent_prediction
 
 __all__ = [
     "Album",
@@ -134,6 +136,7 @@ __all__ = [
     "SpeciesCount",
     "Stats",
     "User",
+    "WebAppSend",
     "add_album",
     "add_new_species",
     "add_photo",
@@ -150,6 +153,7 @@ __all__ = [
     "ask_identifiers",
     "claim_next",
     "claim_of",
+    "claim_send",
     "close_question",
     "confirmed_name",
     "count_labelled_examples",
@@ -185,6 +189,9 @@ __all__ = [
     "record_identification",
     "register_first_version",
     "release_lock",
+    "release_send",
+    "send_stored",
+    "sent_prediction",
     "serving_version",
     "set_excluded",
     "set_language",

@@ -394,3 +394,23 @@ class Identification(Base):
     not_a_flower: Mapped[bool] = mapped_column(default=False)
     skipped: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebAppSend(Base):
+    """A photo sent from the camera page inside Telegram (bot/webapp.py), by the key the page
+    gave it: the same key twice is stored once. The page's own answer is kept beside the
+    server's (`prediction_id`), which is the one stored and answered."""
+
+    __tablename__ = "webapp_sends"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    # None while it is being identified and answered; then the stored prediction.
+    prediction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), index=True
+    )
+    page_top5: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    page_verdict: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -119,6 +119,27 @@ def test_retraining_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         Settings()
 
 
+def test_webapp_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    settings = Settings()
+    assert (settings.webapp_url, settings.webapp_max_age_seconds) == (None, 86400)
+    monkeypatch.setenv("WEBAPP_URL", "https://bot.example/camera/")
+    monkeypatch.setenv("WEBAPP_MAX_AGE_SECONDS", "3600")
+    settings = Settings()
+    assert (settings.webapp_url, settings.webapp_max_age_seconds) == (
+        "https://bot.example/camera/",
+        3600,
+    )
+    monkeypatch.setenv("WEBAPP_URL", "http://bot.example/camera/")  # Telegram opens https only
+    with pytest.raises(ValueError, match="WEBAPP_URL must be an https:// URL"):
+        Settings()
+    monkeypatch.setenv("WEBAPP_URL", "https://bot.example/camera/")
+    monkeypatch.setenv("WEBAPP_MAX_AGE_SECONDS", "0")
+    with pytest.raises(ValueError, match="webapp_max_age_seconds"):
+        Settings()
+
+
 # `flowerbot bot`, with a stand-in for the installed catalogue folder when one is given.
 START = """import pathlib, sys
 from bot import i18n

@@ -40,6 +40,7 @@ from storage import (
     answer_sent_as,
     answered_together,
     approve,
+    claim_send,
     count_labelled_examples,
     delete_albums_older_than,
     delete_older_than,
@@ -55,6 +56,9 @@ from storage import (
     photo_by_message,
     prediction_by_id,
     record_feedback,
+    release_send,
+    send_stored,
+    sent_prediction,
     set_excluded,
     stats,
     store_model_files,
@@ -158,6 +162,7 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
         "model_version_files",
         "identification_requests",
         "identifications",
+        "webapp_sends",
     }
     assert differences == []
     with db.engine.connect() as connection:
@@ -831,3 +836,26 @@ def test_labelled_photos_for_export_count_labellers_and_honour_exclusion(db: Dat
         (ids[3], "species 5", 2),
         (ids[4], "tulip", 1),
     ]
+
+
+def test_a_webapp_key_is_claimed_once_and_freed_only_while_nothing_is_stored(db: Database) -> None:
+    top = [{"index": 3, "confidence": 0.9}]
+    with db.session() as session:
+        first = claim_send(session, 7, ("user7", "Seven"), "key-1", top, "sure")
+        assert first is not None
+        assert claim_send(session, 7, ("user7", "Seven"), "key-1", top, "sure") is None
+        # Another user's same key is theirs.
+        assert claim_send(session, 8, (None, "Eight"), "key-1", top, None) is not None
+        assert sent_prediction(session, 7, "key-1") is None  # claimed, not yet stored
+        release_send(session, first)
+        again = claim_send(session, 7, ("user7", "Seven"), "key-1", top, "sure")
+        assert again is not None
+        prediction = predicted(session, photo(session, 7, 1), 3)
+        send_stored(session, again, prediction.id)
+        release_send(session, again)  # stored: the key stays taken
+        assert sent_prediction(session, 7, "key-1") == prediction.id
+        assert claim_send(session, 7, ("user7", "Seven"), "key-1", top, "sure") is None
+        # The photo's retention (or /forget) takes the send with it.
+        assert delete_older_than(session, NOW + timedelta(days=1)) == 1
+        assert sent_prediction(session, 7, "key-1") is None
+        assert claim_send(session, 7, ("user7", "Seven"), "key-1", top, "sure") is not None
