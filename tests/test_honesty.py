@@ -232,4 +232,3 @@ def test_a_retrained_candidate_keeps_the_honesty_model_and_its_cuts(tmp_path) ->
     assert kept.honesty is not None
     np.testing.assert_array_equal(kept.honesty.whitening, honesty.whitening)
     np.testing.assert_array_equal(kept.honesty.flower_weights, honesty.flower_weights)
-
