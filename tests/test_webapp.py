@@ -3,6 +3,7 @@ only what Telegram signed for this bot, lately, is taken; a taken photo is store
 in the chat like one sent there, once per key. The page itself, in headless Chromium, is tested
 in tests/test_web.py."""
 
+# ruff: noqa: F401, F811
 from __future__ import annotations
 
 import asyncio
@@ -28,19 +29,22 @@ from test_bot import (
     TOKEN,
     count,
     feedback_rows,
+    handled,
     in_db,
     running,
     settings_for,
     stopped,
 )
+from test_second_photo import ASK, offered, unsure_model
 
 from bot import callbacks
 from bot.initdata import InitDataError, sign, validated_user
-from storage import Feedback, Photo, Prediction, WebAppSend
+from storage import Feedback, IdentificationRequest, Photo, Prediction, WebAppSend
 from web.server import serving
 
 OTHER_BOT = "654321:" + "B" * 35
 DAY = timedelta(days=1)
+SECOND_PHOTO = "📷 Add a photo of the same plant"
 
 
 @pytest.fixture
@@ -249,6 +253,34 @@ async def test_a_photo_from_the_page_is_answered_in_the_chat_and_its_tap_is_feed
     tg.user_command(ALICE, "forget")
     await tg.wait_for("sendMessage", chat_id=ALICE, after=forget)
     assert count(db, Photo) == count(db, WebAppSend) == count(db, Feedback) == 0
+
+
+@pytest.mark.asyncio
+async def test_an_unsure_answer_to_the_page_offers_a_second_photo_and_an_identifier(
+    tg, db, port, handled, unsure_model, sample_photos
+) -> None:
+    """The page's photo is answered in the user's own chat like one sent there: unsure, the
+    answer offers "Add a photo of the same plant" and "Ask an identifier" (the tests' settings
+    have an admin to ask), and asking puts the page's photo in the identifiers' queue."""
+    app = await running(settings_for(tg, db, health_port=port, model_dir=unsure_model), handled)
+    try:
+        tg.user_command(ALICE, "start")
+        await tg.wait_for("sendMessage", chat_id=ALICE)
+        mark = tg.mark()
+        photo_path, index, _ = sample_photos[0]
+        response = await send(
+            port, tg.webapp_init_data(ALICE), jpeg(photo_path), page_answer(index)
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["verdict"] in ("not_sure", "unknown_species")
+        answer = (await tg.wait_for("sendMessage", chat_id=ALICE, after=mark)).result
+        assert offered(tg, answer) == [[SECOND_PHOTO], [ASK]]
+        await handled.wait(tg.press_button(answer, ASK, user_id=ALICE))
+        request = in_db(db, lambda s: s.query(IdentificationRequest).one())
+        stored = in_db(db, lambda s: s.query(Photo).one())
+        assert request.photo_id == stored.id
+    finally:
+        await stopped(app)
 
 
 @pytest.mark.asyncio
