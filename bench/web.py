@@ -3,12 +3,14 @@ time per camera frame for each TF.js backend and live mode; or its Lighthouse sc
 
     python bench/web.py [--seconds 10] [--backends wasm,webgl,cpu] [--live all,cycle]
                         [--threads auto,2] [--weights none,float16,uint8]
-    python bench/web.py --lighthouse [--runs 3] [--weights none,float16]
+    python bench/web.py --lighthouse [--runs 3] [--weights none,float16] [--telegram]
 
 --lighthouse runs Lighthouse (web/node_modules, pinned in web/package.json) in its default mobile
 emulation (simulated slow 4G, 4x CPU slowdown) on the page served as `flowerbot web` serves it,
 with the project's Chromium, and prints the four category scores, first contentful paint and the
-total bytes: the median run by performance score, per weights export.
+total bytes: the median run by performance score, per weights export. --telegram adds the page
+opened as Telegram opens the bot's Mini App (launch parameters in the URL's fragment, with a light
+and a dark theme of Telegram's; Telegram's script loaded; docs/web.md, "Inside Telegram").
 
 A sample photo plays as a fake camera; the page runs as a visitor would see it (its own live loop:
 frame -> Pillow-exact resize -> model -> top-5 and verdict on screen). Live modes: "all" runs the
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from model_training.defaults import SHIPPED_MODEL_DIR
 
@@ -97,14 +100,58 @@ def lighthouse(url: str, out: Path) -> dict[str, float]:
     }
 
 
-def lighthouse_table(exported: dict[str, Path], runs: int) -> None:
+# A light and a dark theme like Telegram's defaults (themeParams; #2481cc is its script's own
+# fallback button colour), for --telegram.
+TELEGRAM_THEMES = {
+    "light": {
+        "bg_color": "#ffffff",
+        "text_color": "#000000",
+        "hint_color": "#999999",
+        "link_color": "#2481cc",
+        "button_color": "#2481cc",
+        "button_text_color": "#ffffff",
+        "secondary_bg_color": "#efeff3",
+    },
+    "dark": {
+        "bg_color": "#212d3b",
+        "text_color": "#ffffff",
+        "hint_color": "#7d8b99",
+        "link_color": "#5eabe1",
+        "button_color": "#50a8eb",
+        "button_text_color": "#ffffff",
+        "secondary_bg_color": "#151e27",
+    },
+}
+
+
+def telegram_launch(url: str, theme: dict[str, str]) -> str:
+    """The page's URL as Telegram opens the Mini App. The init data is unsigned: the page only
+    sends it, and nothing is sent here."""
+    init_data = urlencode({"user": json.dumps({"id": 1, "first_name": "Lighthouse"})})
+    fields = {
+        "tgWebAppData": f"{init_data}&auth_date={int(time.time())}&hash=0",
+        "tgWebAppVersion": "8.0",
+        "tgWebAppPlatform": "android",
+        "tgWebAppThemeParams": json.dumps(theme),
+    }
+    return url + "#" + urlencode(fields, quote_via=quote)
+
+
+def lighthouse_table(exported: dict[str, Path], runs: int, telegram: bool) -> None:
     rows = []
+    layouts = {
+        "page": None,
+        **({f"Telegram, {k}": v for k, v in TELEGRAM_THEMES.items()} if telegram else {}),
+    }
     for quantize, folder in exported.items():
-        with serving(folder) as url:
-            report = folder.parent / f"lighthouse-{quantize}.json"
-            results = [lighthouse(url, report) for _ in range(runs)]
-        results.sort(key=lambda r: r["performance"])
-        rows.append((quantize, results[len(results) // 2], [r["performance"] for r in results]))
+        for layout, theme in layouts.items():
+            with serving(folder) as url:
+                page = url if theme is None else telegram_launch(url, theme)
+                report = folder.parent / f"lighthouse-{quantize}.json"
+                results = [lighthouse(page, report) for _ in range(runs)]
+            results.sort(key=lambda r: r["performance"])
+            label = quantize if theme is None else f"{quantize} ({layout})"
+            rows.append((label, results[len(results) // 2], [r["performance"] for r in results]))
     print(f"\nLighthouse {rows[0][1]['version']}, mobile emulation, median of {runs} run(s)\n")
     columns = "performance | accessibility | best practices | SEO | FCP | TBT | bytes"
     print(f"| page | weights | {columns} | TF.js and weights requested |")
@@ -183,13 +230,14 @@ def main() -> int:
     )
     parser.add_argument("--lighthouse", action="store_true", help="Lighthouse scores only")
     parser.add_argument("--runs", type=int, default=3, help="Lighthouse runs per export")
+    parser.add_argument("--telegram", action="store_true", help="Lighthouse inside Telegram too")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = ["none", *(q for q in args.weights.split(",") if q != "none")]
         exported = {q: export_web(args.model, Path(tmp) / q, q) for q in weights}
         if args.lighthouse:
-            lighthouse_table(exported, args.runs)
+            lighthouse_table(exported, args.runs, args.telegram)
             return 0
         camera = write_y4m(camera_frame(SAMPLE / "image_05429.jpg"), Path(tmp) / "camera.y4m")
         print("| weights | model download (model.json, shards, honesty.bin) |")

@@ -12,7 +12,13 @@ from urllib.parse import urlsplit
 from alembic.util import CommandError
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
-from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram import (
+    BotCommand,
+    LinkPreviewOptions,
+    MenuButtonWebApp,
+    Update,
+    WebAppInfo,
+)
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -23,9 +29,9 @@ from telegram.ext import (
 )
 from tornado.netutil import bind_sockets
 
-from bot import callbacks
+from bot import callbacks, replies
 from bot.config import Settings
-from bot.handlers import admin, feedback, general, jobs, photos
+from bot.handlers import admin, feedback, general, identify, jobs, photos
 from bot.health import start_health_server
 from bot.i18n import DEFAULT, LANGUAGES, N_, Translator, check_catalogues, translator
 from bot.inference import BatchingIdentifier
@@ -46,6 +52,11 @@ COMMANDS = {
 
 def commands(t: Translator) -> list[BotCommand]:
     return [BotCommand(name, t(description)) for name, description in COMMANDS.items()]
+
+
+def webapp_menu_button(url: str) -> MenuButtonWebApp:
+    """The button beside the chat's text field that opens the camera page."""
+    return MenuButtonWebApp(replies.WEBAPP_BUTTON, WebAppInfo(url))
 
 
 class StartError(RuntimeError):
@@ -117,11 +128,13 @@ def build_application(settings: Settings) -> Application:
     async def post_init(app: Application) -> None:
         await identifier.start()
         if settings.health_port:
-            health.append(start_health_server(services))
+            health.append(start_health_server(services, app.bot))
         # Telegram shows each user the list in their app's language, English otherwise.
         await app.bot.set_my_commands(commands(translator(DEFAULT)))
         for code in [code for code in LANGUAGES if code != DEFAULT]:
             await app.bot.set_my_commands(commands(translator(code)), language_code=code)
+        if settings.webapp_url:  # the camera page, opened from the chat's menu button
+            await app.bot.set_chat_menu_button(menu_button=webapp_menu_button(settings.webapp_url))
 
     async def post_shutdown(app: Application) -> None:
         for server in health:
@@ -194,6 +207,7 @@ def register_handlers(app: Application) -> None:
     app.add_handler(CommandHandler("exclude", admin.exclude))
     app.add_handler(CommandHandler("species", admin.species_command))
     app.add_handler(CommandHandler("addspecies", admin.add_species))
+    app.add_handler(CommandHandler("identify", identify.identify_command, filters=private))
     app.add_handler(MessageHandler(private & image, photos.private_photo))
     app.add_handler(MessageHandler(groups & image, photos.group_photo))
     app.add_handler(
@@ -202,6 +216,9 @@ def register_handlers(app: Application) -> None:
     app.add_handler(MessageHandler(private & anything_else, photos.not_a_photo))
     app.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, feedback.typed_name))
     app.add_handler(CallbackQueryHandler(feedback.feedback_button, pattern=callbacks.PATTERN))
+    app.add_handler(
+        CallbackQueryHandler(identify.identify_button, pattern=callbacks.IDENTIFY_PATTERN)
+    )
     app.add_handler(CallbackQueryHandler(general.language_button, pattern=general.LANGUAGE_PATTERN))
     app.add_error_handler(general.on_error)
 

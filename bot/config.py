@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     # GET /healthz (model version, database reachable) for health checks; 0 turns it off.
     health_listen: str = "127.0.0.1"
     health_port: int = Field(8080, ge=0, le=65535)
+    # The camera page as the bot's Mini App (bot/webapp.py): WEBAPP_URL (https) puts it behind
+    # the chat's menu button; POST /webapp/photo on the health server takes what it sends, signed
+    # by Telegram at most WEBAPP_MAX_AGE_SECONDS before (a page left open longer is reopened).
+    webapp_url: str | None = None
+    webapp_max_age_seconds: int = Field(86400, ge=1)
     # How often a process looks for a version promoted or rolled back by another process.
     registry_poll_seconds: float = Field(30, gt=0)
     # Photos sent as an album are answered together once none has come in for this long:
@@ -62,6 +67,13 @@ class Settings(BaseSettings):
     # distinct users name it (0 turns automatic approval off: /addspecies only).
     species_min_photos: int = Field(20, ge=0)
     species_min_users: int = Field(3, ge=0)
+    # Who /identify hands the photos users asked about to (docs/identifiers.md): these users and
+    # the admins; with IDENTIFIER_ALONE_CONFIRMS one of IDENTIFIER_IDS confirms a name alone
+    # (else two identifiers must agree). IDENTIFIER_MIN_AGREED > 0: users whose labels agreed
+    # with that many confirmed names become identifiers by themselves.
+    identifier_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    identifier_alone_confirms: bool = False
+    identifier_min_agreed: int = Field(0, ge=0)
 
     @field_validator("telegram_bot_token")
     @classmethod
@@ -84,13 +96,20 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOK_URL must be an https:// URL (what Telegram will POST to)")
         return url
 
+    @field_validator("webapp_url")
+    @classmethod
+    def _webapp_https(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme != "https":
+            raise ValueError("WEBAPP_URL must be an https:// URL (Telegram opens only those)")
+        return url
+
     @field_validator("retrain_cron")
     @classmethod
     def _crontab(cls, value: str) -> str:
         CronTrigger.from_crontab(value)  # raises ValueError on a malformed expression
         return value
 
-    @field_validator("admin_ids", mode="before")
+    @field_validator("admin_ids", "identifier_ids", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -24,10 +24,19 @@ START = N_(
     "Then tap the right answer under my reply (or tell me the name): your answers teach me to "
     "do better. /top5 shows my last answer again in detail; /privacy says what I keep."
 )
+# The chat's menu button that opens the camera page: one text for every user (Telegram's menu
+# button has none per language), so a word that needs no translation.
+WEBAPP_BUTTON = "📷 Camera"
+WEBAPP_HINT = N_(
+    "{button} (the button beside the text field) opens my camera page: point your phone at a "
+    "flower to see its species live, then send the photo to me to get my answer here."
+)
 PRIVACY = N_(
     "I keep the photos you send me (shrunk to 224x224), what I answered and what you told me, "
-    "for {days} days, to check and improve my answers. Nothing is shared with anyone.\n"
-    "/forget deletes everything I have from you, at once."
+    "for {days} days, to check and improve my answers. Nothing is shared with anyone, except a "
+    "photo you ask an identifier about: it is shown (without your name) to the people who name "
+    "photos for this bot.\n"
+    "/forget deletes everything I have from you, at once, photos waiting for a name included."
 )
 NOT_A_PHOTO = N_(
     "I can only look at photos. Send me a picture of a flower (as a photo or as an image file: "
@@ -87,6 +96,29 @@ SECOND_PHOTO_EXPIRED = N_(
     "⏱ Too long has passed since you asked to add a photo, so this answer is for this photo alone."
 )
 RECORDED_MARK = "✅"
+ASK_IDENTIFIER_BUTTON = N_("🔎 Ask an identifier")
+ASKED_IDENTIFIERS = N_(
+    "I will show this photo to the people who name photos for this bot (not your name, nor "
+    "anything else of yours). When two of them agree, I will tell you its name here. /forget "
+    "withdraws it."
+)
+ONLY_THE_PHOTOGRAPHER = N_("Only the person who sent this photo can ask about it.")
+NAME_SETTLED = N_("Identifiers have named this photo: {name}. That name stays.")
+NOT_IDENTIFIER = N_("Sorry, that is only for the bot's identifiers.")
+NOTHING_WAITING = N_("No photos are waiting for you now. Thank you!")
+NOTHING_HELD = N_("That photo is no longer yours to name. /identify gives you the next one.")
+IDENTIFY_CAPTION = N_(
+    "Which flower is this? The buttons are my best guesses. Photos waiting: {waiting}."
+)
+OTHER_SPECIES = N_("Another species")
+SKIP = N_("Skip")
+SKIPPED = N_("Skipped.")
+MORE_WAITING = N_("Photos waiting: {waiting}. /identify for the next.")
+PHOTO_WITHDRAWN = N_("Its photographer has withdrawn this photo.")
+OWN_PHOTO = N_("You cannot name your own photo here.")
+ALREADY_NAMED = N_("This photo has been named already. Thank you!")
+NAMED_BY_IDENTIFIERS = N_("🔎 Identifiers have named your photo: {name}.")
+NAMED_NOT_A_FLOWER = N_("🔎 Identifiers say your photo does not show a flower.")
 RETRAIN_STARTED = N_("Retraining started: I will report here when it is done.")
 RETRAIN_BUSY = N_("A retraining is already running; try again when it has finished.")
 RETRAIN_FAILED = N_("Retraining failed ({reason}); the current model keeps serving.")
@@ -245,6 +277,14 @@ def stats_report(report: Stats, t: Translator) -> str:
                 judged=n(accuracy.judged),
             )
         )
+    queue = report.identifiers
+    line = t("<b>Identifiers</b>: {waiting} photos waiting, {confirmed} named").format(
+        waiting=n(queue.waiting), confirmed=n(queue.confirmed)
+    )
+    if queue.median_to_name is not None:
+        hours = queue.median_to_name.total_seconds() / 3600
+        line += t("; median time to a name {hours} h").format(hours=n(hours, 1))
+    lines.append(line)
     if report.confusions:
         lines.append(t("<b>Most confused</b> (answered → actually):"))
         lines += [

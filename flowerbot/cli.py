@@ -139,6 +139,11 @@ def parser() -> argparse.ArgumentParser:
     web = commands.add_parser("web", help="serve the web page on 127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
     web.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    web.add_argument(
+        "--bot",
+        metavar="URL",
+        help="forward POST /webapp/ to the bot's health server (e.g. http://127.0.0.1:8080)",
+    )
     web.set_defaults(command=_web, command_name="web")
 
     bot = commands.add_parser("bot", help="run the Telegram bot (configuration: env or .env)")
@@ -341,7 +346,8 @@ def _web(args: argparse.Namespace) -> int:
     except ExportError as err:
         print(f"flowerbot: {err}", file=sys.stderr)
         return 1
-    with make_server(DEFAULT_OUT, args.port) as server, contextlib.suppress(KeyboardInterrupt):
+    server = make_server(DEFAULT_OUT, args.port, webapp_backend=args.bot)
+    with server, contextlib.suppress(KeyboardInterrupt):
         print(f"serving http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)", flush=True)
         server.serve_forever()
     return 0

@@ -341,3 +341,76 @@ class AlbumPrediction(Base):
     prediction_id: Mapped[int] = mapped_column(
         ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class IdentificationRequest(Base):
+    """A photo its photographer asked the bot's identifiers to name (after an unsure answer):
+    waiting until identifiers agree on a name (confirmed_at), then that name. The claim is who
+    the photo is handed to now, and the message that carries their buttons: one identifier at
+    a time, until the claim expires (an identifier who walks away holds nothing for long)."""
+
+    __tablename__ = "identification_requests"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # what the buttons carry
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), unique=True)
+    # The answer the photographer asked from: its top-5 are the identifier's buttons.
+    prediction_id: Mapped[int] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), index=True
+    )
+    language: Mapped[str] = mapped_column(String(8))  # the photographer's, for the name's message
+    confidence: Mapped[float]  # the answer's top-1 confidence
+    asked_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    claimed_by: Mapped[int | None] = mapped_column(BigInteger)
+    claim_expires_at: Mapped[datetime | None]
+    claim_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    confirmed_at: Mapped[datetime | None] = mapped_column(index=True)
+    species_index: Mapped[int | None]
+    species: Mapped[str | None] = mapped_column(String(256))
+    new_species_id: Mapped[int | None] = mapped_column(ForeignKey("new_species.id"))
+    not_a_flower: Mapped[bool] = mapped_column(default=False)
+
+    photo: Mapped[Photo] = relationship()
+    prediction: Mapped[Prediction] = relationship()
+
+
+class Identification(Base):
+    """One identifier's answer on a queued photo: a name, "not a flower", or a skip. Once per
+    photo and identifier."""
+
+    __tablename__ = "identifications"
+    __table_args__ = (UniqueConstraint("request_id", "identifier_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("identification_requests.id", ondelete="CASCADE")
+    )
+    identifier_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    species_index: Mapped[int | None]
+    species: Mapped[str | None] = mapped_column(String(256))
+    new_species_id: Mapped[int | None] = mapped_column(ForeignKey("new_species.id"))
+    not_a_flower: Mapped[bool] = mapped_column(default=False)
+    skipped: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebAppSend(Base):
+    """A photo sent from the camera page inside Telegram (bot/webapp.py), by the key the page
+    gave it: the same key twice is stored once. The page's own answer is kept beside the
+    server's (`prediction_id`), which is the one stored and answered."""
+
+    __tablename__ = "webapp_sends"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    # None while it is being identified and answered; then the stored prediction.
+    prediction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), index=True
+    )
+    page_top5: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    page_verdict: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

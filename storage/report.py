@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, distinct, func, select
 from sqlalchemy.orm import Session
 
+from storage.identifiers import QueueStats, queue_stats
 from storage.models import Feedback, Photo, Prediction
 
 
@@ -44,6 +45,7 @@ class Stats:
     accuracy: dict[str, ModelAccuracy]  # by model version
     confusions: list[Confusion]  # most frequent first
     not_a_flower: int
+    identifiers: QueueStats  # the photos users asked identifiers to name
 
 
 def _activity(session: Session, now: datetime, window: timedelta) -> tuple[int, int]:
@@ -91,4 +93,5 @@ def stats(session: Session, now: datetime, top_confusions: int = 10) -> Stats:
         accuracy=accuracy,
         confusions=confusions,
         not_a_flower=_count(session, select(func.count(Feedback.id)).where(Feedback.not_a_flower)),
+        identifiers=queue_stats(session),
     )

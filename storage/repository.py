@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 from storage.models import (
     Base,
     Feedback,
+    Identification,
+    IdentificationRequest,
     Photo,
     Prediction,
     User,
@@ -219,9 +221,23 @@ def tapped_on_its_answer(prediction: Prediction, chat_id: int, message_id: int) 
 
 def forget_user(session: Session, user_id: int) -> dict[str, int]:
     """Delete the user and everything of theirs: their photos (with embeddings), the
-    predictions and anyone's feedback on those photos, and their feedback on other photos."""
+    predictions and anyone's feedback on those photos, and their feedback on other photos; the
+    photos they asked identifiers about leave the queue with everyone's answers on them, and
+    their own answers as an identifier go too."""
     their_photos = select(Photo.id).where(Photo.user_id == user_id)
+    their_requests = select(IdentificationRequest.id).where(
+        IdentificationRequest.photo_id.in_(their_photos)
+    )
     statements = {
+        "identifications": delete(Identification).where(
+            or_(
+                Identification.identifier_id == user_id,
+                Identification.request_id.in_(their_requests),
+            )
+        ),
+        "asked": delete(IdentificationRequest).where(
+            IdentificationRequest.photo_id.in_(their_photos)
+        ),
         "feedback": delete(Feedback).where(
             or_(Feedback.user_id == user_id, Feedback.photo_id.in_(their_photos))
         ),

@@ -22,8 +22,12 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) ->
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
     monkeypatch.setenv("ADMIN_IDS", "17, 42,")
     monkeypatch.setenv("PHOTOS_PER_MINUTE", "3")
+    monkeypatch.setenv("IDENTIFIER_IDS", "5,6")
+    monkeypatch.setenv("IDENTIFIER_ALONE_CONFIRMS", "true")
     settings = Settings()
     assert settings.admin_ids == frozenset({17, 42})
+    assert settings.identifier_ids == frozenset({5, 6}) and settings.identifier_alone_confirms
+    assert settings.identifier_min_agreed == 0  # off unless asked for
     assert settings.photos_per_minute == 3
     assert settings.database_url == "sqlite:///flowerbot.sqlite" == defaults.DATABASE_URL
     assert TOKEN not in repr(settings)  # the token never reaches logs
@@ -112,6 +116,27 @@ def test_retraining_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("RETRAIN_MAX_PHOTOS_PER_USER", "3")
     monkeypatch.setenv("RETRAIN_CRON", "every night")
     with pytest.raises(ValueError, match="retrain_cron"):
+        Settings()
+
+
+def test_webapp_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    settings = Settings()
+    assert (settings.webapp_url, settings.webapp_max_age_seconds) == (None, 86400)
+    monkeypatch.setenv("WEBAPP_URL", "https://bot.example/camera/")
+    monkeypatch.setenv("WEBAPP_MAX_AGE_SECONDS", "3600")
+    settings = Settings()
+    assert (settings.webapp_url, settings.webapp_max_age_seconds) == (
+        "https://bot.example/camera/",
+        3600,
+    )
+    monkeypatch.setenv("WEBAPP_URL", "http://bot.example/camera/")  # Telegram opens https only
+    with pytest.raises(ValueError, match="WEBAPP_URL must be an https:// URL"):
+        Settings()
+    monkeypatch.setenv("WEBAPP_URL", "https://bot.example/camera/")
+    monkeypatch.setenv("WEBAPP_MAX_AGE_SECONDS", "0")
+    with pytest.raises(ValueError, match="webapp_max_age_seconds"):
         Settings()
 
 

@@ -1,6 +1,7 @@
 """A second photo of the same plant, end to end: an unsure answer offers "Add a photo of the same
-plant"; the photographer's next photo is combined with the first by the album rule and answered
-once for both, stored as an album of two.
+plant" (and, in a row below it, "Ask an identifier": tests/test_identify.py); the photographer's
+next photo is combined with the first by the album rule and answered once for both, stored as an
+album of two.
 
 The real bot, model and SQLite database against the fake Bot API, with tests/test_bot.py's
 fixtures (imported: ruff takes them for unused imports, redefined by the arguments). To get unsure
@@ -22,9 +23,11 @@ import pytest
 import pytest_asyncio
 import skimage
 from conftest import SHIPPED_MODEL
+from fake_telegram import ask_an_identifier, handed_photo
 from sqlalchemy import select, update
 from test_albums import BROKEN, albums, photos_of
 from test_bot import (
+    ADMIN,
     ALICE,
     BOB,
     bot,
@@ -48,11 +51,12 @@ from test_bot import (
 from bot import callbacks
 from model_training.albums import combine
 from model_training.classifier import FlowerClassifier
-from storage import PendingQuestion, Photo
+from storage import IdentificationRequest, PendingQuestion, Photo
 
 pytestmark = pytest.mark.asyncio
 ASTRONAUT = Path(skimage.data.__file__).parent / "astronaut.png"
 BUTTON = "📷 Add a photo of the same plant"
+ASK = "🔎 Ask an identifier"  # offered too: the tests' settings have an admin to ask
 UNSURE_LINES = ("I am not sure", "a species I do not know yet")
 
 
@@ -85,8 +89,15 @@ async def send(tg, user: int, photo: bytes, handled) -> dict:
     return reply
 
 
-def last_row(tg, message: dict) -> list[str]:
-    return [button["text"] for button in tg.keyboard(message)[-1]]
+def offered(tg, message: dict) -> list[list[str]]:
+    """The rows under an answer's "None of these" | "Not a flower" row, each as its labels."""
+    rows = tg.keyboard(message)
+    [last_feedback] = [
+        i
+        for i, row in enumerate(rows)
+        if callbacks.parse(row[0]["callback_data"]).choice == callbacks.NONE_OF_THESE
+    ]
+    return [[button["text"] for button in row] for row in rows[last_feedback + 1 :]]
 
 
 async def ask_for_a_second_photo(tg, answer: dict, user: int = ALICE, button: str = BUTTON) -> dict:
@@ -111,7 +122,7 @@ async def test_the_second_photo_gets_one_answer_for_both(
     rose, sunflower = photos_of(sample_photos, "rose")[0], photos_of(sample_photos, "sunflower")[0]
     first = await send(tg, ALICE, rose, handled)
     assert any(line in first["text"] for line in UNSURE_LINES)
-    assert last_row(tg, first) == [BUTTON]  # a row of its own, under the feedback buttons
+    assert offered(tg, first) == [[BUTTON], [ASK]]  # each a row of its own, under the feedback
     asked = await ask_for_a_second_photo(tg, first)
     assert "within 10 minutes" in asked["text"] and "closer" in asked["text"]
     assert pending(db) == [(ALICE, "second_photo", prediction_under(tg, first))]
@@ -122,7 +133,7 @@ async def test_the_second_photo_gets_one_answer_for_both(
     await handled.wait(second_message)
     assert both["reply_to_message"]["message_id"] == second_message["message_id"]
     assert both["text"].splitlines()[0] == "📷 One answer from 2 photos of one plant."
-    assert BUTTON not in last_row(tg, both)
+    assert offered(tg, both) == []  # an album's answer: neither
     assert pending(db) == []
     # Stored as an album: the first photo's new prediction and the second photo's own.
     [(_, prediction_ids, left_out)] = albums(db)
@@ -147,7 +158,7 @@ async def test_the_second_photo_gets_one_answer_for_both(
     assert {(r[0], r[3]) for r in rows} == {(ALICE, "rose")}
     # The question is answered: the next photo is a plant of its own.
     third = await send(tg, ALICE, rose, handled)
-    assert not third["text"].startswith("📷") and last_row(tg, third) == [BUTTON]
+    assert not third["text"].startswith("📷") and offered(tg, third) == [[BUTTON], [ASK]]
     assert len(albums(db)) == 1
 
 
@@ -188,7 +199,9 @@ async def test_another_users_tap_asks_nothing(tg, unsure_bot, handled, sample_ph
     answer = await send(tg, ALICE, rose, handled)
     query = tg.press_button(answer, BUTTON, user_id=BOB)
     await handled.wait(query)
-    data = next(b["callback_data"] for b in tg.keyboard(answer)[-1])
+    data = next(
+        b["callback_data"] for row in tg.keyboard(answer) for b in row if b["text"] == BUTTON
+    )
     assert callbacks.parse(data).choice == callbacks.SECOND_PHOTO
     bobs_answer = await send(tg, BOB, rose, handled)
     forged = tg.user_callback(bobs_answer, data, user_id=BOB)
@@ -221,7 +234,7 @@ async def test_a_photo_after_the_question_expired_is_answered_alone(
     late = await send(tg, ALICE, rose, handled)
     assert late["text"].splitlines()[0].startswith("⏱ Too long has passed")
     assert any(line in late["text"] for line in UNSURE_LINES)
-    assert last_row(tg, late) == [BUTTON]  # this photo may be asked about again
+    assert offered(tg, late) == [[BUTTON], [ASK]]  # this photo may be asked about again
     assert albums(db) == [] and pending(db) == []
 
 
@@ -232,7 +245,8 @@ async def test_naming_the_photo_closes_the_question(tg, unsure_bot, handled, sam
     first = await send(tg, ALICE, rose, handled)
     await ask_for_a_second_photo(tg, first)
     edited = await tap(tg, first, "Rose")
-    assert "Recorded: Rose" in edited["text"] and BUTTON not in last_row(tg, edited)
+    # Named: no second photo is offered any more; identifiers may still be asked.
+    assert "Recorded: Rose" in edited["text"] and offered(tg, edited) == [[ASK]]
     assert pending(db) == []
     alone = await send(tg, ALICE, rose, handled)
     assert not alone["text"].startswith("📷") and albums(db) == []
@@ -283,6 +297,28 @@ async def test_a_spanish_user_is_asked_in_spanish(tg, unsure_bot, handled, sampl
     tg.set_user(BOB, language_code="es")
     answer = await send(tg, BOB, photos_of(sample_photos, "rose")[0], handled)
     button = "📷 Añadir una foto de la misma planta"
-    assert last_row(tg, answer) == [button]
+    assert offered(tg, answer) == [[button], ["🔎 Preguntar a un identificador"]]
     asked = await ask_for_a_second_photo(tg, answer, BOB, button)
     assert "10 minutos" in asked["text"]
+
+
+async def test_asking_an_identifier_and_adding_a_photo_go_together(
+    tg, unsure_bot, handled, sample_photos, db
+):
+    """Under one unsure answer Alice taps both: the first photo waits for identifiers, and her
+    next photo is still combined with it."""
+    rose, sunflower = photos_of(sample_photos, "rose")[0], photos_of(sample_photos, "sunflower")[0]
+    first = await send(tg, ALICE, rose, handled)
+    asked = await ask_an_identifier(tg, ALICE, first)
+    assert "/forget withdraws it" in asked["text"]
+    assert offered(tg, first) == [[BUTTON], [ASK]]  # asking records no name: both stay
+    await ask_for_a_second_photo(tg, first)
+    both = await send(tg, ALICE, sunflower, handled)
+    assert both["text"].splitlines()[0] == "📷 One answer from 2 photos of one plant."
+    assert len(albums(db)) == 1 and pending(db) == []
+    queued = in_db(
+        db, lambda s: [r.prediction_id for r in s.scalars(select(IdentificationRequest))]
+    )
+    assert queued == [prediction_under(tg, first)]
+    handed = await handed_photo(tg, ADMIN)
+    assert handed["caption"].endswith("Photos waiting: 1.")

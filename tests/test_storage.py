@@ -40,6 +40,7 @@ from storage import (
     answer_sent_as,
     answered_together,
     approve,
+    claim_send,
     count_labelled_examples,
     delete_albums_older_than,
     delete_older_than,
@@ -55,6 +56,9 @@ from storage import (
     photo_by_message,
     prediction_by_id,
     record_feedback,
+    release_send,
+    send_stored,
+    sent_prediction,
     set_excluded,
     stats,
     store_model_files,
@@ -156,6 +160,9 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
         "naming_rights",
         "model_files",
         "model_version_files",
+        "identification_requests",
+        "identifications",
+        "webapp_sends",
     }
     assert differences == []
     with db.engine.connect() as connection:
@@ -489,12 +496,21 @@ def test_forget_user_removes_everything_of_theirs_and_nothing_else(db: Database)
     with db.session() as session:
         deleted = forget_user(session, ALICE)
     # Her feedback on Bob's photo goes; so does Bob's feedback on her photo, which is gone.
-    assert deleted == {"feedback": 3, "predictions": 4, "photos": 2, "users": 1}
+    assert deleted == {
+        "identifications": 0,
+        "asked": 0,
+        "feedback": 3,
+        "predictions": 4,
+        "photos": 2,
+        "users": 1,
+    }
     with db.session() as session:
         assert counts(session) == {"users": 1, "photos": 1, "predictions": 2, "feedback": 1}
         assert session.scalars(select(Photo.user_id)).all() == [BOB]
         assert session.scalars(select(Feedback.user_id)).all() == [BOB]
         assert forget_user(session, ALICE) == {
+            "identifications": 0,
+            "asked": 0,
             "feedback": 0,
             "predictions": 0,
             "photos": 0,
@@ -820,3 +836,26 @@ def test_labelled_photos_for_export_count_labellers_and_honour_exclusion(db: Dat
         (ids[3], "species 5", 2),
         (ids[4], "tulip", 1),
     ]
+
+
+def test_a_webapp_key_is_claimed_once_and_freed_only_while_nothing_is_stored(db: Database) -> None:
+    top = [{"index": 3, "confidence": 0.9}]
+    with db.session() as session:
+        first = claim_send(session, 7, ("user7", "Seven"), "key-1", top, "sure")
+        assert first is not None
+        assert claim_send(session, 7, ("user7", "Seven"), "key-1", top, "sure") is None
+        # Another user's same key is theirs.
+        assert claim_send(session, 8, (None, "Eight"), "key-1", top, None) is not None
+        assert sent_prediction(session, 7, "key-1") is None  # claimed, not yet stored
+        release_send(session, first)
+        again = claim_send(session, 7, ("user7", "Seven"), "key-1", top, "sure")
+        assert again is not None
+        prediction = predicted(session, photo(session, 7, 1), 3)
+        send_stored(session, again, prediction.id)
+        release_send(session, again)  # stored: the key stays taken
+        assert sent_prediction(session, 7, "key-1") == prediction.id
+        assert claim_send(session, 7, ("user7", "Seven"), "key-1", top, "sure") is None
+        # The photo's retention (or /forget) takes the send with it.
+        assert delete_older_than(session, NOW + timedelta(days=1)) == 1
+        assert sent_prediction(session, 7, "key-1") is None
+        assert claim_send(session, 7, ("user7", "Seven"), "key-1", top, "sure") is not None

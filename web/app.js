@@ -4,7 +4,9 @@
 // verdict, and no TF.js work blocks it.
 
 import { decodeLikePillow, resizeLikePillow } from "./pillow.js";
+import { sendQueue } from "./sendqueue.js";
 import { groupOf, groupPieces } from "./taxonomy.js";
+import { buzz, startTelegram, userLanguage } from "./telegram.js";
 
 const MODEL_DIR = "model/";
 const TOP_K = 5;
@@ -21,6 +23,7 @@ const verdict = $("verdict");
 const groupLine = $("group");
 const speciesList = $("species");
 const speed = $("speed");
+const sentLine = $("sent");
 
 // What the viewer shows: "loading", "live" camera, "frozen" camera frame, "photo", or "error".
 let mode = "loading";
@@ -66,6 +69,12 @@ const live = { frames: 0, recent: [], previous: null };
 const liveTimes = { model: [], resize: [] };
 // Settled once the first model has loaded (or failed to): an update waits for it.
 const firstLoad = Promise.withResolvers();
+// Inside Telegram (telegram.js): Telegram.WebApp, and the queue of photos sent to the bot.
+let telegram = null;
+let queue = null;
+// The frozen frame or chosen photo on screen, as it would be sent to the bot: { photo (a Blob, or
+// a promise of one), name, answer (the page's answer, once shown) }; null in the live view.
+let sendable = null;
 
 function setMode(next) {
   mode = next;
@@ -74,6 +83,18 @@ function setMode(next) {
   video.hidden = next === "photo";
   photo.hidden = next !== "photo";
   showFreezeButton();
+  showTelegramButtons();
+}
+
+// Inside Telegram: "Send to the bot" once a frozen frame's or a photo's answer is shown; the back
+// button returns to the live camera.
+function showTelegramButtons() {
+  if (!telegram) return;
+  const still = mode === "frozen" || mode === "photo";
+  if (still && sendable?.answer) telegram.MainButton.show();
+  else telegram.MainButton.hide();
+  if (mode === "frozen" || (mode === "photo" && cameraOn)) telegram.BackButton.show();
+  else telegram.BackButton.hide();
 }
 
 function showFreezeButton() {
@@ -144,7 +165,11 @@ async function loadModel() {
   document.body.dataset.backend = loaded.backend;
   document.body.dataset.threads = loaded.threads;
   const translated = metadata.names ?? {};
-  language = languageFor(navigator.languages ?? [navigator.language], translated);
+  // Inside Telegram the signed user's language, as the bot chooses (Spanish or English).
+  const languages = telegram
+    ? [userLanguage(telegram) ?? "en"]
+    : (navigator.languages ?? [navigator.language]);
+  language = languageFor(languages, translated);
   classNames = language === "en" ? names : translated[language];
   verdict.lang = speciesList.lang = groupLine.lang = language;
   taxonomy = metadata.taxonomy ?? null;
@@ -374,8 +399,8 @@ function buildList() {
     // The name links to the species' Wikipedia article (a plain link: the page fetches
     // nothing), in a new tab so the answer stays on screen; then the scientific name.
     item.innerHTML =
-      '<span class="line"><span class="what"><a class="name" target="_blank" rel="noopener"' +
-      ' title="Wikipedia"></a> <i class="sci" lang="la"></i></span>' +
+      '<span class="line"><span class="what"><span class="name"></span>' +
+      ' <i class="sci" lang="la"></i></span>' +
       '<span class="pct"></span></span>' +
       '<span class="bar" aria-hidden="true"><span class="fill"></span></span>';
     speciesList.append(item);
@@ -450,6 +475,7 @@ function render(answer, source, shortSide) {
   verdict.classList.toggle("unsure", said !== "sure");
   showGroup(groupOf(top, said, taxonomy));
   speciesList.dataset.source = source;
+  if (mode === "frozen" || mode === "photo") keepAnswer(top, said);
   predictions += 1;
   speciesList.dataset.predictions = predictions;
   if (predictions === 1) performance.mark("first-prediction");
@@ -458,11 +484,19 @@ function render(answer, source, shortSide) {
 // A ranked species: its name linked to its Wikipedia article in the answers' language
 // (model_training/taxonomy.py's species_url, written by the export), and its scientific name.
 function showName(item, index) {
-  const link = item.querySelector(".name");
-  link.textContent = classNames[index];
   const url = taxonomyWords?.wikipedia[index];
-  if (url) link.href = url;
-  else link.removeAttribute("href"); // a species taught by users: the name alone
+  // A link only where there is an address (a species taught by users has none): an <a> without
+  // one is a link nobody can follow (Lighthouse's "links are not crawlable").
+  let name = item.querySelector(".name");
+  if (name.tagName !== (url ? "A" : "SPAN")) {
+    const replacement = document.createElement(url ? "a" : "span");
+    replacement.className = "name";
+    if (url) Object.assign(replacement, { target: "_blank", rel: "noopener", title: "Wikipedia" });
+    name.replaceWith(replacement);
+    name = replacement;
+  }
+  name.textContent = classNames[index];
+  if (url) name.href = url;
   item.querySelector(".sci").textContent = taxonomy?.classes[index]?.scientific_name ?? "";
 }
 
@@ -566,6 +600,7 @@ function noCamera(reason) {
 }
 
 function goLive() {
+  sendable = null;
   setMode("live");
   resetLive();
   statusLine.textContent = "Camera on: point it at a flower.";
@@ -573,9 +608,60 @@ function goLive() {
   liveLoop();
 }
 
+// The answer shown for a frozen frame or a photo, as the bot is sent it (bot/webapp.py).
+function keepAnswer(top, said) {
+  if (!sendable) return;
+  sendable.answer = {
+    model_version: document.body.dataset.modelVersion,
+    verdict: said,
+    top5: top.map(({ index, p }) => ({ index, confidence: p })),
+  };
+  showTelegramButtons();
+}
+
+// The frame held on screen as a JPEG, at the camera's size: what "Send to the bot" sends.
+function frameJpeg() {
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+}
+
+async function sendToBot() {
+  if (!sendable?.answer) return;
+  const { photo, name, answer } = sendable;
+  sendable = null; // one send a photo: the button comes back with the next frame or photo
+  showTelegramButtons();
+  sentLine.classList.remove("warning");
+  sentLine.textContent = "Sending to the bot…";
+  await queue.send(await photo, name, JSON.stringify(answer));
+}
+
+// What became of the photos sent (sendqueue.js), said under the photo and felt on the phone.
+function reportSend(event, detail) {
+  sentLine.classList.toggle("warning", event === "refused");
+  if (event === "kept") {
+    sentLine.textContent =
+      detail.waiting === 1
+        ? "Offline: the photo is kept on this device and goes to the bot when the network is back."
+        : `Offline: ${detail.waiting} photos are kept on this device and go to the bot when the network is back.`;
+    return;
+  }
+  if (event === "sent") {
+    sentLine.dataset.sent = Number(sentLine.dataset.sent ?? 0) + 1;
+    sentLine.textContent = "Sent: the bot’s answer is in your chat with it.";
+  } else {
+    sentLine.textContent = detail.error;
+  }
+  buzz(telegram, event === "sent" ? "success" : "error");
+}
+
 function freeze() {
   setMode("frozen");
   video.pause();
+  sendable = { photo: frameJpeg(), name: "camera.jpg", answer: null };
+  buzz(telegram, "light");
   statusLine.textContent = "Frozen: the answer is for this frame.";
   // The last live answer may be for an earlier frame than the one now held on screen.
   predictAndShow(video, video.videoWidth, video.videoHeight, "camera");
@@ -589,6 +675,7 @@ async function showPhoto(file) {
     statusLine.textContent = `${file.name} is not an image this browser can read.`;
     return;
   }
+  sendable = { photo: file, name: file.name || "photo.jpg", answer: null };
   setMode("photo");
   video.pause();
   URL.revokeObjectURL(photo.src);
@@ -672,6 +759,12 @@ function showError(error) {
 async function main() {
   buildList();
   startServiceWorker();
+  telegram = await startTelegram({ onBack: () => cameraOn && goLive(), onSend: sendToBot });
+  if (telegram) {
+    const userId = telegram.initDataUnsafe.user?.id;
+    queue = sendQueue({ initData: telegram.initData, userId, report: reportSend });
+    queue.drain(); // photos kept offline on an earlier visit
+  }
   freezeButton.addEventListener("click", () => (mode === "live" ? freeze() : goLive()));
   fileInput.addEventListener("change", () => {
     if (fileInput.files.length) showPhoto(fileInput.files[0]);

@@ -13,6 +13,8 @@ import http.server
 import io
 import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,13 +27,19 @@ WASM_DIST = "node_modules/@tensorflow/tfjs-backend-wasm/dist/"
 # Workbox for the service worker: workbox-sw loads the other three, and they need workbox-core.
 WORKBOX_PACKAGES = ("workbox-sw", "workbox-core", "workbox-routing", "workbox-strategies")
 WORKBOX_PACKAGES += ("workbox-precaching",)
+# Telegram's Mini App script (telegram-web-app.js), as the npm package @twa-dev/sdk ships it: the
+# page loads it only when Telegram opened it (telegram.js).
+TELEGRAM_DIST = "node_modules/@twa-dev/sdk/dist/"
 # What the page loads from npm packages: TF.js, the WASM backend with its .wasm files, Workbox.
 VENDOR_PREFIXES = (
     f"/{TFJS_DIST}",
     f"/{WASM_DIST}",
+    f"/{TELEGRAM_DIST}telegram-web-apps.js",
     *(f"/node_modules/{package}/build/" for package in WORKBOX_PACKAGES),
 )
 MODEL_PREFIX = "/model/"
+# What the page POSTs to the bot (bot/webapp.py): the reverse proxy forwards it in production.
+WEBAPP_PREFIX = "/webapp/"
 SERVICE_WORKER = "sw.js"
 # The files the page uses from those packages; `npm ci` in web/ installs them.
 VENDOR_FILES = (
@@ -43,6 +51,7 @@ VENDOR_FILES = (
     f"{WASM_DIST}tfjs-backend-wasm.wasm",
     "node_modules/workbox-sw/build/workbox-sw.js",
     *(f"node_modules/{p}/build/{p}.prod.js" for p in WORKBOX_PACKAGES if p != "workbox-sw"),
+    f"{TELEGRAM_DIST}telegram-web-apps.js",
 )
 # The page's own files, precached by the service worker with the vendor files and the model.
 PAGE_FILES = (
@@ -51,6 +60,8 @@ PAGE_FILES = (
     "worker.js",
     "pillow.js",
     "taxonomy.js",
+    "telegram.js",
+    "sendqueue.js",
     "style.css",
     "manifest.webmanifest",
     "icons/icon-192.png",
@@ -62,7 +73,9 @@ _IMPORTED_BY_WORKER = tuple(name for name in VENDOR_FILES if "/workbox-" in name
 
 
 class PageHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves `directory` (web/) with /model/ mapped to the exported model folder."""
+    """Serves `directory` (web/) with /model/ mapped to the exported model folder, and forwards
+    POST /webapp/... to the bot's health server at `webapp_backend` when given (as the reverse
+    proxy does in production: docs/web.md, "Inside Telegram")."""
 
     extensions_map: ClassVar[dict[str, str]] = {
         **http.server.SimpleHTTPRequestHandler.extensions_map,
@@ -70,9 +83,43 @@ class PageHandler(http.server.SimpleHTTPRequestHandler):
         ".wasm": "application/wasm",
     }
 
-    def __init__(self, *args: object, directory: str, model_dir: str, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        directory: str,
+        model_dir: str,
+        webapp_backend: str | None = None,
+        **kwargs: object,
+    ) -> None:
         self.model_dir = model_dir
+        self.webapp_backend = webapp_backend
         super().__init__(*args, directory=directory, **kwargs)
+
+    def do_POST(self) -> None:
+        url_path = _url_path(self.path)
+        if not (self.webapp_backend and url_path.startswith(WEBAPP_PREFIX)):
+            self.send_error(404, "not served")
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        forwarded = urllib.request.Request(
+            self.webapp_backend.rstrip("/") + url_path,
+            data=body,
+            headers={"Content-Type": self.headers.get("Content-Type", "")},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(forwarded, timeout=120) as response:
+                status, content_type, answer = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as err:  # the bot's 4xx: its JSON goes to the page
+            status, content_type, answer = err.code, err.headers, err.read()
+        except OSError:
+            self.send_error(502, "the bot does not answer")
+            return
+        self.send_response(status)
+        self.send_header("Content-Type", content_type.get("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
 
     def translate_path(self, path: str) -> str:
         url_path = _url_path(path)
@@ -157,19 +204,28 @@ def missing_vendor_files(web_root: str | Path = WEB_ROOT) -> list[str]:
 
 
 def make_server(
-    model_dir: str | Path, port: int = 8000, web_root: str | Path = WEB_ROOT
+    model_dir: str | Path,
+    port: int = 8000,
+    web_root: str | Path = WEB_ROOT,
+    webapp_backend: str | None = None,
 ) -> http.server.ThreadingHTTPServer:
-    """A server for 127.0.0.1:`port` (0 picks a free port: see server.server_port)."""
+    """A server for 127.0.0.1:`port` (0 picks a free port: see server.server_port);
+    `webapp_backend`: the bot's health server (http://host:port) that POST /webapp/ goes to."""
     handler = functools.partial(
-        PageHandler, directory=str(web_root), model_dir=str(Path(model_dir).resolve())
+        PageHandler,
+        directory=str(web_root),
+        model_dir=str(Path(model_dir).resolve()),
+        webapp_backend=webapp_backend,
     )
     return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
 
 
 @contextmanager
-def serving(model_dir: str | Path, port: int = 0) -> Iterator[str]:
+def serving(
+    model_dir: str | Path, port: int = 0, webapp_backend: str | None = None
+) -> Iterator[str]:
     """Serve in a background thread for the block; yields the page's URL."""
-    server = make_server(model_dir, port)
+    server = make_server(model_dir, port, webapp_backend=webapp_backend)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

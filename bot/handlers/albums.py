@@ -269,4 +269,4 @@ async def _reply(
         reply_markup=feedback_keyboard(prediction_id, combined.top5, t),
         do_quote=True,
     )
-    await remember_answer(context, prediction_id, sent)
+    await remember_answer(services(context), prediction_id, sent)

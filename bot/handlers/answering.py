@@ -1,6 +1,7 @@
 """The steps every photo answer shares: rate limit, download, identify, store.
 
-Single photos (bot/handlers/photos.py) and albums (bot/handlers/albums.py) both go through them.
+Single photos (bot/handlers/photos.py), albums (bot/handlers/albums.py) and photos sent from
+the camera page inside Telegram (bot/webapp.py) go through them.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from sqlalchemy.orm import Session
@@ -17,7 +19,9 @@ from telegram.ext import ContextTypes
 
 from bot import replies
 from bot.handlers import services
-from bot.services import Admission, jpeg_bytes
+from bot.handlers.feedback import feedback_keyboard, offers_identifiers, offers_second_photo
+from bot.i18n import Translator
+from bot.services import Admission, Services, jpeg_bytes
 from model_training.classifier import Answer
 from model_training.photos import Photo, PhotoError, decode_photo
 from storage import Photo as StoredPhoto
@@ -52,14 +56,25 @@ async def identify_message(
     # request to a chat counts against Telegram's 30 messages/s, which would halve throughput.
     try:
         data = bytes(await (await file_ref.get_file()).download_as_bytearray())
-        started = time.perf_counter()
-        answer = await svc.identifier.identify(data)
     except BadRequest as err:  # Telegram refuses downloads beyond its limit
         log.info("download refused for chat %s: %s", photo.chat_id, err)
         return replies.Refusal(replies.Refused.TOO_LARGE)
+    identified = await identify_bytes(svc, data)
+    if isinstance(identified, replies.Refusal):
+        return identified
+    answer, latency_ms = identified
+    return Identified(photo, data, answer, latency_ms)
+
+
+async def identify_bytes(svc: Services, data: bytes) -> tuple[Answer, float] | replies.Refusal:
+    """A photo's bytes identified by the served model, with the milliseconds it took, or why
+    not: the step a chat photo and one from the camera page (bot/webapp.py) share."""
+    started = time.perf_counter()
+    try:
+        answer = await svc.identifier.identify(data)
     except PhotoError as err:
         return replies.Refusal(replies.Refused.UNREADABLE, str(err))
-    return Identified(photo, data, answer, (time.perf_counter() - started) * 1000)
+    return answer, (time.perf_counter() - started) * 1000
 
 
 async def answer_stored(context: ContextTypes.DEFAULT_TYPE, stored: StoredPhoto) -> Answer:
@@ -109,9 +124,46 @@ def store_prediction(session: Session, photo_id: int, answer: Answer, latency_ms
     return prediction.id
 
 
-async def remember_answer(
-    context: ContextTypes.DEFAULT_TYPE, prediction_id: int, sent: Message
-) -> None:
+async def answer_identified(
+    svc: Services,
+    user: User,
+    identified: Identified,
+    t: Translator,
+    header: str | None = None,
+    also_store: Callable[[Session, int], None] | None = None,
+) -> int:
+    """Store an identified photo and its prediction, then answer under the photo with the
+    feedback buttons: the prediction's id. `header` (a message id) goes above the answer;
+    `also_store(session, prediction_id)` runs in the same transaction (the camera page's send,
+    stored with its photo or not at all). An unsure answer in the user's own chat (a chat
+    photo or the camera page's copy of one) offers a second photo and, where there are
+    identifiers, to ask one."""
+
+    def store(session: Session) -> int:
+        prediction_id = store_answer(session, user, identified)
+        if also_store is not None:
+            also_store(session, prediction_id)
+        return prediction_id
+
+    prediction_id = await svc.db(store)
+    answer = identified.answer
+    private = identified.message.chat_id == user.id
+    sent = await identified.message.reply_html(
+        replies.top5_answer(answer.top5, answer.verdict, header=t(header) if header else None, t=t),
+        reply_markup=feedback_keyboard(
+            prediction_id,
+            answer.top5,
+            t,
+            second_photo=offers_second_photo(answer.verdict, private),
+            ask_identifiers=offers_identifiers(svc.settings, answer.verdict),
+        ),
+        do_quote=True,
+    )
+    await remember_answer(svc, prediction_id, sent)
+    return prediction_id
+
+
+async def remember_answer(svc: Services, prediction_id: int, sent: Message) -> None:
     """The message an answer with buttons went out as: its buttons count only there."""
     chat_id, message_id = sent.chat_id, sent.message_id
-    await services(context).db(lambda s: answer_sent_as(s, prediction_id, chat_id, message_id))
+    await svc.db(lambda s: answer_sent_as(s, prediction_id, chat_id, message_id))

@@ -1,12 +1,14 @@
 """Feedback: the buttons under an answer, "None of these" and a typed name, "Not a flower", and
-"Add a photo of the same plant" under an unsure answer.
+under an unsure answer "Add a photo of the same plant" and "Ask an identifier".
 
 Each button names the prediction it sits under (bot/callbacks.py); the feedback row points at
 that prediction, so /stats credits the model version that gave the answer the user saw.
 Telegram does not check a button's data against the message it comes from, so a tap counts only
 from the answer message stored with its prediction (anyone in a group may label the group's
 photos there), and the typed-name and new-species buttons only in the private chat of a user who
-tapped "None of these" under that answer.
+tapped "None of these" under that answer. Under an unsure answer, "Ask an identifier" hands the
+photo to bot/handlers/identify.py; once identifiers confirmed a name, a tap naming anything else
+records nothing (Settled).
 """
 
 from __future__ import annotations
@@ -22,32 +24,28 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot import callbacks, replies
-from bot.callbacks import NONE_OF_THESE, NOT_A_FLOWER, SECOND_PHOTO, Source
-from bot.handlers import services, translator_for
+from bot.callbacks import ASK_IDENTIFIERS, NONE_OF_THESE, NOT_A_FLOWER, SECOND_PHOTO, Source
+from bot.config import Settings
+from bot.handlers import identify, services, translator_for
+from bot.handlers.identify import ask_identifier
+from bot.handlers.naming import offer_names
 from bot.i18n import ENGLISH, Translator
-from bot.species import (
-    MAX_NEW_NAME,
-    closest_key,
-    display_new_name,
-    known_as,
-    match_species,
-    new_species_key,
-)
 from model_training.abstention import Verdict
 from model_training.classifier import SpeciesScore
 from storage import (
+    Name,
     NewSpecies,
-    add_new_species,
+    Prediction,
     album_of,
     allow_naming,
     answered_together,
     approve_when_enough,
     ask,
     close_question,
+    confirmed_name,
     ensure_user,
     may_name,
     new_species_by_key,
-    open_new_species,
     pending_question,
     prediction_by_id,
     record_feedback,
@@ -66,15 +64,15 @@ QUESTION_EXPIRES = timedelta(hours=1)
 # well be another plant by then), and says so.
 SECOND_PHOTO_QUESTION = "second_photo"
 SECOND_PHOTO_EXPIRES = timedelta(minutes=10)
-# The verdicts a second photo may settle: "too small" asks for a larger photo already, and
-# "not a flower" for a flower; a sure answer needs none.
-SECOND_PHOTO_VERDICTS = frozenset({Verdict.NOT_SURE, Verdict.UNKNOWN_SPECIES})
+# The verdicts a second photo or an identifier may settle: "too small" asks for a larger photo
+# already, and "not a flower" for a flower; a sure answer needs neither.
+UNSURE_VERDICTS = frozenset({Verdict.NOT_SURE, Verdict.UNKNOWN_SPECIES})
 
 
 def offers_second_photo(verdict: Verdict, private: bool) -> bool:
     """Whether a single photo's answer offers "Add a photo of the same plant": unsure, in the
     photographer's private chat (in groups the bot answers only photos it is asked about)."""
-    return private and verdict in SECOND_PHOTO_VERDICTS
+    return private and verdict in UNSURE_VERDICTS
 
 
 def feedback_keyboard(
@@ -82,9 +80,12 @@ def feedback_keyboard(
     top5: list[SpeciesScore],
     t: Translator = ENGLISH,
     second_photo: bool = False,
+    ask_identifiers: bool = False,
 ) -> InlineKeyboardMarkup:
-    """One button per proposed species, then "none of these" and "not a flower"; with
-    `second_photo` (offers_second_photo), "Add a photo of the same plant" in a row of its own."""
+    """One button per proposed species, then "none of these" and "not a flower"; under an
+    unsure answer of a single photo, with `second_photo` (offers_second_photo), "Add a photo of
+    the same plant", and with `ask_identifiers` (offers_identifiers), "Ask an identifier", each
+    in a row of its own."""
     rows = [
         [
             InlineKeyboardButton(
@@ -111,7 +112,15 @@ def feedback_keyboard(
         rows.append(
             [InlineKeyboardButton(t(replies.SECOND_PHOTO_BUTTON), callback_data=callback_data)]
         )
+    if ask_identifiers:
+        data = callbacks.encode(Source.ANSWER, prediction_id, ASK_IDENTIFIERS)
+        rows.append([InlineKeyboardButton(t(replies.ASK_IDENTIFIER_BUTTON), callback_data=data)])
     return InlineKeyboardMarkup(rows)
+
+
+def offers_identifiers(settings: Settings, verdict: Verdict) -> bool:
+    """Whether an answer offers "ask an identifier": unsure of the species, and someone to ask."""
+    return verdict in UNSURE_VERDICTS and bool(settings.identifier_ids or settings.admin_ids)
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,15 @@ class Recorded:
     top5: list[SpeciesScore]
     verdict: Verdict
     header: str | None = None  # an album's answer: how many photos, which were left out
+    ask_identifiers: bool = False  # the answer offers "ask an identifier"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A tap contradicting the name identifiers confirmed for the photo: not recorded. The
+    confirmed name stands (docs/identifiers.md); the user is told which it is."""
+
+    name: str
 
 
 async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -134,6 +152,9 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         return
     if not belongs:  # forged, or from another message: nothing is recorded
         await query.answer(t(replies.NOT_THIS_ANSWER), show_alert=True)
+        return
+    if tap.choice == ASK_IDENTIFIERS:
+        await ask_identifier(update, context, tap.prediction_id, t)
         return
     if tap.choice == NONE_OF_THESE:
         user = update.effective_user
@@ -158,6 +179,9 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     if recorded is None:
         await query.answer(t(replies.GONE), show_alert=True)
         return
+    if isinstance(recorded, Settled):
+        await query.answer(t(replies.NAME_SETTLED).format(name=recorded.name), show_alert=True)
+        return
     await query.answer(t(replies.THANKS_SHORT))
     if tap.source == Source.TYPED_NAME:
         await query.edit_message_text(t(replies.THANKS).format(what=recorded.what))
@@ -169,7 +193,9 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
                 recorded.top5, recorded.verdict, recorded.what, recorded.header, t=t
             ),
             parse_mode=ParseMode.HTML,
-            reply_markup=feedback_keyboard(tap.prediction_id, recorded.top5, t),
+            reply_markup=feedback_keyboard(
+                tap.prediction_id, recorded.top5, t, ask_identifiers=recorded.ask_identifiers
+            ),
         )
     except BadRequest as err:  # the same button tapped twice: nothing to change
         if "not modified" not in str(err).lower():
@@ -246,62 +272,26 @@ async def _belongs(
 
 
 async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """After "none of these": match the typed name and confirm it with buttons. A name that is
-    not exactly a known species can also be recorded as a new species (typing "tulip" finds
-    "siam tulip", which is no tulip)."""
+    """After "none of these": match the typed name and confirm it with buttons (after "another
+    species", an identifier's name: bot/handlers/identify.py)."""
     svc = services(context)
     user_id = update.effective_user.id
-    message = update.effective_message
     t = await translator_for(update, context)
     question = await svc.db(lambda s: pending_question(s, user_id, datetime.now(UTC)))
+    if question is not None and question.kind == identify.NAME_QUESTION:
+        await identify.typed_name(update, context, t)
+        return
     if question is None or question.kind != NAME_QUESTION:
-        await message.reply_text(t(replies.SEND_A_PHOTO))
+        await update.effective_message.reply_text(t(replies.SEND_A_PHOTO))
         return
     prediction_id = question.prediction_id
-    names = svc.species
-    matches = match_species(message.text, names)
-    exact = len(matches) == 1 and known_as(message.text, names[matches[0]])
-    rows = [
-        [
-            InlineKeyboardButton(
-                t.species(names[i]),
-                callback_data=callbacks.encode(Source.TYPED_NAME, prediction_id, i),
-            )
-        ]
-        for i in matches
-    ]
-    key = new_species_key(message.text)
-    if exact:
-        await svc.db(lambda s: close_question(s, user_id))
-    elif key is None:
-        await message.reply_text(t(replies.NAME_UNUSABLE).format(limit=MAX_NEW_NAME))
-        return
-    else:
-        # The question stays open: the user may type the name again instead.
-        species_id, name = await svc.db(lambda s: new_species_for(s, key))
-        callback_data = callbacks.encode(Source.NEW_SPECIES, prediction_id, species_id)
-        new = InlineKeyboardButton(
-            t(replies.NEW_SPECIES_BUTTON).format(name=name), callback_data=callback_data
-        )
-        rows.append([new])
-        if not matches:
-            typed = message.text[:MAX_NEW_NAME]
-            text = t(replies.NEW_SPECIES_OFFER).format(typed=typed, name=name)
-            await message.reply_text(text, reply_markup=InlineKeyboardMarkup(rows))
-            return
-    await message.reply_text(t(replies.CONFIRM_NAME), reply_markup=InlineKeyboardMarkup(rows))
-
-
-def new_species_for(session: Session, key: str) -> tuple[int, str]:
-    """The new species under `key`, or under a near-identical spelling others used ("Tulips",
-    "tulp" -> "Tulip"), or a new candidate: (id, name)."""
-    species = new_species_by_key(session, key)
-    if species is None:
-        known = closest_key(key, [s.key for s in open_new_species(session)])
-        species = new_species_by_key(session, known) if known else None
-    if species is None:
-        species = add_new_species(session, key, display_new_name(key))
-    return species.id, species.name
+    await offer_names(
+        update,
+        context,
+        t,
+        known=lambda index: callbacks.encode(Source.TYPED_NAME, prediction_id, index),
+        new=lambda species_id: callbacks.encode(Source.NEW_SPECIES, prediction_id, species_id),
+    )
 
 
 async def _record_new_species(
@@ -316,12 +306,17 @@ async def _record_new_species(
     user = update.effective_user
     settings = services(context).settings
 
-    def work(session: Session) -> str | None:
+    def work(session: Session) -> str | Settled | None:
         prediction = prediction_by_id(session, prediction_id)
         species = session.get(NewSpecies, species_id)
         if prediction is None or species is None:
             return None
         species = new_species_by_key(session, species.key)  # merged meanwhile: the one it joined
+        settled = _settled(
+            session, prediction, Name(new_species_id=species.id, species=species.name), t
+        )
+        if settled is not None:
+            return settled
         ensure_user(session, user.id, user.username, user.first_name)
         for answered in answered_together(session, prediction):
             record_feedback(
@@ -342,6 +337,9 @@ async def _record_new_species(
     if name is None:
         await query.answer(t(replies.GONE), show_alert=True)
         return
+    if isinstance(name, Settled):
+        await query.answer(t(replies.NAME_SETTLED).format(name=name.name), show_alert=True)
+        return
     await query.answer(t(replies.THANKS_SHORT))
     await query.edit_message_text(t(replies.NEW_SPECIES_THANKS).format(name=name))
 
@@ -352,19 +350,24 @@ async def _record(
     prediction_id: int,
     species_index: int | None,
     t: Translator,
-) -> Recorded | None:
+) -> Recorded | Settled | None:
     """Commit the feedback (before anyone is thanked); None when the photo is gone or the
     button names no species of the serving model."""
     user = update.effective_user
+    settings = services(context).settings
     names = services(context).species
     if species_index is not None and species_index >= len(names):
         return None
     species = names[species_index] if species_index is not None else None
 
-    def work(session: Session) -> Recorded | None:
+    def work(session: Session) -> Recorded | Settled | None:
         prediction = prediction_by_id(session, prediction_id)
         if prediction is None:
             return None
+        said = Name(not_a_flower=True) if species is None else Name(species_index, species)
+        settled = _settled(session, prediction, said, t)
+        if settled is not None:
+            return settled
         ensure_user(session, user.id, user.username, user.first_name)
         # Named now: no second photo (nor typed name) is awaited for it any more.
         close_question(session, user.id, prediction.id)
@@ -390,11 +393,23 @@ async def _record(
                 verdict=Verdict(album.verdict),
                 header=replies.album_header(used, album.left_out, t),
             )
+        # Answers stored before verdicts were kept named a species.
+        verdict = Verdict(prediction.verdict or Verdict.SURE)
         return Recorded(
             what=what,
             top5=[SpeciesScore(**score) for score in prediction.top5],
-            # Answers stored before verdicts were kept named a species.
-            verdict=Verdict(prediction.verdict or Verdict.SURE),
+            verdict=verdict,
+            ask_identifiers=offers_identifiers(settings, verdict),
         )
 
     return await services(context).db(work)
+
+
+def _settled(session: Session, prediction: Prediction, said: Name, t: Translator) -> Settled | None:
+    """Identifiers confirmed another name for the photo: that one stands (Settled)."""
+    confirmed = confirmed_name(session, prediction.photo_id)
+    if confirmed is None or confirmed.key == said.key:
+        return None
+    if confirmed.not_a_flower:
+        return Settled(t("not a flower"))
+    return Settled(t.species(confirmed.species or ""))

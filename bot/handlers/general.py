@@ -23,8 +23,11 @@ LANGUAGE_PATTERN = rf"^lang:({'|'.join(LANGUAGES)})\Z"
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     t = await translator_for(update, context)
-    n_species = t.number(len(services(context).species))
-    await update.effective_message.reply_text(t(replies.START).format(n_species=n_species))
+    svc = services(context)
+    text = t(replies.START).format(n_species=t.number(len(svc.species)))
+    if svc.settings.webapp_url:
+        text += "\n\n" + t(replies.WEBAPP_HINT).format(button=replies.WEBAPP_BUTTON)
+    await update.effective_message.reply_text(text)
 
 
 async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

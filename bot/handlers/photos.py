@@ -16,14 +16,19 @@ from telegram.ext import ContextTypes
 from bot import replies
 from bot.handlers import albums, services, translator_for, user_translator
 from bot.handlers.answering import (
+    answer_identified,
     answer_stored,
     identify_message,
     photo_file,
     remember_answer,
-    store_answer,
     store_prediction,
 )
-from bot.handlers.feedback import SECOND_PHOTO_QUESTION, feedback_keyboard, offers_second_photo
+from bot.handlers.feedback import (
+    SECOND_PHOTO_QUESTION,
+    feedback_keyboard,
+    offers_identifiers,
+    offers_second_photo,
+)
 from storage import last_photo, take_question
 
 
@@ -104,17 +109,7 @@ async def answer_photo(
         else:
             await photo.reply_text(text, do_quote=True)
         return
-    prediction_id = await svc.db(lambda s: store_answer(s, user, result))
-    verdict = result.answer.verdict
-    private = photo.chat_id == user.id  # the user's own chat with the bot
-    sent = await photo.reply_html(
-        replies.top5_answer(result.answer.top5, verdict, header=t(header) if header else None, t=t),
-        reply_markup=feedback_keyboard(
-            prediction_id, result.answer.top5, t, offers_second_photo(verdict, private)
-        ),
-        do_quote=True,
-    )
-    await remember_answer(context, prediction_id, sent)
+    await answer_identified(svc, user, result, t, header=header)
 
 
 async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -135,6 +130,12 @@ async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE)
     second_photo = offers_second_photo(answer.verdict, stored.chat_id == user_id)
     sent = await update.effective_message.reply_html(
         replies.top5_answer(answer.top5, answer.verdict, t=t),
-        reply_markup=feedback_keyboard(prediction_id, answer.top5, t, second_photo),
+        reply_markup=feedback_keyboard(
+            prediction_id,
+            answer.top5,
+            t,
+            second_photo=second_photo,
+            ask_identifiers=offers_identifiers(svc.settings, answer.verdict),
+        ),
     )
-    await remember_answer(context, prediction_id, sent)
+    await remember_answer(svc, prediction_id, sent)

@@ -41,6 +41,10 @@ Behaviour worth knowing:
   handles updates in order unless ``concurrent_updates`` is set.
 * File downloads are recorded as calls of the pseudo-method :data:`DOWNLOAD`, so they can be
   awaited and made to fail like API methods.
+* Mini Apps: :meth:`FakeTelegram.webapp_init_data` is the init data Telegram would give a Mini
+  App a user opens from this bot, signed with the bot's token as Telegram signs it (or another
+  token's); ``setChatMenuButton``/``getChatMenuButton`` keep the menu button
+  (:meth:`FakeTelegram.menu_button`), a web app's URL https only, as in Telegram.
 * ``getUpdates`` blocks for at most ``max_poll_wait`` seconds and wakes at once for a new update
   or :meth:`FakeTelegram.stop`, so polling bots react fast and shut down fast.
 
@@ -87,6 +91,9 @@ from fake_telegram.server import (
 )
 from fake_telegram.steps import (
     answer_to_photo,
+    ask_an_identifier,
+    handed_photo,
+    identify_as,
     record_new_species,
     reply_to,
     tap,
@@ -103,6 +110,9 @@ __all__ = [
     "FakeTelegram",
     "StoredFile",
     "answer_to_photo",
+    "ask_an_identifier",
+    "handed_photo",
+    "identify_as",
     "polling",
     "record_new_species",
     "reply_to",

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import copy
 import hashlib
+import hmac
 import html
 import http.client
 import io
@@ -29,7 +30,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from PIL import Image
 
@@ -186,6 +187,7 @@ class FakeTelegram:
         self._files: dict[str, StoredFile] = {}  # by file_id
         self._paths: dict[str, StoredFile] = {}  # by file_path
         self._commands: dict[tuple[str, str], list[JSON]] = {}
+        self._menu_buttons: dict[int | None, JSON] = {}  # by chat id; None: the default
         self._open_callbacks: set[str] = set()
         self._failures: dict[str, deque[tuple[int, int | None]]] = defaultdict(deque)
         self._ids = itertools.count(1)  # update, file, callback and album ids
@@ -215,6 +217,8 @@ class FakeTelegram:
                 "setMyCommands": self._set_my_commands,
                 "deleteMyCommands": self._delete_my_commands,
                 "getMyCommands": self._get_my_commands,
+                "setChatMenuButton": self._set_chat_menu_button,
+                "getChatMenuButton": self._get_chat_menu_button,
                 "getFile": self._get_file,
             }.items()
         }
@@ -317,6 +321,25 @@ class FakeTelegram:
             user = self._user(user_id)
             user.update({key: value for key, value in fields.items() if value is not None})
             return copy.deepcopy(user)
+
+    def webapp_init_data(
+        self, user_id: int, *, auth_date: int | None = None, token: str | None = None
+    ) -> str:
+        """What Telegram gives a Mini App the user opens from this bot (Telegram.WebApp.initData):
+        the user, when, and the hash Telegram signs them with, from this bot's token (or
+        `token`'s: another bot's), as Telegram's "Validating data received via the Mini App"
+        describes it."""
+        with self._cond:
+            user = json.dumps(self._user(user_id), separators=(",", ":"), ensure_ascii=False)
+            fields = {
+                "query_id": f"AAH{next(self._ids)}",
+                "user": user,
+                "auth_date": str(int(time.time()) if auth_date is None else auth_date),
+            }
+        check_string = "\n".join(f"{name}={fields[name]}" for name in sorted(fields))
+        key = hmac.new(b"WebAppData", (token or self.token).encode(), hashlib.sha256).digest()
+        fields["hash"] = hmac.new(key, check_string.encode(), hashlib.sha256).hexdigest()
+        return urlencode(fields)
 
     def register_file(
         self, data: bytes, *, file_size: int | None = None, folder: str = "files", suffix: str = ""
@@ -565,6 +588,12 @@ class FakeTelegram:
         """The commands set with setMyCommands for a scope (default scope when None)."""
         with self._cond:
             return copy.deepcopy(self._commands.get(_commands_key(scope, language_code), []))
+
+    def menu_button(self, chat_id: int | None = None) -> JSON:
+        """The menu button set with setChatMenuButton for a chat (None: the default one), else
+        Telegram's default, the commands list."""
+        with self._cond:
+            return copy.deepcopy(self._menu_buttons.get(chat_id, {"type": "commands"}))
 
     async def wait_for(
         self,
@@ -1043,6 +1072,32 @@ class FakeTelegram:
     def _get_my_commands(self, params: JSON, files: dict[str, bytes]) -> list[JSON]:
         key = _commands_key(params.get("scope"), params.get("language_code", ""))
         return self._commands.get(key, [])
+
+    def _set_chat_menu_button(self, params: JSON, files: dict[str, bytes]) -> bool:
+        button = params.get("menu_button") or {"type": "default"}
+        kind = button.get("type")
+        if kind not in ("default", "commands", "web_app"):
+            raise _ApiError(400, "Bad Request: unsupported menu button type")
+        if kind == "web_app":
+            url = (button.get("web_app") or {}).get("url", "")
+            # Telegram opens only https pages (the tests' pages are never opened from here).
+            if not url.startswith("https://"):
+                raise _ApiError(400, "Bad Request: BUTTON_URL_INVALID")
+            if not button.get("text"):
+                raise _ApiError(400, "Bad Request: menu button text is empty")
+        chat_id = params.get("chat_id")
+        if chat_id is not None:
+            chat_id = self._known_chat(chat_id)["id"]
+        if kind == "default":
+            self._menu_buttons.pop(chat_id, None)
+        else:
+            self._menu_buttons[chat_id] = button
+        return True
+
+    def _get_chat_menu_button(self, params: JSON, files: dict[str, bytes]) -> JSON:
+        chat_id = params.get("chat_id")
+        default = self._menu_buttons.get(None, {"type": "commands"})
+        return self._menu_buttons.get(chat_id, default) if chat_id is not None else default
 
     def _get_file(self, params: JSON, files: dict[str, bytes]) -> JSON:
         stored = self._files.get(params.get("file_id", ""))

@@ -56,3 +56,27 @@ async def record_new_species(
     answer = await reply_to(tg, user, mark, timeout)
     offer = await type_a_name(tg, user, answer, typed, timeout)
     await tap(tg, offer, tg.keyboard(offer)[-1][0]["text"], user, timeout)
+
+
+async def ask_an_identifier(tg: FakeTelegram, user: int, answer: JSON, timeout: float = 10) -> JSON:
+    """Under an unsure answer the photographer taps "🔎 Ask an identifier"; the bot's reply."""
+    mark = tg.mark()
+    tg.press_button(answer, "🔎 Ask an identifier", user_id=user)
+    return await reply_to(tg, answer["chat"]["id"], mark, timeout)
+
+
+async def handed_photo(tg: FakeTelegram, identifier: int, timeout: float = 10) -> JSON:
+    """An identifier sends /identify; the photo the bot hands them, with its buttons."""
+    mark = tg.mark()
+    tg.user_command(identifier, "identify")
+    call = await tg.wait_for("sendPhoto", chat_id=identifier, after=mark, timeout=timeout)
+    return call.result
+
+
+async def identify_as(
+    tg: FakeTelegram, identifier: int, handed: JSON, button: str, timeout: float = 10
+) -> JSON:
+    """The identifier taps `button` under a photo handed to them; the bot's reply to it."""
+    mark = tg.mark()
+    tg.press_button(handed, button, user_id=identifier)
+    return await reply_to(tg, identifier, mark, timeout)
