@@ -22,7 +22,7 @@ async def answer_to_photo(tg: FakeTelegram, user: int, data: bytes, **kwargs: An
 
 
 async def tap(
-    tg: FakeTelegram, message: JSON, button: str, user: int | None = None, timeout: float = 10
+    tg: FakeTelegram, message: JSON, button: str, user: int | None = None, timeout: float = 30
 ) -> JSON:
     """Press a button (as `user`; in a private chat, default its user) and wait for the message
     it edits; the message as it looks then."""
@@ -58,14 +58,14 @@ async def record_new_species(
     await tap(tg, offer, tg.keyboard(offer)[-1][0]["text"], user, timeout)
 
 
-async def ask_an_identifier(tg: FakeTelegram, user: int, answer: JSON, timeout: float = 10) -> JSON:
+async def ask_an_identifier(tg: FakeTelegram, user: int, answer: JSON, timeout: float = 30) -> JSON:
     """Under an unsure answer the photographer taps "🔎 Ask an identifier"; the bot's reply."""
     mark = tg.mark()
     tg.press_button(answer, "🔎 Ask an identifier", user_id=user)
     return await reply_to(tg, answer["chat"]["id"], mark, timeout)
 
 
-async def handed_photo(tg: FakeTelegram, identifier: int, timeout: float = 10) -> JSON:
+async def handed_photo(tg: FakeTelegram, identifier: int, timeout: float = 30) -> JSON:
     """An identifier sends /identify; the photo the bot hands them, with its buttons."""
     mark = tg.mark()
     tg.user_command(identifier, "identify")
@@ -74,7 +74,7 @@ async def handed_photo(tg: FakeTelegram, identifier: int, timeout: float = 10) -
 
 
 async def identify_as(
-    tg: FakeTelegram, identifier: int, handed: JSON, button: str, timeout: float = 10
+    tg: FakeTelegram, identifier: int, handed: JSON, button: str, timeout: float = 30
 ) -> JSON:
     """The identifier taps `button` under a photo handed to them; the bot's reply to it."""
     mark = tg.mark()
