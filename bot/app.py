@@ -30,11 +30,15 @@ from bot.health import start_health_server
 from bot.i18n import DEFAULT, LANGUAGES, N_, Translator, check_catalogues, translator
 from bot.inference import BatchingIdentifier
 from bot.network import RetryingRateLimiter
+from bot.overload import Backlog
 from bot.services import Services
 from bot.serving import serving_classifier
 from storage import Database, instance_setting
 
 log = logging.getLogger(__name__)
+# A request waits this long for a free connection of the pool (PTB's default, 1 s, would fail
+# answers whenever more are being sent at once than the pool holds).
+POOL_TIMEOUT_SECONDS = 30.0
 COMMANDS = {
     "top5": N_("the top-5 species of your last photo (or reply it to a photo)"),
     "privacy": N_("what I keep about you"),
@@ -111,7 +115,12 @@ def build_application(settings: Settings) -> Application:
     database = open_database(settings.database_url)
     classifier = serving_classifier(database, settings)
     identifier = BatchingIdentifier(classifier, settings.batch_size)
-    services = Services(settings, identifier, database)
+    backlog = Backlog(
+        settings.one_view_after_seconds,
+        settings.next_in_line_after_seconds,
+        settings.backlog_window_seconds,
+    )
+    services = Services(settings, identifier, database, backlog)
     health = []
 
     async def post_init(app: Application) -> None:
@@ -134,6 +143,8 @@ def build_application(settings: Settings) -> Application:
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
+        .connection_pool_size(settings.telegram_connection_pool_size)
+        .pool_timeout(POOL_TIMEOUT_SECONDS)
         .rate_limiter(RetryingRateLimiter())  # Telegram's flood limits; network errors retried
         .concurrent_updates(True)  # photos from many chats reach the batcher together
         # Answers link each species to Wikipedia: no preview card under every answer.

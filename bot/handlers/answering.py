@@ -38,10 +38,14 @@ class Identified:
 
 
 async def identify_message(
-    photo: Message, admission: Admission, context: ContextTypes.DEFAULT_TYPE
+    photo: Message,
+    admission: Admission,
+    context: ContextTypes.DEFAULT_TYPE,
+    one_view: bool = False,
 ) -> Identified | replies.Refusal:
     """Download and identify one photo message that took its place against the user's limit
-    (Services.admit_photo): its answer, or why there is none."""
+    (Services.admit_photo): its answer (`one_view`: the one-view answer, under overload), or
+    why there is none."""
     svc = services(context)
     if not admission.allowed:
         return replies.Refusal(replies.Refused.RATE_LIMITED)
@@ -53,7 +57,7 @@ async def identify_message(
     try:
         data = bytes(await (await file_ref.get_file()).download_as_bytearray())
         started = time.perf_counter()
-        answer = await svc.identifier.identify(data)
+        answer = await svc.identifier.identify(data, one_view)
     except BadRequest as err:  # Telegram refuses downloads beyond its limit
         log.info("download refused for chat %s: %s", photo.chat_id, err)
         return replies.Refusal(replies.Refused.TOO_LARGE)
