@@ -18,6 +18,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 
+# Fewer photos in hand than this are no overload, however slow the machine: the wait is about
+# one answer's time, which "next in line" would only lengthen.
+MIN_BACKLOG = 4
+
 
 class Mode(StrEnum):
     FOUR_VIEWS = "four_views"
@@ -74,7 +78,7 @@ class Backlog:
         """What a photo arriving now gets; `one_view`: whether the model has a one-view answer
         (without one, the next-in-line reply comes as soon as the wait is long)."""
         wait = self.expected_wait()
-        if wait <= self.one_view_after:
+        if self.in_hand < MIN_BACKLOG or wait <= self.one_view_after:
             return Mode.FOUR_VIEWS
         if one_view and wait <= self.next_in_line_after:
             return Mode.ONE_VIEW

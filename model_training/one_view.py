@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_training.abstention import ONE_VIEW, VerdictRules
+from model_training.abstention import ONE_VIEW, Verdict, VerdictRules
 from model_training.artifact import METADATA_FILE
 from model_training.head import DenseHead
 from model_training.honesty import HonestyModel
@@ -38,14 +38,14 @@ def scores(
     return probabilities, flower, honesty.species_scores(features, confidences)
 
 
-def sure_masks(
+def verdicts(
     rules: VerdictRules, probabilities: np.ndarray, flower: np.ndarray, species: np.ndarray
 ) -> np.ndarray:
-    """Which photos the rules call "sure" (photos large enough: features carry no size)."""
+    """Each photo's verdict under the rules (photos large enough: features carry no size)."""
     confidences = probabilities.max(axis=1)
     return np.array(
         [
-            rules.verdict(float(c), float(f), 10**6, float(s)) == "sure"
+            rules.verdict(float(c), float(f), 10**6, float(s))
             for c, f, s in zip(confidences, flower, species, strict=True)
         ]
     )
@@ -80,7 +80,8 @@ def one_view_cuts(
     """
     rules = VerdictRules.from_thresholds(thresholds)
     probabilities, flower, species = scores(head, honesty, features)
-    bound = sure_and_wrong(sure_masks(rules, probabilities, flower, species), probabilities, labels)
+    sure = verdicts(rules, probabilities, flower, species) == Verdict.SURE
+    bound = sure_and_wrong(sure, probabilities, labels)
     one_p, one_flower, one_species = scores(head, honesty, features[:, view : view + 1])
     turned_away = float((flower[is_flower] < rules.not_a_flower_below).mean())
     flower_cut = float(np.quantile(one_flower[is_flower], turned_away))

@@ -17,7 +17,7 @@ from bot.app import build_application
 from bot.config import Settings
 from bot.overload import Backlog, Mode
 from bot.replies import NEXT_IN_LINE
-from model_training.abstention import ONE_VIEW_KEYS
+from model_training.abstention import ONE_VIEW_KEYS, Verdict
 from model_training.classifier import FlowerClassifier
 from model_training.one_view import (
     add_one_view_cuts,
@@ -25,7 +25,7 @@ from model_training.one_view import (
     one_view_position,
     scores,
     sure_and_wrong,
-    sure_masks,
+    verdicts,
 )
 from model_training.photos import decode_photo
 from storage import Database, Photo
@@ -115,8 +115,10 @@ def test_one_view_cuts_are_no_less_strict_and_no_less_honest(calibration, one_vi
     view = one_view_position(model.views)
     four = scores(model.head, model.honesty, features)
     one = scores(model.head, model.honesty, features[:, view : view + 1])
-    wrong_four = sure_and_wrong(sure_masks(classifier.rules, *four), four[0], labels)
-    wrong_one = sure_and_wrong(sure_masks(classifier.one_view_rules, *one), one[0], labels)
+    sure_four = verdicts(classifier.rules, *four) == Verdict.SURE
+    sure_one = verdicts(classifier.one_view_rules, *one) == Verdict.SURE
+    wrong_four = sure_and_wrong(sure_four, four[0], labels)
+    wrong_one = sure_and_wrong(sure_one, one[0], labels)
     assert wrong_one <= wrong_four
 
 
