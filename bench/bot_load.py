@@ -23,12 +23,13 @@ update -> answer, how many were told "next in line" first and how many answered 
 the bot process's resident memory at the end (VmRSS) and its peak during that rate (VmHWM).
 
 --capacity: the bot's capacity against its model's: in turns, the model path alone (decode in
-parallel threads and one batched `answers` call, as bench/latency.py measures its throughput) and
-`flowerbot bot` in its own process under a closed loop of --users users for --seconds (each sends
-a photo, waits for the answer, sends the next); photos/s of each and their ratio, the share of the
-model's ceiling the bot reaches. With --baseline DIR (another checkout, e.g. `git archive COMMIT |
-tar -x -C DIR`; may be given more than once) its bot runs in the same turns, that checkout first
-on PYTHONPATH.
+parallel threads and batched `answers` calls, as bench/latency.py measures its throughput) and
+`flowerbot bot` in its own process under a closed loop of --users senders for --seconds (each
+sends a photo from a new user, waits for the answer, sends the next); photos/s of each and their
+ratio, the share of the model's ceiling the bot reaches; and the CPU time a photo of each (the
+bot process's, all threads) and their ratio, which a shared machine's load moves much less.
+With --baseline DIR (another checkout, e.g. `git archive COMMIT | tar -x -C DIR`; may be given
+more than once) its bot runs in the same turns, that checkout first on PYTHONPATH.
 
 --memory-check: 1,000 photos in the open loop at --memory-rate; the bot process's resident
 memory once 100 were answered and once all 1,000 were, and their ratio (a leak shows as a ratio
@@ -279,14 +280,22 @@ async def open_loop(
     }
 
 
-async def closed_loop(checkout: Path, users: int, seconds: float, photos: list[bytes]) -> float:
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, user and system, all threads (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def closed_loop(
+    checkout: Path, users: int, seconds: float, photos: list[bytes]
+) -> tuple[float, float]:
     """Photos/s answered by a fresh bot process while `users` senders each keep one photo in
-    flight for `seconds`; each photo from a new user, as in the open loop (and never against
-    the per-user limit)."""
+    flight for `seconds`, and the bot's CPU milliseconds a photo; each photo from a new user,
+    as in the open loop (and never against the per-user limit)."""
     # The bot at full work: never the one-view answer nor "next in line" (a reply, not an
     # answer), which would flatter it.
     never = {"one_view_after_seconds": "1e9", "next_in_line_after_seconds": "1e9"}
-    async with bot_process_on_fake_telegram(checkout, **never) as (tg, _):
+    async with bot_process_on_fake_telegram(checkout, **never) as (tg, bot):
         count = 0
         deadline = time.monotonic() + seconds
 
@@ -300,40 +309,67 @@ async def closed_loop(checkout: Path, users: int, seconds: float, photos: list[b
                 await tg.wait_for("sendMessage", answered, chat_id=user_id, timeout=600)
                 count += 1
 
-        start = time.monotonic()
+        start, cpu = time.monotonic(), cpu_seconds(bot)
         await asyncio.gather(*(sender(FIRST_USER + 100_000 * u) for u in range(users)))
-        return count / (time.monotonic() - start)
+        return count / (time.monotonic() - start), (cpu_seconds(bot) - cpu) * 1000 / count
 
 
-def model_ceiling() -> float:
-    """Photos/s of the model path alone (bench/latency.py's batch throughput), in a fresh
-    process of this checkout."""
-    measure = [sys.executable, str(ROOT / "bench" / "latency.py"), "--measure", "--repeats=3"]
+def model_alone(seconds: float, batch_photos: int = 64) -> dict[str, float]:
+    """The model path alone, as bench/latency.py measures its batch throughput (decode in
+    parallel threads, one `answers` call), repeated for `seconds`: photos/s and CPU ms a
+    photo."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from model_training.classifier import FlowerClassifier
+    from model_training.photos import decode_photo
+
+    classifier = FlowerClassifier.from_folder(SHIPPED_MODEL_DIR)
+    photos = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg"))]
+    batch = [photos[i % len(photos)] for i in range(batch_photos)]
+    with ThreadPoolExecutor() as pool:
+        classifier.answers(list(pool.map(decode_photo, batch[:4])))  # warm-up
+        done, start, cpu = 0, time.monotonic(), time.process_time()
+        while time.monotonic() - start < seconds:
+            classifier.answers(list(pool.map(decode_photo, batch)))
+            done += len(batch)
+        elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
+    return {"photos/s": done / elapsed, "cpu ms": cpu * 1000 / done}
+
+
+def model_ceiling(seconds: float) -> dict[str, float]:
+    """model_alone in a fresh process of this checkout."""
+    measure = [sys.executable, __file__, "--model-alone", f"--seconds={seconds}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run(measure, capture_output=True, text=True, env=env, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["throughput photos/s"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def capacity(
     checkouts: dict[str, Path], users: int, seconds: float, rounds: int, photos: list[bytes]
 ) -> str:
-    """Each checkout's bot under the closed loop, each right after a measure of the model's
-    ceiling, in turns; a table of the medians over the rounds."""
-    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in checkouts}
+    """Each checkout's bot under the closed loop, each right after a measure of the model
+    alone, in turns; a table of the medians over the rounds. Throughput swings with the load
+    of a shared machine; CPU time a photo much less, so both ratios are given."""
+    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in checkouts}
     for _ in range(rounds):
         for name, checkout in checkouts.items():
-            ceiling = model_ceiling()
-            bot = asyncio.run(closed_loop(checkout, users, seconds, photos))
-            figures[name].append((bot, ceiling))
+            model = model_ceiling(min(seconds, 10))
+            bot, bot_cpu = asyncio.run(closed_loop(checkout, users, seconds, photos))
+            runs[name].append((bot, model["photos/s"], bot_cpu, model["cpu ms"]))
     lines = [
         f"closed loop: {users} users, {seconds:g} s a run, medians of {rounds} rounds\n",
-        "| checkout | bot photos/s | model alone photos/s | bot / model |",
-        "|---|---:|---:|---:|",
+        "| checkout | bot photos/s | model alone photos/s | bot / model, each round | "
+        "bot CPU ms a photo | model alone CPU ms a photo | model / bot CPU, each round |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, runs in figures.items():
-        bot, ceiling = (float(np.median(column)) for column in zip(*runs, strict=True))
-        ratios = ", ".join(f"{b / c:.2f}" for b, c in runs)
-        lines.append(f"| {name} | {bot:.1f} | {ceiling:.1f} | {ratios} |")
+    for name, figures in runs.items():
+        bot, model, bot_cpu, model_cpu = (float(np.median(c)) for c in zip(*figures, strict=True))
+        ratios = ", ".join(f"{b / m:.2f}" for b, m, _, _ in figures)
+        cpu_ratios = ", ".join(f"{m / b:.2f}" for _, _, b, m in figures)
+        lines.append(
+            f"| {name} | {bot:.1f} | {model:.1f} | {ratios} | {bot_cpu:.0f} | {model_cpu:.0f} "
+            f"| {cpu_ratios} |"
+        )
     return "\n".join(lines)
 
 
@@ -377,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=30, help="open loop: then wait at most")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--capacity", action="store_true", help="closed loop vs the model alone")
+    parser.add_argument("--model-alone", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=2, help="capacity: rounds in turns")
     parser.add_argument(
         "--baseline", type=Path, action="append", help="capacity: another checkout, in turns"
@@ -387,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--json", type=Path, help="open loop: also write each rate's figures here (a JSON list)"
     )
     args = parser.parse_args(argv)
+    if args.model_alone:  # --capacity's child: JSON on the last line
+        print(json.dumps(model_alone(args.seconds)))
+        return 0
     photos = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg"))]
     if args.capacity:
         checkouts = {str(path): path.resolve() for path in args.baseline or []}

@@ -1,7 +1,7 @@
 """The one-view answer (what the bot gives under overload) against the four-view one, on the
 real-world measuring halves.
 
-    python bench/one_view.py [--model DIR] [--data ../shared/data] [--cache-dir DIR]
+    python bench/one_view.py [--model DIR] [--data ../shared/data] [--cache-dir DIR] [--write]
 
 The one-view cuts are the model folder's (metadata thresholds, model_training/one_view.py); a
 folder without them gets them here from the real-world fitting halves (flower_photos with
@@ -10,7 +10,8 @@ both answers: the share of photos called sure, sure and right, sure and wrong (a
 a species the model lacks such as tulips, or a non-flower), and how often the one-view answer
 says something else than the four-view one (another verdict, or another species when both are
 sure). The backbone features come from the feature cache (per view: the one-view features are
-a column of the four-view ones).
+a column of the four-view ones). --write adds the cuts fitted here to the model folder (a copy
+of the shipped one, say: the shipped folder gets its cuts from training).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from model_training.abstention import ONE_VIEW_KEYS, Verdict, VerdictRules
+from model_training.artifact import METADATA_FILE
 from model_training.classifier import FlowerClassifier
 from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.features import FeatureCache
 from model_training.one_view import (
+    add_one_view_cuts,
     one_view_cuts,
     one_view_position,
     scores,
@@ -48,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument("--write", action="store_true", help="add the fitted cuts to --model")
     args = parser.parse_args(argv)
     classifier = FlowerClassifier.from_folder(args.model)
     model = classifier.model
@@ -77,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             view,
         )
         print(f"one-view cuts: fitted here on the fitting halves ({model.metadata.version})")
+        if args.write:
+            add_one_view_cuts(args.model, cuts)
+            print(f"written to {args.model / METADATA_FILE}")
     one_view_rules = VerdictRules.one_view({**thresholds, **cuts})
     assert one_view_rules is not None
     for key, value in cuts.items():

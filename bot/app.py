@@ -36,9 +36,6 @@ from bot.serving import serving_classifier
 from storage import Database, instance_setting
 
 log = logging.getLogger(__name__)
-# A request waits this long for a free connection of the pool (PTB's default, 1 s, would fail
-# answers whenever more are being sent at once than the pool holds).
-POOL_TIMEOUT_SECONDS = 30.0
 COMMANDS = {
     "top5": N_("the top-5 species of your last photo (or reply it to a photo)"),
     "privacy": N_("what I keep about you"),
@@ -143,8 +140,6 @@ def build_application(settings: Settings) -> Application:
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
-        .connection_pool_size(settings.telegram_connection_pool_size)
-        .pool_timeout(POOL_TIMEOUT_SECONDS)
         .rate_limiter(RetryingRateLimiter())  # Telegram's flood limits; network errors retried
         .concurrent_updates(True)  # photos from many chats reach the batcher together
         # Answers link each species to Wikipedia: no preview card under every answer.

@@ -56,8 +56,6 @@ class Settings(BaseSettings):
     one_view_after_seconds: float = Field(1.0, ge=0)
     next_in_line_after_seconds: float = Field(1.5, ge=0)
     backlog_window_seconds: float = Field(5.0, gt=0)
-    # Connections to the Bot API kept open for the bot's requests (PTB's default: 256).
-    telegram_connection_pool_size: int = Field(256, ge=1)
     # Retraining from users' labels (model_training/retrain.py): where versions are kept, when
     # it runs, and how much one user's labels may weigh. The base data set travels in the
     # model folder, so nothing else is needed.
