@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from telegram import Message, Update, User
+from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
@@ -24,6 +24,7 @@ from bot.handlers.answering import (
     store_prediction,
 )
 from bot.handlers.feedback import SECOND_PHOTO_QUESTION, feedback_keyboard, offers_second_photo
+from bot.i18n import Translator
 from bot.overload import Mode
 from bot.services import Admission
 from storage import last_photo
@@ -35,19 +36,15 @@ async def private_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     if message.media_group_id:  # one photo of an album: answered with the others
         await albums.collect(message, update, context, wanted=True)
         return
-    svc = services(context)
-    user = update.effective_user
-    with svc.backlog.photo(svc.identifier.classifier.has_one_view) as mode:
-        await say_next_in_line(message, user, mode)
-        admission = await svc.admit_photo(user, SECOND_PHOTO_QUESTION)
-        asked, place = admission.asked, (admission, mode)
-        if asked is None:
-            await answer_photo(message, update, context, place=place)
-        elif asked.expires_at <= datetime.now(UTC):
-            expired = replies.SECOND_PHOTO_EXPIRED
-            await answer_photo(message, update, context, header=expired, place=place)
-        elif not await albums.answer_second_photo(message, update, context, asked, admission):
-            await answer_photo(message, update, context, place=place)
+    admission = await services(context).admit_photo(update.effective_user, SECOND_PHOTO_QUESTION)
+    asked = admission.asked
+    if asked is None:
+        await answer_photo(message, update, context, admission=admission)
+    elif asked.expires_at <= datetime.now(UTC):
+        expired = replies.SECOND_PHOTO_EXPIRED
+        await answer_photo(message, update, context, header=expired, admission=admission)
+    elif not await albums.answer_second_photo(message, update, context, asked, admission):
+        await answer_photo(message, update, context, admission=admission)
 
 
 async def group_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -96,27 +93,18 @@ async def answer_photo(
     update: Update,
     context: ContextTypes.DEFAULT_TYPE,
     header: str | None = None,
-    place: tuple[Admission, Mode] | None = None,
+    admission: Admission | None = None,
 ) -> None:
     """Download, identify, store and answer one photo message; `header` (a message id) goes
-    above the answer; `place`: the photo's place against the user's limit and in the backlog,
-    when the caller took them already."""
-    if place is not None:
-        await answer_in_turn(photo, update, context, header, *place)
-        return
+    above the answer; `admission`: the photo's place against the user's limit, when the caller
+    took it already."""
     svc = services(context)
     user = update.effective_user
-    with svc.backlog.photo(svc.identifier.classifier.has_one_view) as mode:
-        await say_next_in_line(photo, user, mode)
+    if admission is None:
         admission = await svc.admit_photo(user)
-        await answer_in_turn(photo, update, context, header, admission, mode)
-
-
-async def say_next_in_line(photo: Message, user: User, mode: Mode) -> None:
-    """Under overload, "yours is next in line" at once, before any work on the photo (the
-    database's included: so in Telegram's language of the user, not their /language choice)."""
-    if mode == Mode.NEXT_IN_LINE:
-        await photo.reply_text(user_translator(user, None)(replies.NEXT_IN_LINE), do_quote=True)
+    t = user_translator(user, admission.language)
+    with svc.backlog.photo(svc.identifier.classifier.has_one_view) as mode:
+        await answer_in_turn(photo, update, context, header, admission, t, mode)
 
 
 async def answer_in_turn(
@@ -125,13 +113,15 @@ async def answer_in_turn(
     context: ContextTypes.DEFAULT_TYPE,
     header: str | None,
     admission: Admission,
+    t: Translator,
     mode: Mode,
 ) -> None:
-    """answer_photo's work once the photo has its places: under overload, the one-view
-    answer."""
+    """answer_photo's work once the photo has its place in the backlog: under overload, the
+    one-view answer, and first a "next in line" reply when even that would come late."""
     svc = services(context)
     user = update.effective_user
-    t = user_translator(user, admission.language)
+    if mode == Mode.NEXT_IN_LINE and admission.allowed:
+        await photo.reply_text(t(replies.NEXT_IN_LINE), do_quote=True)
     result = await identify_message(photo, admission, context, one_view=mode != Mode.FOUR_VIEWS)
     if isinstance(result, replies.Refusal):
         text = replies.refusal(result, svc.settings.max_download_mb, t)
