@@ -174,8 +174,12 @@ async def bot_process_on_fake_telegram(
                     raise SystemExit(f"the bot did not answer:\n{log.read()[-3000:]}") from None
                 yield tg, bot.pid
             finally:
-                bot.terminate()
-                bot.wait(timeout=60)
+                bot.terminate()  # it answers the updates it holds first: give it a minute
+                try:
+                    bot.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    bot.kill()
+                    bot.wait()
 
 
 def answered(call: ApiCall) -> bool:
