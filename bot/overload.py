@@ -7,15 +7,16 @@ not wall time, so a quiet minute does not make the bot look slow, and a burst af
 by how fast the bot works). Beyond `one_view_after` seconds photos get the one-view answer (a
 quarter of the backbone's work, with cuts of its own: model_training/one_view.py); beyond
 `next_in_line_after`, a "many photos right now, yours is next in line" reply at once, and the
-answer when its turn comes. Nothing is dropped: every photo keeps its place in the queue.
+answer when its turn comes (NextInLine). Nothing is dropped: every photo keeps its place in the
+queue, and a bot told to stop answers the photos it parked first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
 # Fewer photos in hand than this are no overload, however slow the machine: the wait is about
@@ -84,17 +85,61 @@ class Backlog:
             return Mode.ONE_VIEW
         return Mode.NEXT_IN_LINE
 
-    @contextmanager
-    def photo(self, one_view: bool) -> Iterator[Mode]:
-        """Count a photo in while its block runs (its answer is sent inside), and say what it
-        gets."""
+    def arrive(self, one_view: bool) -> Mode:
+        """Count a photo in (until `answered`), and say what it gets."""
         mode = self.mode(one_view)
         self._tick()
         self.in_hand += 1
+        return mode
+
+    def answered(self) -> None:
+        now = self._tick()
+        self.in_hand -= 1
+        self._answered += 1
+        self._marks.append((now, self._answered, self._busy))
+
+
+class NextInLine:
+    """Photos told "next in line", parked in the order they came without holding one of
+    python-telegram-bot's concurrent update slots (256: a backlog beyond it would hold back
+    even the "next in line" replies), and answered as the bot catches up: at most `working`
+    of them at once, so each waits its turn here rather than all piling onto the model's
+    queue at once."""
+
+    def __init__(self, working: int) -> None:
+        self._queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(working)
+        self._answering: set[asyncio.Task[None]] = set()
+        self._worker: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+    def park(self, answer: Callable[[], Awaitable[None]]) -> None:
+        """`answer()` answers the photo (and handles its own errors)."""
+        self._queue.put_nowait(answer)
+
+    async def start(self) -> None:
+        self._worker = asyncio.create_task(self._run(), name="next-in-line")
+
+    async def stop(self) -> None:
+        """Answer every photo parked, then stop (once no more updates come in)."""
+        await self._queue.join()
+        if self._worker:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            answer = await self._queue.get()
+            await self._slots.acquire()
+            task = asyncio.create_task(self._answer(answer))
+            self._answering.add(task)  # a reference, so that the task is not collected
+            task.add_done_callback(self._answering.discard)
+
+    async def _answer(self, answer: Callable[[], Awaitable[None]]) -> None:
         try:
-            yield mode
+            await answer()
         finally:
-            now = self._tick()
-            self.in_hand -= 1
-            self._answered += 1
-            self._marks.append((now, self._answered, self._busy))
+            self._slots.release()
+            self._queue.task_done()

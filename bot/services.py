@@ -17,7 +17,7 @@ from telegram import User
 
 from bot.config import Settings
 from bot.inference import BatchingIdentifier
-from bot.overload import Backlog
+from bot.overload import Backlog, NextInLine
 from storage import Database, PendingQuestion, ensure_user, take_photo_slot, take_question
 
 T = TypeVar("T")
@@ -41,6 +41,7 @@ class Services:
     identifier: BatchingIdentifier
     database: Database
     backlog: Backlog
+    next_in_line: NextInLine
     # The retraining child process while one runs (bot/retraining.py).
     retrain_process: BaseProcess | None = None
 

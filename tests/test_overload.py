@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bot.app import build_application
 from bot.config import Settings
-from bot.overload import Backlog, Mode
+from bot.overload import Backlog, Mode, NextInLine
 from bot.replies import NEXT_IN_LINE
 from model_training.abstention import ONE_VIEW_KEYS, Verdict
 from model_training.classifier import FlowerClassifier
@@ -44,35 +44,73 @@ class Clock:
 def test_the_backlog_waits_on_the_rate_measured_while_busy() -> None:
     clock = Clock()
     backlog = Backlog(one_view_after=1.15, next_in_line_after=2.05, window=5.0, clock=clock)
-    places = [backlog.photo(one_view=True) for _ in range(41)]  # held here: in hand until exit
     # Nothing measured yet: however many photos are in hand, the full answer.
-    assert [place.__enter__() for place in places[:30]] == [Mode.FOUR_VIEWS] * 30
-    for place in places[:20]:  # 20 answers in 2 s with photos in hand: 10 a second
+    assert [backlog.arrive(one_view=True) for _ in range(30)] == [Mode.FOUR_VIEWS] * 30
+    for _ in range(20):  # 20 answers in 2 s with photos in hand: 10 a second
         clock.now += 0.1
-        place.__exit__(None, None, None)
+        backlog.answered()
     assert backlog.rate() == pytest.approx(10.0)
     assert backlog.expected_wait() == pytest.approx(1.0)  # 10 in hand
     # 10 to 14 photos ahead: 1.0 to 1.4 s
-    modes = [place.__enter__() for place in places[30:35]]
+    modes = [backlog.arrive(one_view=True) for _ in range(5)]
     assert modes == [Mode.FOUR_VIEWS] * 2 + [Mode.ONE_VIEW] * 3
     assert backlog.expected_wait() == pytest.approx(1.5)
     assert backlog.mode(one_view=False) == Mode.NEXT_IN_LINE  # no one-view answer: at once
-    for place in places[35:]:
-        place.__enter__()
+    for _ in range(6):
+        backlog.arrive(one_view=True)
     assert backlog.mode(one_view=True) == Mode.NEXT_IN_LINE  # 21 in hand: 2.1 s
-    for place in places[20:]:
-        place.__exit__(None, None, None)
+    for _ in range(21):
+        backlog.answered()
     assert backlog.in_hand == 0
+
+
+def test_few_photos_in_hand_are_no_overload() -> None:
+    clock = Clock()
+    backlog = Backlog(one_view_after=0.1, next_in_line_after=0.2, window=5.0, clock=clock)
+    for _ in range(3):  # one photo a second, alone
+        backlog.arrive(one_view=True)
+        clock.now += 1
+        backlog.answered()
+    assert backlog.rate() == pytest.approx(1.0)
+    modes = [backlog.arrive(one_view=True) for _ in range(5)]  # waits 0 to 4 s
+    assert modes == [Mode.FOUR_VIEWS] * 4 + [Mode.NEXT_IN_LINE]
 
 
 def test_quiet_time_does_not_slow_the_measured_rate() -> None:
     clock = Clock()
     backlog = Backlog(one_view_after=1.0, next_in_line_after=2.0, window=60.0, clock=clock)
     for _ in range(5):  # one photo at a time, 0.2 s each, 5 s apart
-        with backlog.photo(one_view=True):
-            clock.now += 0.2
+        backlog.arrive(one_view=True)
+        clock.now += 0.2
+        backlog.answered()
         clock.now += 5
     assert backlog.rate() == pytest.approx(5.0)  # a photo per 0.2 s of work, not per 5.2 s
+
+
+@pytest.mark.asyncio
+async def test_photos_next_in_line_are_answered_in_order_and_all_before_stopping() -> None:
+    parked = NextInLine(working=2)
+    await parked.start()
+    started: list[int] = []
+    finished: list[int] = []
+    release = asyncio.Event()
+
+    def answer(n: int):
+        async def run() -> None:
+            started.append(n)
+            await release.wait()
+            finished.append(n)
+
+        return run
+
+    for n in range(6):
+        parked.park(answer(n))
+    await asyncio.sleep(0.05)
+    assert started == [0, 1]  # two at a time, in order
+    assert len(parked) == 3  # the third is taken, waiting for a slot
+    release.set()
+    await parked.stop()  # returns once every parked photo is answered
+    assert started == finished == list(range(6))
 
 
 @pytest.fixture(scope="module")

@@ -103,8 +103,19 @@ async def answer_photo(
     if admission is None:
         admission = await svc.admit_photo(user)
     t = user_translator(user, admission.language)
-    with svc.backlog.photo(svc.identifier.classifier.has_one_view) as mode:
-        await answer_in_turn(photo, update, context, header, admission, t, mode)
+    mode = svc.backlog.arrive(svc.identifier.classifier.has_one_view)
+    if mode == Mode.NEXT_IN_LINE and admission.allowed:
+
+        async def in_turn() -> None:
+            try:
+                await answer_in_turn(photo, update, context, header, admission, t, mode)
+            except Exception as err:  # as PTB does for a handler: logged, an apology
+                await context.application.process_error(update, err)
+
+        svc.next_in_line.park(in_turn)  # first: the photo keeps its turn whatever comes next
+        await photo.reply_text(t(replies.NEXT_IN_LINE), do_quote=True)
+        return
+    await answer_in_turn(photo, update, context, header, admission, t, mode)
 
 
 async def answer_in_turn(
@@ -116,12 +127,26 @@ async def answer_in_turn(
     t: Translator,
     mode: Mode,
 ) -> None:
-    """answer_photo's work once the photo has its place in the backlog: under overload, the
-    one-view answer, and first a "next in line" reply when even that would come late."""
+    """answer_photo's work once the photo is counted in the backlog (and out once answered):
+    under overload, the one-view answer."""
+    svc = services(context)
+    try:
+        await identify_and_answer(photo, update, context, header, admission, t, mode)
+    finally:
+        svc.backlog.answered()
+
+
+async def identify_and_answer(
+    photo: Message,
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    header: str | None,
+    admission: Admission,
+    t: Translator,
+    mode: Mode,
+) -> None:
     svc = services(context)
     user = update.effective_user
-    if mode == Mode.NEXT_IN_LINE and admission.allowed:
-        await photo.reply_text(t(replies.NEXT_IN_LINE), do_quote=True)
     result = await identify_message(photo, admission, context, one_view=mode != Mode.FOUR_VIEWS)
     if isinstance(result, replies.Refusal):
         text = replies.refusal(result, svc.settings.max_download_mb, t)
