@@ -3,6 +3,7 @@
     python bench/bot_load.py [--users 50] [--photos-per-user 4]
     python bench/bot_load.py --open-loop 10,20,30 [--seconds 60] [--drain 30] [--seed 0]
     python bench/bot_load.py --memory-check [--memory-rate 10]
+    python bench/bot_load.py --capacity [--users 40] [--seconds 20] [--rounds 2] [--baseline DIR]
 
 Runs the real bot (python-telegram-bot, the shipped model, SQLite) against the test suite's fake
 Bot API server on 127.0.0.1 (the `fake_telegram` package under tests/, which `pip install -e .`
@@ -16,9 +17,19 @@ each from a new user, whether or not earlier ones were answered; then up to --dr
 for the replies. For each rate a fresh `flowerbot bot` in a process of its own, as deployed
 (SQLite, batching as deployed), polls the fake server, which runs here with the sender: so the
 sender keeps its schedule however busy the bot is, and the bot's memory is its own. One row per
-rate: photos sent, the rate actually offered, the share answered, p50/p95/max update -> reply
-over the answered ones, the bot process's resident memory at the end (VmRSS) and its peak during
-that rate (VmHWM).
+rate: photos sent, the rate actually offered, the share answered (a message with the feedback
+buttons), p50/p95/max update -> first reply (under overload that may be "next in line"), p95
+update -> answer, how many were told "next in line" first and how many answered twice (a bug),
+the bot process's resident memory at the end (VmRSS) and its peak during that rate (VmHWM).
+
+--capacity: the bot's capacity against its model's: in turns, the model path alone (decode in
+parallel threads and batched `answers` calls, as bench/latency.py measures its throughput) and
+`flowerbot bot` in its own process under a closed loop of --users senders for --seconds (each
+sends a photo from a new user, waits for the answer, sends the next); photos/s of each and their
+ratio, the share of the model's ceiling the bot reaches; and the CPU time a photo of each (the
+bot process's, all threads) and their ratio, which a shared machine's load moves much less.
+With --baseline DIR (another checkout, e.g. `git archive COMMIT | tar -x -C DIR`; may be given
+more than once) its bot runs in the same turns, that checkout first on PYTHONPATH.
 
 --memory-check: 1,000 photos in the open loop at --memory-rate; the bot process's resident
 memory once 100 were answered and once all 1,000 were, and their ratio (a leak shows as a ratio
@@ -29,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -37,13 +49,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
-from fake_telegram import FakeTelegram, polling
+from fake_telegram import ApiCall, FakeTelegram, polling
 from sqlalchemy import select
 
 from bot.app import build_application
@@ -132,10 +145,13 @@ def reset_peak_memory(pid: int) -> None:
 
 
 @asynccontextmanager
-async def bot_process_on_fake_telegram() -> AsyncIterator[tuple[FakeTelegram, int]]:
+async def bot_process_on_fake_telegram(
+    checkout: Path = ROOT, **settings: str
+) -> AsyncIterator[tuple[FakeTelegram, int]]:
     """`flowerbot bot` in a process of its own, on its defaults but for a fresh SQLite file and
-    registry folder, polling a fake Bot API server in this process, warmed up by one photo;
-    yields the server and the bot's pid, then stops the bot with SIGTERM, as systemd would."""
+    registry folder (and `settings`, as environment variables), polling a fake Bot API server
+    in this process, warmed up by one photo; yields the server and the bot's pid, then stops
+    the bot with SIGTERM, as systemd would."""
     flowerbot = Path(sys.executable).with_name("flowerbot")
     with FakeTelegram(token=TOKEN) as tg, tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -144,6 +160,8 @@ async def bot_process_on_fake_telegram() -> AsyncIterator[tuple[FakeTelegram, in
             "TELEGRAM_API_BASE_URL": tg.base_url,
             "TELEGRAM_FILE_BASE_URL": tg.base_file_url,
             "HEALTH_PORT": "0",
+            "PYTHONPATH": os.pathsep.join([str(checkout), os.environ.get("PYTHONPATH", "")]),
+            **{name.upper(): value for name, value in settings.items()},
         }
         with (Path(tmp) / "bot.log").open("w+") as log:
             bot = subprocess.Popen([flowerbot, "bot"], cwd=tmp, env=env, stdout=log, stderr=log)
@@ -156,20 +174,32 @@ async def bot_process_on_fake_telegram() -> AsyncIterator[tuple[FakeTelegram, in
                     raise SystemExit(f"the bot did not answer:\n{log.read()[-3000:]}") from None
                 yield tg, bot.pid
             finally:
-                bot.terminate()
-                bot.wait(timeout=60)
+                bot.terminate()  # it answers the updates it holds first: give it a minute
+                try:
+                    bot.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    bot.kill()
+                    bot.wait()
+
+
+def answered(call: ApiCall) -> bool:
+    """An answer: a reply with the feedback buttons (not "next in line", nor a refusal)."""
+    return "reply_markup" in call.params
 
 
 class Replies:
-    """Photos from one-photo users and the bot's first message back to each, read off the fake
+    """Photos from one-photo users and the bot's messages back to each, read off the fake
     server's record: a call's `time` is when it reached the server, so reading late loses
-    nothing."""
+    nothing. The first message back is the reply (under overload it may be "next in line");
+    the one with the feedback buttons is the answer."""
 
     def __init__(self, tg: FakeTelegram) -> None:
         self.tg = tg
         self.scanned = tg.mark()
         self.sent: dict[int, float] = {}  # user -> time.monotonic() when the update was queued
-        self.seconds: dict[int, float] = {}  # user -> update -> reply
+        self.seconds: dict[int, float] = {}  # user -> update -> first reply
+        self.answer_seconds: dict[int, float] = {}  # user -> update -> the answer
+        self.answers: Counter[int] = Counter()  # user -> answers sent (one each, or a bug)
 
     def send(self, user: int, photo: bytes) -> None:
         self.sent[user] = time.monotonic()
@@ -180,15 +210,14 @@ class Replies:
         calls = self.tg.calls()
         for call in calls[self.scanned :]:
             user = call.params.get("chat_id")
-            if (
-                call.method == "sendMessage"
-                and call.ok
-                and user in self.sent
-                and user not in self.seconds
-            ):
-                self.seconds[user] = call.time - self.sent[user]
+            if call.method != "sendMessage" or not call.ok or user not in self.sent:
+                continue
+            self.seconds.setdefault(user, call.time - self.sent[user])
+            if answered(call):
+                self.answers[user] += 1
+                self.answer_seconds.setdefault(user, call.time - self.sent[user])
         self.scanned = len(calls)
-        return len(self.seconds)
+        return len(self.answer_seconds)
 
 
 async def open_loop(
@@ -211,11 +240,11 @@ async def open_loop(
         memory_at: dict[int, float] = {}
 
         def look() -> int:
-            answered = replies.collect()
+            count = replies.collect()
             for checkpoint in checkpoints:
-                if answered >= checkpoint and checkpoint not in memory_at:
+                if count >= checkpoint and checkpoint not in memory_at:
                     memory_at[checkpoint] = memory_mb(bot)[0]
-            return answered
+            return count
 
         start = time.monotonic()
         due = start
@@ -233,32 +262,134 @@ async def open_loop(
             await asyncio.sleep(0.1)
         rss, peak = memory_mb(bot)
     latencies = list(replies.seconds.values()) or [math.nan]
+    to_answers = list(replies.answer_seconds.values()) or [math.nan]
     return {
         "rate": rate,
         "sent": len(replies.sent),
         "offered/s": len(replies.sent) / max(arrivals_end - start, 1e-9),
-        "answered": len(replies.seconds),
+        "answered": len(replies.answer_seconds),
         "p50": float(np.percentile(latencies, 50)),
         "p95": float(np.percentile(latencies, 95)),
         "max": max(latencies),
+        "answer p95": float(np.percentile(to_answers, 95)),
+        "next in line": sum(
+            1
+            for u in replies.seconds
+            if replies.seconds[u] < replies.answer_seconds.get(u, math.inf)
+        ),
+        "answered twice": sum(1 for n in replies.answers.values() if n > 1),
         "rss MB": rss,
         "peak MB": peak,
         **{f"rss MB at {n}": memory_at.get(n, math.nan) for n in checkpoints},
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, user and system, all threads (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def closed_loop(
+    checkout: Path, users: int, seconds: float, photos: list[bytes]
+) -> tuple[float, float]:
+    """Photos/s answered by a fresh bot process while `users` senders each keep one photo in
+    flight for `seconds`, and the bot's CPU milliseconds a photo; each photo from a new user,
+    as in the open loop (and never against the per-user limit)."""
+    # The bot at full work: never the one-view answer nor "next in line" (a reply, not an
+    # answer), which would flatter it.
+    never = {"one_view_after_seconds": "1e9", "next_in_line_after_seconds": "1e9"}
+    async with bot_process_on_fake_telegram(checkout, **never) as (tg, bot):
+        count = 0
+        deadline = time.monotonic() + seconds
+
+        async def sender(first: int) -> None:
+            nonlocal count
+            for i in itertools.count():
+                if time.monotonic() >= deadline:
+                    return
+                user_id = first + i
+                tg.user_photo(user_id, photos[user_id % len(photos)])
+                await tg.wait_for("sendMessage", answered, chat_id=user_id, timeout=600)
+                count += 1
+
+        start, cpu = time.monotonic(), cpu_seconds(bot)
+        await asyncio.gather(*(sender(FIRST_USER + 100_000 * u) for u in range(users)))
+        return count / (time.monotonic() - start), (cpu_seconds(bot) - cpu) * 1000 / count
+
+
+def model_alone(seconds: float, batch_photos: int = 64) -> dict[str, float]:
+    """The model path alone, as bench/latency.py measures its batch throughput (decode in
+    parallel threads, one `answers` call), repeated for `seconds`: photos/s and CPU ms a
+    photo."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from model_training.classifier import FlowerClassifier
+    from model_training.photos import decode_photo
+
+    classifier = FlowerClassifier.from_folder(SHIPPED_MODEL_DIR)
+    photos = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg"))]
+    batch = [photos[i % len(photos)] for i in range(batch_photos)]
+    with ThreadPoolExecutor() as pool:
+        classifier.answers(list(pool.map(decode_photo, batch[:4])))  # warm-up
+        done, start, cpu = 0, time.monotonic(), time.process_time()
+        while time.monotonic() - start < seconds:
+            classifier.answers(list(pool.map(decode_photo, batch)))
+            done += len(batch)
+        elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
+    return {"photos/s": done / elapsed, "cpu ms": cpu * 1000 / done}
+
+
+def model_ceiling(seconds: float) -> dict[str, float]:
+    """model_alone in a fresh process of this checkout."""
+    measure = [sys.executable, __file__, "--model-alone", f"--seconds={seconds}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run(measure, capture_output=True, text=True, env=env, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def capacity(
+    checkouts: dict[str, Path], users: int, seconds: float, rounds: int, photos: list[bytes]
+) -> str:
+    """Each checkout's bot under the closed loop, each right after a measure of the model
+    alone, in turns; a table of the medians over the rounds. Throughput swings with the load
+    of a shared machine; CPU time a photo much less, so both ratios are given."""
+    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in checkouts}
+    for _ in range(rounds):
+        for name, checkout in checkouts.items():
+            model = model_ceiling(min(seconds, 10))
+            bot, bot_cpu = asyncio.run(closed_loop(checkout, users, seconds, photos))
+            runs[name].append((bot, model["photos/s"], bot_cpu, model["cpu ms"]))
+    lines = [
+        f"closed loop: {users} users, {seconds:g} s a run, medians of {rounds} rounds\n",
+        "| checkout | bot photos/s | model alone photos/s | bot / model, each round | "
+        "bot CPU ms a photo | model alone CPU ms a photo | model / bot CPU, each round |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, figures in runs.items():
+        bot, model, bot_cpu, model_cpu = (float(np.median(c)) for c in zip(*figures, strict=True))
+        ratios = ", ".join(f"{b / m:.2f}" for b, m, _, _ in figures)
+        cpu_ratios = ", ".join(f"{m / b:.2f}" for _, _, b, m in figures)
+        lines.append(
+            f"| {name} | {bot:.1f} | {model:.1f} | {ratios} | {bot_cpu:.0f} | {model_cpu:.0f} "
+            f"| {cpu_ratios} |"
+        )
+    return "\n".join(lines)
+
+
 def open_loop_table(results: list[dict[str, float]], seconds: float) -> str:
     lines = [
         f"open loop: Poisson arrivals for {seconds:g} s per rate, each photo from a new user\n",
         "| photos/s | sent | sent/s | answered | p50 update->reply | p95 | max | "
-        "RSS at the end | peak RSS |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "p95 update->answer | next in line first | answered twice | RSS at the end | peak RSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['rate']:g} | {r['sent']} | {r['offered/s']:.1f} | "
             f"{r['answered'] / max(r['sent'], 1):.1%} | "
-            f"{r['p50']:.2f} s | {r['p95']:.2f} s | {r['max']:.2f} s | {r['rss MB']:.0f} MB | "
+            f"{r['p50']:.2f} s | {r['p95']:.2f} s | {r['max']:.2f} s | {r['answer p95']:.2f} s | "
+            f"{r['next in line']} | {r['answered twice']} | {r['rss MB']:.0f} MB | "
             f"{r['peak MB']:.0f} MB |"
         )
     return "\n".join(lines)
@@ -285,13 +416,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60, help="open loop: arrivals per rate")
     parser.add_argument("--drain", type=float, default=30, help="open loop: then wait at most")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--capacity", action="store_true", help="closed loop vs the model alone")
+    parser.add_argument("--model-alone", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=2, help="capacity: rounds in turns")
+    parser.add_argument(
+        "--baseline", type=Path, action="append", help="capacity: another checkout, in turns"
+    )
     parser.add_argument("--memory-check", action="store_true", help="RSS at 100 vs 1,000 photos")
     parser.add_argument("--memory-rate", type=float, default=10, help="memory check: photos/s")
     parser.add_argument(
         "--json", type=Path, help="open loop: also write each rate's figures here (a JSON list)"
     )
     args = parser.parse_args(argv)
+    if args.model_alone:  # --capacity's child: JSON on the last line
+        print(json.dumps(model_alone(args.seconds)))
+        return 0
     photos = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg"))]
+    if args.capacity:
+        checkouts = {str(path): path.resolve() for path in args.baseline or []}
+        checkouts["this checkout"] = ROOT
+        load_before = os.getloadavg()
+        print(capacity(checkouts, args.users, args.seconds, args.rounds, photos))
+        print(f"\nload average (1, 5, 15 min) before: {load_before}, after: {os.getloadavg()}")
+        return 0
     if args.open_loop or args.memory_check:
         load_before = os.getloadavg()
         results = [

@@ -36,6 +36,7 @@ from bot.health import start_health_server
 from bot.i18n import DEFAULT, LANGUAGES, N_, Translator, check_catalogues, translator
 from bot.inference import BatchingIdentifier
 from bot.network import RetryingRateLimiter
+from bot.overload import Backlog, NextInLine
 from bot.services import Services
 from bot.serving import serving_classifier
 from storage import Database, instance_setting
@@ -122,11 +123,19 @@ def build_application(settings: Settings) -> Application:
     database = open_database(settings.database_url)
     classifier = serving_classifier(database, settings)
     identifier = BatchingIdentifier(classifier, settings.batch_size)
-    services = Services(settings, identifier, database)
+    backlog = Backlog(
+        settings.one_view_after_seconds,
+        settings.next_in_line_after_seconds,
+        settings.backlog_window_seconds,
+    )
+    # Photos told "next in line" go to the model two batches at a time.
+    next_in_line = NextInLine(working=2 * settings.batch_size)
+    services = Services(settings, identifier, database, backlog, next_in_line)
     health = []
 
     async def post_init(app: Application) -> None:
         await identifier.start()
+        await next_in_line.start()
         if settings.health_port:
             health.append(start_health_server(services, app.bot))
         # Telegram shows each user the list in their app's language, English otherwise.
@@ -135,6 +144,10 @@ def build_application(settings: Settings) -> Application:
             await app.bot.set_my_commands(commands(translator(code)), language_code=code)
         if settings.webapp_url:  # the camera page, opened from the chat's menu button
             await app.bot.set_chat_menu_button(menu_button=webapp_menu_button(settings.webapp_url))
+
+    async def post_stop(app: Application) -> None:
+        # No more updates come in; the Bot API client is still open: answer the parked photos.
+        await next_in_line.stop()
 
     async def post_shutdown(app: Application) -> None:
         for server in health:
@@ -152,6 +165,7 @@ def build_application(settings: Settings) -> Application:
         # Answers link each species to Wikipedia: no preview card under every answer.
         .defaults(Defaults(link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .post_init(post_init)
+        .post_stop(post_stop)
         .post_shutdown(post_shutdown)
         .build()
     )

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     album_wait_seconds: float = Field(1.0, gt=0, le=30)
     # Concurrent photos are batched through the model: at most this many per call.
     batch_size: int = Field(16, ge=1)
+    # Under overload (bot/overload.py): once a new photo would wait longer than this for its
+    # answer (the backlog over the answer rate measured over the last BACKLOG_WINDOW_SECONDS),
+    # photos get the one-view answer (models with one-view cuts); beyond NEXT_IN_LINE_AFTER_
+    # SECONDS, a "yours is next in line" reply at once, then the answer in turn.
+    one_view_after_seconds: float = Field(1.0, ge=0)
+    next_in_line_after_seconds: float = Field(1.5, ge=0)
+    backlog_window_seconds: float = Field(5.0, gt=0)
     # Retraining from users' labels (model_training/retrain.py): where versions are kept, when
     # it runs, and how much one user's labels may weigh. The base data set travels in the
     # model folder, so nothing else is needed.

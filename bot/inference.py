@@ -1,7 +1,8 @@
 """Photos -> answers off the event loop, with concurrent photos batched through the model.
 
 Each chat's photo waits at most one model call: the worker takes everything queued (up to
-batch_size), runs one batched call in a thread, and resolves every waiting request. The
+batch_size), runs one batched call in a thread (two when some asked for the one-view answer),
+and resolves every waiting request. The
 classifier can be swapped at any time (a retrained head); requests in flight finish on the
 model they started with.
 """
@@ -18,6 +19,7 @@ from model_training.photos import Photo, decode_photo
 @dataclass
 class _Request:
     photo: Photo
+    one_view: bool  # the one-view answer (bot/overload.py)
     done: asyncio.Future[Answer]
 
 
@@ -40,13 +42,15 @@ class BatchingIdentifier:
         """Serve a new model from the next batch on."""
         self.classifier = classifier
 
-    async def identify(self, data: bytes) -> Answer:
+    async def identify(self, data: bytes, one_view: bool = False) -> Answer:
         """Decode (in a thread: large photos take tens of ms) and answer."""
-        return await self.answer(await asyncio.to_thread(decode_photo, data))  # PhotoError raises
+        photo = await asyncio.to_thread(decode_photo, data)  # PhotoError raises
+        return await self.answer(photo, one_view)
 
-    async def answer(self, photo: Photo) -> Answer:
-        """Queue a decoded photo for the next batch."""
-        request = _Request(photo, asyncio.get_running_loop().create_future())
+    async def answer(self, photo: Photo, one_view: bool = False) -> Answer:
+        """Queue a decoded photo for the next batch; `one_view`: the one-view answer, when the
+        model serving that batch has one (else the four-view answer)."""
+        request = _Request(photo, one_view, asyncio.get_running_loop().create_future())
         await self._queue.put(request)
         return await request.done
 
@@ -56,13 +60,26 @@ class BatchingIdentifier:
             while len(batch) < self.batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             classifier = self.classifier
-            try:
-                answers = await asyncio.to_thread(classifier.answers, [r.photo for r in batch])
-            except Exception as err:  # hand the failure to every waiting handler
-                for request in batch:
-                    if not request.done.done():
-                        request.done.set_exception(err)
-                continue
-            for request, answer in zip(batch, answers, strict=True):
-                if not request.done.done():  # else the handler gave up (cancelled)
-                    request.done.set_result(answer)
+            # A model without one-view cuts (swapped in meanwhile) answers with four views.
+            groups: dict[bool, list[_Request]] = {False: [], True: []}
+            for request in batch:
+                groups[request.one_view and classifier.has_one_view].append(request)
+            for one_view, requests in groups.items():
+                if requests:
+                    await self._answer(classifier, requests, one_view)
+
+    @staticmethod
+    async def _answer(
+        classifier: FlowerClassifier, requests: list[_Request], one_view: bool
+    ) -> None:
+        photos = [r.photo for r in requests]
+        try:
+            answers = await asyncio.to_thread(classifier.answers, photos, one_view)
+        except Exception as err:  # hand the failure to every waiting handler
+            for request in requests:
+                if not request.done.done():
+                    request.done.set_exception(err)
+            return
+        for request, answer in zip(requests, answers, strict=True):
+            if not request.done.done():  # else the handler gave up (cancelled)
+                request.done.set_result(answer)

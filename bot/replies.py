@@ -47,6 +47,9 @@ TOO_LARGE = N_(
 )
 BAD_IMAGE = N_("I could not read that image: {reason}. Could you send it again as a photo?")
 RATE_LIMITED = N_("That is a lot of flowers! Please wait a minute before sending more.")
+NEXT_IN_LINE = N_(
+    "Many photos are coming in right now: yours is next in line. Its answer follows shortly."
+)
 APOLOGY = N_("Sorry, something went wrong on my side. Please try again in a moment.")
 NO_LAST_PHOTO = N_("You have not sent me a photo yet. Send one, or reply /top5 to a photo.")
 FORGOTTEN = N_(

@@ -17,7 +17,8 @@ from telegram import User
 
 from bot.config import Settings
 from bot.inference import BatchingIdentifier
-from storage import Database, ensure_user, take_photo_slot
+from bot.overload import Backlog, NextInLine
+from storage import Database, PendingQuestion, ensure_user, take_photo_slot, take_question
 
 T = TypeVar("T")
 
@@ -30,6 +31,8 @@ class Admission:
 
     allowed: bool
     language: str | None
+    # The user's open question of the kind asked for, taken (closed) in the same transaction.
+    asked: PendingQuestion | None = None
 
 
 @dataclass
@@ -37,6 +40,8 @@ class Services:
     settings: Settings
     identifier: BatchingIdentifier
     database: Database
+    backlog: Backlog
+    next_in_line: NextInLine
     # The retraining child process while one runs (bot/retraining.py).
     retrain_process: BaseProcess | None = None
 
@@ -44,16 +49,19 @@ class Services:
     def species(self) -> list[str]:
         return self.identifier.classifier.class_names
 
-    async def admit_photo(self, user: User) -> Admission:
+    async def admit_photo(self, user: User, question: str | None = None) -> Admission:
         """The per-user limit on photos a minute, counted in the database so that it holds
         across bot processes. PTB's AIORateLimiter only throttles what the bot sends (Telegram's
-        flood limits); nothing in PTB limits what one user sends in."""
+        flood limits); nothing in PTB limits what one user sends in. With `question`, the
+        user's open question of that kind is taken too (storage.take_question): one
+        transaction a photo instead of two."""
 
         def take_slot(session: Session) -> Admission:
             stored = ensure_user(session, user.id, user.username, user.first_name)
+            asked = None if question is None else take_question(session, user.id, question)
             now = datetime.now(UTC)
             allowed = take_photo_slot(session, user.id, now, self.settings.photos_per_minute)
-            return Admission(allowed, stored.language)
+            return Admission(allowed, stored.language, asked)
 
         return await self.db(take_slot)
 

@@ -105,7 +105,8 @@ class WebAppPhotoHandler(tornado.web.RequestHandler):
         elif len(data) > max_mb * MB:
             refusal = replies.Refusal(replies.Refused.TOO_LARGE)
         if refusal is None:
-            # The copy in the chat is sent once the photo is known to be readable.
+            # The copy in the chat is sent once the photo is known to be readable. Never the
+            # one-view answer nor "next in line", as albums (docs/production.md 'Under overload').
             identified = await identify_bytes(self.svc, data)
             if isinstance(identified, replies.Refusal):
                 refusal = identified

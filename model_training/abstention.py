@@ -32,6 +32,16 @@ FLOWERS_REJECTED_ON_VAL = 0.01
 MIN_PHOTO_SIDE = 160
 
 
+# The one-view answer (model_training/one_view.py): this view alone, with cuts of its own kept
+# in the thresholds under these keys (key -> the VerdictRules field it sets).
+ONE_VIEW = "full"
+ONE_VIEW_KEYS = {
+    "one_view_not_a_flower_below": "not_a_flower_below",
+    "one_view_unsure_below": "unsure_below",
+    "one_view_unknown_species_below": "unknown_species_below",
+}
+
+
 class Verdict(StrEnum):
     SURE = "sure"
     NOT_SURE = "not_sure"
@@ -57,6 +67,14 @@ class VerdictRules:
             min_photo_side=int(thresholds.get("min_photo_side", MIN_PHOTO_SIDE)),
             unknown_species_below=float(thresholds.get("unknown_species_below", -math.inf)),
         )
+
+    @classmethod
+    def one_view(cls, thresholds: dict[str, float]) -> VerdictRules | None:
+        """The one-view answer's rules; None when the folder has no one-view cuts."""
+        if not all(key in thresholds for key in ONE_VIEW_KEYS):
+            return None
+        one_view = {field: thresholds[key] for key, field in ONE_VIEW_KEYS.items()}
+        return cls.from_thresholds({**thresholds, **one_view})
 
     def in_order(self) -> list[tuple[Verdict, str, float]]:
         """(verdict, score, below): the first score below its cut decides; none: sure.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_training.abstention import Verdict, VerdictRules, flower_scores
+from model_training.abstention import ONE_VIEW, Verdict, VerdictRules, flower_scores
 from model_training.artifact import ModelArtifact, load_artifact
 from model_training.lite import ServingModel
 from model_training.photos import Photo, decode_photo
@@ -77,6 +77,8 @@ class FlowerClassifier:
         self.class_names = model.class_names
         self.version = model.metadata.version
         self.rules = VerdictRules.from_thresholds(model.metadata.thresholds)
+        # The one-view answer (model_training/one_view.py), when the folder has its cuts.
+        self.one_view_rules = VerdictRules.one_view(model.metadata.thresholds)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> FlowerClassifier:
@@ -98,10 +100,12 @@ class FlowerClassifier:
         honesty = self.model.honesty
         return 0.0 if honesty is None else float(honesty.confidence_weight)
 
-    def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def classify(
+        self, images: np.ndarray, views: tuple[str, ...] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(batch, 224, 224, 3) uint8 -> probabilities (batch, n_classes) and backbone features
-        (batch, n_views, 1280) for the serving views."""
-        return self.model.classify(images)
+        (batch, n_views, 1280) for the serving views (or `views`)."""
+        return self.model.classify(images, views)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(batch, 224, 224, 3) uint8 -> (batch, n_classes) probabilities."""
@@ -109,16 +113,28 @@ class FlowerClassifier:
             return np.empty((0, len(self.class_names)), dtype=np.float32)
         return self.classify(images)[0]
 
-    def answers(self, photos: Sequence[Photo]) -> list[Answer]:
-        """Decoded photos -> one answer each, from one batched pass through the model."""
+    @property
+    def has_one_view(self) -> bool:
+        return self.one_view_rules is not None
+
+    def answers(self, photos: Sequence[Photo], one_view: bool = False) -> list[Answer]:
+        """Decoded photos -> one answer each, from one batched pass through the model; with
+        `one_view`, from the "full" view alone under its own cuts (a folder without them
+        raises ValueError)."""
         if not photos:
             return []
-        probabilities, features = self.classify(np.stack([p.image for p in photos]))
+        rules = self.rules
+        if one_view:
+            if self.one_view_rules is None:
+                raise ValueError(f"model {self.version} has no one-view cuts")
+            rules = self.one_view_rules
+        views = (ONE_VIEW,) if one_view else None
+        probabilities, features = self.classify(np.stack([p.image for p in photos]), views)
         flower, species = self.honesty_scores(features, probabilities.max(axis=1))
         return [
             Answer(
                 top5=self.top_k_of(probs),
-                verdict=self.rules.verdict(
+                verdict=rules.verdict(
                     float(probs.max()), float(score), photo.short_side, float(known)
                 ),
                 model_version=self.version,

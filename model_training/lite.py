@@ -125,13 +125,17 @@ class ServingModel:
     def views(self) -> tuple[str, ...]:
         return tuple(self.metadata.serve_views)
 
-    def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def classify(
+        self, images: np.ndarray, views: tuple[str, ...] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(batch, 224, 224, 3) uint8 -> probabilities (batch, n_classes), the head's mean over
-        the serving views, and backbone features (batch, n_views, 1280)."""
+        the serving views (or `views`: the one-view answer), and backbone features (batch,
+        n_views, 1280)."""
+        views = views or self.views
         # One photo's views per call: the interpreter's buffers are sized for its largest batch
         # and kept, so 16 photos in one call left the process at 500 MB resident for good (one
         # photo per call: 126 MB), for about the same throughput (bench/latency.py).
         features = np.stack(
-            [self.backbone.features(view_images(image[None], self.views)) for image in images]
+            [self.backbone.features(view_images(image[None], views)) for image in images]
         )
         return self.head.probabilities(features).mean(axis=1), features

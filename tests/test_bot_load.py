@@ -16,15 +16,19 @@ def test_the_open_loop_answers_every_photo(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     row = re.search(
         r"^\| 3 \| (\d+) \| [\d.]+ \| ([\d.]+)% \| ([\d.]+) s \| ([\d.]+) s \| ([\d.]+) s "
-        r"\| (\d+) MB \| (\d+) MB \|$",
+        r"\| ([\d.]+) s \| (\d+) \| (\d+) \| (\d+) MB \| (\d+) MB \|$",
         out,
         re.MULTILINE,
     )
     assert row is not None, out
-    sent, answered, p50, p95, slowest, rss, peak = (float(x) for x in row.groups())
+    sent, answered, p50, p95, slowest, answer_p95, _held, twice, rss, peak = (
+        float(x) for x in row.groups()
+    )
     assert sent >= 5  # about 15 expected at 3/s
     assert answered == 100.0, out
     assert 0 < p50 <= p95 <= slowest < 30
+    assert p95 <= answer_p95 < 30
+    assert twice == 0
     assert 0 < rss <= peak
     assert "load average" in out
 

@@ -34,6 +34,7 @@ from bot.handlers.answering import (
 )
 from bot.handlers.feedback import feedback_keyboard
 from bot.i18n import Translator
+from bot.services import Admission
 from model_training.albums import AlbumAnswer, album_answer
 from storage import PendingQuestion, add_album, ask, latest_album, prediction_by_id
 from storage import Photo as StoredPhoto
@@ -169,12 +170,17 @@ async def answer_album_again(
 
 
 async def answer_second_photo(
-    message: Message, update: Update, context: ContextTypes.DEFAULT_TYPE, asked: PendingQuestion
+    message: Message,
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    asked: PendingQuestion,
+    admission: Admission,
 ) -> bool:
     """A photo sent after "Add a photo of the same plant" (the question `asked`, taken): with the
     photo of the answer that offered it, by the album rule, one answer for both, stored as an
-    album of two (the first photo answered again by the current model, as /top5 does). False
-    when the first photo is gone (/forget): then this one is answered alone."""
+    album of two (the first photo answered again by the current model, as /top5 does); the
+    photo took its place against the user's limit already (`admission`). False when the first
+    photo is gone (/forget): then this one is answered alone."""
     svc = services(context)
     user = update.effective_user
 
@@ -186,7 +192,6 @@ async def answer_second_photo(
     if first is None:
         return False
     started = time.perf_counter()
-    admission = await svc.admit_photo(user)
     t = user_translator(user, admission.language)
     # Both through the batcher at once: they share its next model call.
     second, first_answer = await asyncio.gather(

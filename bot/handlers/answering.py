@@ -42,10 +42,14 @@ class Identified:
 
 
 async def identify_message(
-    photo: Message, admission: Admission, context: ContextTypes.DEFAULT_TYPE
+    photo: Message,
+    admission: Admission,
+    context: ContextTypes.DEFAULT_TYPE,
+    one_view: bool = False,
 ) -> Identified | replies.Refusal:
     """Download and identify one photo message that took its place against the user's limit
-    (Services.admit_photo): its answer, or why there is none."""
+    (Services.admit_photo): its answer (`one_view`: the one-view answer, under overload), or
+    why there is none."""
     svc = services(context)
     if not admission.allowed:
         return replies.Refusal(replies.Refused.RATE_LIMITED)
@@ -59,19 +63,22 @@ async def identify_message(
     except BadRequest as err:  # Telegram refuses downloads beyond its limit
         log.info("download refused for chat %s: %s", photo.chat_id, err)
         return replies.Refusal(replies.Refused.TOO_LARGE)
-    identified = await identify_bytes(svc, data)
+    identified = await identify_bytes(svc, data, one_view)
     if isinstance(identified, replies.Refusal):
         return identified
     answer, latency_ms = identified
     return Identified(photo, data, answer, latency_ms)
 
 
-async def identify_bytes(svc: Services, data: bytes) -> tuple[Answer, float] | replies.Refusal:
-    """A photo's bytes identified by the served model, with the milliseconds it took, or why
-    not: the step a chat photo and one from the camera page (bot/webapp.py) share."""
+async def identify_bytes(
+    svc: Services, data: bytes, one_view: bool = False
+) -> tuple[Answer, float] | replies.Refusal:
+    """A photo's bytes identified by the served model (`one_view`: the one-view answer), with
+    the milliseconds it took, or why not: the step a chat photo and one from the camera page
+    (bot/webapp.py) share."""
     started = time.perf_counter()
     try:
-        answer = await svc.identifier.identify(data)
+        answer = await svc.identifier.identify(data, one_view)
     except PhotoError as err:
         return replies.Refusal(replies.Refused.UNREADABLE, str(err))
     return answer, (time.perf_counter() - started) * 1000

@@ -29,7 +29,10 @@ from bot.handlers.feedback import (
     offers_identifiers,
     offers_second_photo,
 )
-from storage import last_photo, take_question
+from bot.i18n import Translator
+from bot.overload import Mode
+from bot.services import Admission
+from storage import last_photo
 
 
 async def private_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -38,14 +41,15 @@ async def private_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     if message.media_group_id:  # one photo of an album: answered with the others
         await albums.collect(message, update, context, wanted=True)
         return
-    user_id = update.effective_user.id
-    asked = await services(context).db(lambda s: take_question(s, user_id, SECOND_PHOTO_QUESTION))
+    admission = await services(context).admit_photo(update.effective_user, SECOND_PHOTO_QUESTION)
+    asked = admission.asked
     if asked is None:
-        await answer_photo(message, update, context)
+        await answer_photo(message, update, context, admission=admission)
     elif asked.expires_at <= datetime.now(UTC):
-        await answer_photo(message, update, context, header=replies.SECOND_PHOTO_EXPIRED)
-    elif not await albums.answer_second_photo(message, update, context, asked):
-        await answer_photo(message, update, context)
+        expired = replies.SECOND_PHOTO_EXPIRED
+        await answer_photo(message, update, context, header=expired, admission=admission)
+    elif not await albums.answer_second_photo(message, update, context, asked, admission):
+        await answer_photo(message, update, context, admission=admission)
 
 
 async def group_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -94,14 +98,61 @@ async def answer_photo(
     update: Update,
     context: ContextTypes.DEFAULT_TYPE,
     header: str | None = None,
+    admission: Admission | None = None,
 ) -> None:
     """Download, identify, store and answer one photo message; `header` (a message id) goes
-    above the answer."""
+    above the answer; `admission`: the photo's place against the user's limit, when the caller
+    took it already."""
     svc = services(context)
     user = update.effective_user
-    admission = await svc.admit_photo(user)
+    if admission is None:
+        admission = await svc.admit_photo(user)
     t = user_translator(user, admission.language)
-    result = await identify_message(photo, admission, context)
+    mode = svc.backlog.arrive(svc.identifier.classifier.has_one_view)
+    if mode == Mode.NEXT_IN_LINE and admission.allowed:
+
+        async def in_turn() -> None:
+            try:
+                await answer_in_turn(photo, update, context, header, admission, t, mode)
+            except Exception as err:  # as PTB does for a handler: logged, an apology
+                await context.application.process_error(update, err)
+
+        svc.next_in_line.park(in_turn)  # first: the photo keeps its turn whatever comes next
+        await photo.reply_text(t(replies.NEXT_IN_LINE), do_quote=True)
+        return
+    await answer_in_turn(photo, update, context, header, admission, t, mode)
+
+
+async def answer_in_turn(
+    photo: Message,
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    header: str | None,
+    admission: Admission,
+    t: Translator,
+    mode: Mode,
+) -> None:
+    """answer_photo's work once the photo is counted in the backlog (and out once answered):
+    under overload, the one-view answer."""
+    svc = services(context)
+    try:
+        await identify_and_answer(photo, update, context, header, admission, t, mode)
+    finally:
+        svc.backlog.answered()
+
+
+async def identify_and_answer(
+    photo: Message,
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    header: str | None,
+    admission: Admission,
+    t: Translator,
+    mode: Mode,
+) -> None:
+    svc = services(context)
+    user = update.effective_user
+    result = await identify_message(photo, admission, context, one_view=mode != Mode.FOUR_VIEWS)
     if isinstance(result, replies.Refusal):
         text = replies.refusal(result, svc.settings.max_download_mb, t)
         if result.why == replies.Refused.RATE_LIMITED:
