@@ -6,6 +6,7 @@ name that prediction: a tap always belongs to the answer the user saw.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -110,15 +111,22 @@ async def answer_photo(
     t = user_translator(user, admission.language)
     mode = svc.backlog.arrive(svc.identifier.classifier.has_one_view)
     if mode == Mode.NEXT_IN_LINE and admission.allowed:
+        told = asyncio.Event()
 
         async def in_turn() -> None:
+            # Its turn may come while the reply still waits in the rate limiter: the answer
+            # never goes out before "next in line" (sent or failed).
+            await told.wait()
             try:
                 await answer_in_turn(photo, update, context, header, admission, t, mode)
             except Exception as err:  # as PTB does for a handler: logged, an apology
                 await context.application.process_error(update, err)
 
         svc.next_in_line.park(in_turn)  # first: the photo keeps its turn whatever comes next
-        await photo.reply_text(t(replies.NEXT_IN_LINE), do_quote=True)
+        try:
+            await photo.reply_text(t(replies.NEXT_IN_LINE), do_quote=True)
+        finally:
+            told.set()
         return
     await answer_in_turn(photo, update, context, header, admission, t, mode)
 
