@@ -12,6 +12,7 @@ measured on the other; training, the benchmarks and the tests all call `split_ha
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,29 +116,33 @@ def read_realworld(data: str | Path) -> RealWorld:
 
 def read_garden(data: str | Path) -> RealWorld:
     """garden_photos under `data`, in labels.csv order; its own `half` column cuts the halves."""
-    folder = Path(data) / GARDEN_PHOTOS
-    with (folder / "labels.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return RealWorld(
-        files=[f"{GARDEN_PHOTOS}/{row['file']}" for row in rows],
-        folders=np.array([row["folder"] for row in rows]),
-        oxford_class=np.array([int(row["oxford_class"]) for row in rows], dtype=np.int64),
-        is_flower=np.ones(len(rows), dtype=bool),
-        fitting=np.array([row["half"] == "fit" for row in rows]),
-        encoded=[(folder / row["file"]).read_bytes() for row in rows],
+    return _read_halved(
+        Path(data), GARDEN_PHOTOS, lambda row: row["folder"], lambda row: int(row["oxford_class"])
     )
 
 
 def read_unknown(data: str | Path) -> RealWorld:
-    """unknown_photos under `data`: a species outside the 102 (astilbe), one folder per species,
-    in labels.csv order; its own `half` column cuts the halves."""
-    folder = Path(data) / UNKNOWN_PHOTOS
+    """unknown_photos under `data`: a species outside the 102 (astilbe), in labels.csv order; its
+    own `half` column cuts the halves."""
+    return _read_halved(
+        Path(data), UNKNOWN_PHOTOS, lambda row: row["species"], lambda _: UNKNOWN_CLASS
+    )
+
+
+def _read_halved(
+    data: Path,
+    name: str,
+    folder_of: Callable[[dict[str, str]], str],
+    class_of: Callable[[dict[str, str]], int],
+) -> RealWorld:
+    """A set of flowers whose labels.csv names each photo's `file` and `half` (fit or measure)."""
+    folder = data / name
     with (folder / "labels.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     return RealWorld(
-        files=[f"{UNKNOWN_PHOTOS}/{row['file']}" for row in rows],
-        folders=np.array([row["species"] for row in rows]),
-        oxford_class=np.full(len(rows), UNKNOWN_CLASS, dtype=np.int64),
+        files=[f"{name}/{row['file']}" for row in rows],
+        folders=np.array([folder_of(row) for row in rows]),
+        oxford_class=np.array([class_of(row) for row in rows], dtype=np.int64),
         is_flower=np.ones(len(rows), dtype=bool),
         fitting=np.array([row["half"] == "fit" for row in rows]),
         encoded=[(folder / row["file"]).read_bytes() for row in rows],
