@@ -25,7 +25,7 @@ import skimage
 from conftest import SHIPPED_MODEL
 from fake_telegram import ask_an_identifier, handed_photo
 from sqlalchemy import select, update
-from test_albums import BROKEN, albums, photos_of
+from test_albums import ASTRONAUT, BROKEN, albums, photos_of
 from test_bot import (
     ADMIN,
     ALICE,
@@ -54,7 +54,6 @@ from model_training.classifier import FlowerClassifier
 from storage import IdentificationRequest, PendingQuestion, Photo
 
 pytestmark = pytest.mark.asyncio
-ASTRONAUT = Path(skimage.data.__file__).parent / "astronaut.png"
 BUTTON = "📷 Add a photo of the same plant"
 ASK = "🔎 Ask an identifier"  # offered too: the tests' settings have an admin to ask
 UNSURE_LINES = ("I am not sure", "a species I do not know yet")
