@@ -4,8 +4,8 @@ real-world measuring halves.
     python bench/one_view.py [--model DIR] [--data ../shared/data] [--cache-dir DIR] [--write]
 
 The one-view cuts are the model folder's (metadata thresholds, model_training/one_view.py); a
-folder without them gets them here from the real-world fitting halves (flower_photos with
-nonflower, and garden_photos), as training would compute them. Then on each measuring half, for
+folder without them gets them here from flower_photos' and nonflower's fitting halves, as
+training computes them. Then on each measuring half, for
 both answers: the share of photos called sure, sure and right, sure and wrong (a wrong species,
 a species the model lacks such as tulips, or a non-flower), and how often the one-view answer
 says something else than the four-view one (another verdict, or another species when both are
@@ -30,8 +30,8 @@ from model_training.defaults import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR
 from model_training.features import FeatureCache
 from model_training.one_view import (
     add_one_view_cuts,
-    one_view_cuts,
     one_view_position,
+    real_world_one_view_cuts,
     scores,
     sure_and_wrong,
     verdicts,
@@ -70,15 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cuts = {key: thresholds[key] for key in ONE_VIEW_KEYS}
         print(f"one-view cuts: the model folder's ({model.metadata.version})")
     else:
-        fitting = [photos.fitting for photos in sets.values()]
-        cuts = one_view_cuts(
-            model.head,
-            model.honesty,
-            thresholds,
-            np.concatenate([x[keep] for x, keep in zip(features.values(), fitting, strict=True)]),
-            np.concatenate([p.oxford_class[p.fitting] for p in sets.values()]),
-            np.concatenate([p.is_flower[p.fitting] for p in sets.values()]),
-            view,
+        calibrating = sets["flower_photos + nonflower"].fitting_half()
+        cuts = real_world_one_view_cuts(
+            model.head, model.honesty, thresholds, model.views, calibrating, cache
         )
         print(f"one-view cuts: fitted here on the fitting halves ({model.metadata.version})")
         if args.write:

@@ -29,6 +29,7 @@ from model_training.cuts import (
 from model_training.data import PhotoSet, read_split
 from model_training.evaluate import classification_metrics
 from model_training.features import FeatureCache, split_features
+from model_training.head import DenseHead
 from model_training.heldout import heldout_ids
 from model_training.honesty import (
     HonestyModel,
@@ -38,6 +39,7 @@ from model_training.honesty import (
 )
 from model_training.honesty import not_a_flower_cut as flower_log_odds_cut
 from model_training.model import FEATURE_DIM, head_probabilities
+from model_training.one_view import real_world_one_view_cuts
 from model_training.realworld import (
     FLOWER_PHOTOS,
     GARDEN_PHOTOS,
@@ -315,6 +317,11 @@ def train_product(
         cut_choice = choose_cuts(honesty_evidence(rows, fitted, n_classes, recipe, seed, real))
         thresholds["unsure_below"] = cut_choice.unsure_below
         thresholds["unknown_species_below"] = cut_choice.unknown_species_below
+        # The bot's answer under overload (bot/overload.py), as honest as these four-view cuts.
+        calibrating = read_realworld(folder).fitting_half()
+        thresholds |= real_world_one_view_cuts(
+            DenseHead.of(fitted.head), honesty, thresholds, recipe.serve_views, calibrating, cache
+        )
     report = classification_metrics(
         head_probabilities(fitted.head, rows.heldout.x), rows.heldout.y, names
     )
