@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=20)
     parser.add_argument("--samples-per-second", type=int, default=50)
     parser.add_argument("--samples-out", type=Path, help="keep py-spy's raw stacks (flamegraph.pl)")
+    parser.add_argument(
+        "--gil", action="store_true", help="only the thread holding the GIL: the serial part"
+    )
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
@@ -103,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench += [f"{args.rate:g}", "--seconds", f"{args.seconds:g}", "--drain", f"{args.drain:g}"]
         bench += ["--json", str(figures)]
         record = [spy, "record", "--rate", str(args.samples_per_second), "--format", "raw"]
+        record += ["--gil"] if args.gil else []
         spied = subprocess.run(
             [*record, "--output", str(raw), "--nonblocking", "--subprocesses", "--", *bench],
             capture_output=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import hashlib
 import hmac
 import html
@@ -729,12 +730,8 @@ class FakeTelegram:
         }
 
     def _photo_sizes(self, data: bytes) -> list[JSON]:
-        width, height, image = _decoded(data)
-        sizes = []
-        for side in (s for s in _THUMBNAIL_SIDES if s < max(width, height)):
-            scale = side / max(width, height)
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            sizes.append(self._photo_size(_thumbnail(image, size), *size))
+        width, height, thumbnails = _thumbnails(data)
+        sizes = [self._photo_size(thumbnail, *size) for thumbnail, size in thumbnails]
         sizes.append(self._photo_size(data, width, height))
         return sizes
 
@@ -1307,6 +1304,21 @@ def _inline_markup(markup: JSON | None) -> JSON | None:
 
 def _commands_key(scope: JSON | None, language_code: str) -> tuple[str, str]:
     return json.dumps(scope or {"type": "default"}, sort_keys=True), language_code
+
+
+# Telegram makes a photo's smaller sizes on its own servers, once per upload; the benchmarks send
+# the same few photos thousands of times, and decoding and resizing each again here took half
+# of this server's CPU, on the cores the bot under test runs on.
+@functools.lru_cache(maxsize=64)
+def _thumbnails(data: bytes) -> tuple[int, int, tuple[tuple[bytes, tuple[int, int]], ...]]:
+    """The photo's size and its smaller sizes (JPEG bytes, (width, height)), smallest first."""
+    width, height, image = _decoded(data)
+    thumbnails = []
+    for side in (s for s in _THUMBNAIL_SIDES if s < max(width, height)):
+        scale = side / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        thumbnails.append((_thumbnail(image, size), size))
+    return width, height, tuple(thumbnails)
 
 
 def _decoded(data: bytes) -> tuple[int, int, Image.Image | None]:
