@@ -130,7 +130,8 @@ def build_application(settings: Settings) -> Application:
     )
     # Photos told "next in line" go to the model two batches at a time.
     next_in_line = NextInLine(working=2 * settings.batch_size)
-    services = Services(settings, identifier, database, backlog, next_in_line)
+    limiter = RetryingRateLimiter()  # Telegram's flood limits; network errors retried
+    services = Services(settings, identifier, database, backlog, next_in_line, limiter)
     health = []
 
     async def post_init(app: Application) -> None:
@@ -160,7 +161,7 @@ def build_application(settings: Settings) -> Application:
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
-        .rate_limiter(RetryingRateLimiter())  # Telegram's flood limits; network errors retried
+        .rate_limiter(limiter)
         .concurrent_updates(True)  # photos from many chats reach the batcher together
         # Answers link each species to Wikipedia: no preview card under every answer.
         .defaults(Defaults(link_preview_options=LinkPreviewOptions(is_disabled=True)))

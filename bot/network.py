@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -18,11 +20,36 @@ from telegram.ext import AIORateLimiter
 log = logging.getLogger(__name__)
 
 
+# Telegram lets one bot send about 30 messages a second across its chats (PTB's default limit).
+MESSAGES_PER_SECOND = 30
+# Under overload a "next in line" reply is a message more a photo (bot/overload.py): only while
+# the bot asks for less than this many a second, so that replies and answers still fit the limit.
+ROOM_TO_REPLY_BELOW = 2 * MESSAGES_PER_SECOND // 3
+
+
 class RetryingRateLimiter(AIORateLimiter):
-    def __init__(self, network_retries: int = 3, backoff_seconds: float = 0.5) -> None:
-        super().__init__(max_retries=3)
+    def __init__(
+        self,
+        network_retries: int = 3,
+        backoff_seconds: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(overall_max_rate=MESSAGES_PER_SECOND, max_retries=3)
         self.network_retries = network_retries
         self.backoff_seconds = backoff_seconds
+        self.clock = clock
+        self._asked: deque[float] = deque()  # when each message of the last second was asked for
+
+    def messages_per_second(self) -> int:
+        """Requests to a chat (what Telegram's limit counts) asked for in the last second,
+        whether they went out yet or wait their turn here."""
+        now = self.clock()
+        while self._asked and self._asked[0] < now - 1:
+            self._asked.popleft()
+        return len(self._asked)
+
+    def room_to_reply(self) -> bool:
+        return self.messages_per_second() < ROOM_TO_REPLY_BELOW
 
     async def process_request(
         self,
@@ -33,6 +60,8 @@ class RetryingRateLimiter(AIORateLimiter):
         data: dict[str, Any],
         rate_limit_args: int | None,
     ) -> Any:
+        if data.get("chat_id") is not None:
+            self._asked.append(self.clock())
         for attempt in range(self.network_retries + 1):
             try:
                 return await super().process_request(

@@ -7,8 +7,9 @@ not wall time, so a quiet minute does not make the bot look slow, and a burst af
 by how fast the bot works). Beyond `one_view_after` seconds photos get the one-view answer (a
 quarter of the backbone's work, with cuts of its own: model_training/one_view.py); beyond
 `next_in_line_after`, a "many photos right now, yours is next in line" reply at once, and the
-answer when its turn comes (NextInLine). Nothing is dropped: every photo keeps its place in the
-queue, and a bot told to stop answers the photos it parked first.
+answer when its turn comes (NextInLine), unless Telegram's limit on the messages a bot sends is
+what holds the answers back: then a reply more would only slow them. Nothing is dropped: every
+photo keeps its place in the queue, and a bot told to stop answers the photos it parked first.
 """
 
 from __future__ import annotations
@@ -75,19 +76,24 @@ class Backlog:
         rate = self.rate()
         return 0.0 if not rate else self.in_hand / rate
 
-    def mode(self, one_view: bool) -> Mode:
+    def mode(self, one_view: bool, room_to_reply: bool = True) -> Mode:
         """What a photo arriving now gets; `one_view`: whether the model has a one-view answer
-        (without one, the next-in-line reply comes as soon as the wait is long)."""
+        (without one, the next-in-line reply comes as soon as the wait is long);
+        `room_to_reply`: whether Telegram's message limit leaves room for a "next in line"
+        reply (RetryingRateLimiter.room_to_reply). Without room the bot's messages are what
+        is slow: one more a photo would delay every answer, so the photo just waits its turn."""
         wait = self.expected_wait()
         if self.in_hand < MIN_BACKLOG or wait <= self.one_view_after:
             return Mode.FOUR_VIEWS
-        if one_view and wait <= self.next_in_line_after:
+        if one_view and (wait <= self.next_in_line_after or not room_to_reply):
             return Mode.ONE_VIEW
+        if not room_to_reply:
+            return Mode.FOUR_VIEWS
         return Mode.NEXT_IN_LINE
 
-    def arrive(self, one_view: bool) -> Mode:
+    def arrive(self, one_view: bool, room_to_reply: bool = True) -> Mode:
         """Count a photo in (until `answered`), and say what it gets."""
-        mode = self.mode(one_view)
+        mode = self.mode(one_view, room_to_reply)
         self._tick()
         self.in_hand += 1
         return mode

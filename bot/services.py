@@ -17,6 +17,7 @@ from telegram import User
 
 from bot.config import Settings
 from bot.inference import BatchingIdentifier
+from bot.network import RetryingRateLimiter
 from bot.overload import Backlog, NextInLine
 from storage import Database, PendingQuestion, ensure_user, take_photo_slot, take_question
 
@@ -42,6 +43,7 @@ class Services:
     database: Database
     backlog: Backlog
     next_in_line: NextInLine
+    limiter: RetryingRateLimiter  # the Bot API's rate limiter: how many messages go out
     # The retraining child process while one runs (bot/retraining.py).
     retrain_process: BaseProcess | None = None
 

@@ -14,8 +14,10 @@ from conftest import SHIPPED_MODEL
 from fake_telegram import FakeTelegram, polling
 from sqlalchemy import select
 
+from bot import network
 from bot.app import build_application
 from bot.config import Settings
+from bot.network import RetryingRateLimiter
 from bot.overload import Backlog, Mode, NextInLine
 from bot.replies import NEXT_IN_LINE
 from model_training.abstention import ONE_VIEW_KEYS, Verdict
@@ -64,6 +66,45 @@ def test_the_backlog_waits_on_the_rate_measured_while_busy() -> None:
     for _ in range(21):
         backlog.answered()
     assert backlog.in_hand == 0
+
+
+def test_without_room_for_more_messages_no_photo_is_told_next_in_line() -> None:
+    """When Telegram's message limit holds the answers back, a "next in line" reply would be
+    a message more a photo: the one-view answer (or the full one) in turn instead."""
+    clock = Clock()
+    backlog = Backlog(one_view_after=0.5, next_in_line_after=1.0, window=5.0, clock=clock)
+    for _ in range(40):
+        backlog.arrive(one_view=True)
+    for _ in range(10):  # 10 a second
+        clock.now += 0.1
+        backlog.answered()
+    assert backlog.expected_wait() == pytest.approx(3.0)
+    assert backlog.mode(one_view=True) == Mode.NEXT_IN_LINE
+    assert backlog.mode(one_view=True, room_to_reply=False) == Mode.ONE_VIEW
+    assert backlog.mode(one_view=False, room_to_reply=False) == Mode.FOUR_VIEWS
+
+
+@pytest.mark.asyncio
+async def test_the_rate_limiter_counts_the_messages_asked_for_in_the_last_second() -> None:
+    now = Clock()
+    limiter = RetryingRateLimiter(clock=now)
+    await limiter.initialize()
+
+    async def send() -> bool:
+        return True
+
+    async def ask(data: dict) -> None:
+        assert await limiter.process_request(send, (), {}, "sendMessage", data, None)
+
+    for _ in range(network.ROOM_TO_REPLY_BELOW - 1):
+        await ask({"chat_id": 7, "text": "an answer"})
+    await ask({"file_id": "x"})  # getFile: no chat, not counted by Telegram's limit
+    assert limiter.messages_per_second() == network.ROOM_TO_REPLY_BELOW - 1
+    assert limiter.room_to_reply()
+    await ask({"chat_id": 8, "text": "an answer"})
+    assert not limiter.room_to_reply()
+    now.now += 1.01
+    assert limiter.messages_per_second() == 0 and limiter.room_to_reply()
 
 
 def test_few_photos_in_hand_are_no_overload() -> None:

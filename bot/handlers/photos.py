@@ -109,7 +109,7 @@ async def answer_photo(
     if admission is None:
         admission = await svc.admit_photo(user)
     t = user_translator(user, admission.language)
-    mode = svc.backlog.arrive(svc.identifier.classifier.has_one_view)
+    mode = svc.backlog.arrive(svc.identifier.classifier.has_one_view, svc.limiter.room_to_reply())
     if mode == Mode.NEXT_IN_LINE and admission.allowed:
         told = asyncio.Event()
 
