@@ -162,6 +162,11 @@ def build_application(settings: Settings) -> Application:
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
         .rate_limiter(limiter)
+        # httpcore checks every idle connection of its pool before each request: with PTB's
+        # 256, a backlog of photos made every call slower (docs/production.md, "Under
+        # overload"). 16 connections, and requests wait for one rather than failing after 1 s.
+        .connection_pool_size(16)
+        .pool_timeout(60)
         .concurrent_updates(True)  # photos from many chats reach the batcher together
         # Answers link each species to Wikipedia: no preview card under every answer.
         .defaults(Defaults(link_preview_options=LinkPreviewOptions(is_disabled=True)))

@@ -10,6 +10,7 @@ model they started with.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from model_training.classifier import Answer, FlowerClassifier
@@ -29,6 +30,10 @@ class BatchingIdentifier:
         self.batch_size = batch_size
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        # The model's own thread: in asyncio's shared pool a batch queued behind every photo's
+        # decode and database work, so the more photos were waiting, the longer the model sat
+        # idle between batches (under overload the bot answered fewer photos a second).
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="batching-identifier")
@@ -37,6 +42,7 @@ class BatchingIdentifier:
         if self._worker:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
+        self._model_thread.shutdown(wait=False)
 
     def swap(self, classifier: FlowerClassifier) -> None:
         """Serve a new model from the next batch on."""
@@ -68,13 +74,15 @@ class BatchingIdentifier:
                 if requests:
                     await self._answer(classifier, requests, one_view)
 
-    @staticmethod
     async def _answer(
-        classifier: FlowerClassifier, requests: list[_Request], one_view: bool
+        self, classifier: FlowerClassifier, requests: list[_Request], one_view: bool
     ) -> None:
         photos = [r.photo for r in requests]
+        loop = asyncio.get_running_loop()
         try:
-            answers = await asyncio.to_thread(classifier.answers, photos, one_view)
+            answers = await loop.run_in_executor(
+                self._model_thread, classifier.answers, photos, one_view
+            )
         except Exception as err:  # hand the failure to every waiting handler
             for request in requests:
                 if not request.done.done():

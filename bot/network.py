@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 # Telegram lets one bot send about 30 messages a second across its chats (PTB's default limit).
 MESSAGES_PER_SECOND = 30
 # Under overload a "next in line" reply is a message more a photo (bot/overload.py): only while
-# the bot asks for less than this many a second, so that replies and answers still fit the limit.
+# the bot asks for less than this many a second, so that replies and answers still fit the limit,
+# counted over a few seconds: a second's dip at 30 photos/s let replies through that then
+# delayed every answer queued at the limit.
 ROOM_TO_REPLY_BELOW = 2 * MESSAGES_PER_SECOND // 3
+MESSAGES_WINDOW_SECONDS = 5
 
 
 class RetryingRateLimiter(AIORateLimiter):
@@ -38,15 +41,15 @@ class RetryingRateLimiter(AIORateLimiter):
         self.network_retries = network_retries
         self.backoff_seconds = backoff_seconds
         self.clock = clock
-        self._asked: deque[float] = deque()  # when each message of the last second was asked for
+        self._asked: deque[float] = deque()  # when each message of the window was asked for
 
-    def messages_per_second(self) -> int:
-        """Requests to a chat (what Telegram's limit counts) asked for in the last second,
-        whether they went out yet or wait their turn here."""
+    def messages_per_second(self) -> float:
+        """Requests to a chat (what Telegram's limit counts) asked for a second, over the last
+        MESSAGES_WINDOW_SECONDS, whether they went out yet or wait their turn here."""
         now = self.clock()
-        while self._asked and self._asked[0] < now - 1:
+        while self._asked and self._asked[0] < now - MESSAGES_WINDOW_SECONDS:
             self._asked.popleft()
-        return len(self._asked)
+        return len(self._asked) / MESSAGES_WINDOW_SECONDS
 
     def room_to_reply(self) -> bool:
         return self.messages_per_second() < ROOM_TO_REPLY_BELOW

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from typing import TypeVar
@@ -46,6 +47,14 @@ class Services:
     limiter: RetryingRateLimiter  # the Bot API's rate limiter: how many messages go out
     # The retraining child process while one runs (bot/retraining.py).
     retrain_process: BaseProcess | None = None
+    # The database's own threads, so that its work never queues behind photos' decoding in
+    # asyncio's shared pool. SQLite writes one transaction at a time (the others sleep in its
+    # busy handler and retry): one thread. A server database: a few.
+    _db_threads: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        sqlite = self.database.url.get_backend_name() == "sqlite"
+        self._db_threads = ThreadPoolExecutor(1 if sqlite else 4, thread_name_prefix="database")
 
     @property
     def species(self) -> list[str]:
@@ -74,7 +83,7 @@ class Services:
             with self.database.session() as session:
                 return work(session)
 
-        return await asyncio.to_thread(in_session)
+        return await asyncio.get_running_loop().run_in_executor(self._db_threads, in_session)
 
 
 def jpeg_bytes(image: np.ndarray) -> bytes:
