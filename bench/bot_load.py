@@ -4,6 +4,7 @@
     python bench/bot_load.py --open-loop 10,20,30 [--seconds 60] [--drain 30] [--seed 0]
     python bench/bot_load.py --memory-check [--memory-rate 10]
     python bench/bot_load.py --capacity [--users 40] [--seconds 20] [--rounds 2] [--baseline DIR]
+                             [--one-view]
 
 Runs the real bot (python-telegram-bot, the shipped model, SQLite) against the test suite's fake
 Bot API server on 127.0.0.1 (the `fake_telegram` package under tests/, which `pip install -e .`
@@ -29,7 +30,9 @@ sends a photo from a new user, waits for the answer, sends the next); photos/s o
 ratio, the share of the model's ceiling the bot reaches; and the CPU time a photo of each (the
 bot process's, all threads) and their ratio, which a shared machine's load moves much less.
 With --baseline DIR (another checkout, e.g. `git archive COMMIT | tar -x -C DIR`; may be given
-more than once) its bot runs in the same turns, that checkout first on PYTHONPATH.
+more than once) its bot runs in the same turns, that checkout first on PYTHONPATH. With
+--one-view every bot gives the one-view answer to each photo it has queued (the model alone
+still measures four views).
 
 --memory-check: 1,000 photos in the open loop at --memory-rate; the bot process's resident
 memory once 100 were answered and once all 1,000 were, and their ratio (a leak shows as a ratio
@@ -299,7 +302,8 @@ async def closed_loop(
     (and never against the per-user limit)."""
     # The bot at full work: never the one-view answer (unless `one_view`: then whenever it has
     # photos queued) nor "next in line" (a reply, not an answer), which would flatter it.
-    never = {"one_view_after_seconds": "0" if one_view else "1e9", "next_in_line_after_seconds": "1e9"}
+    one_view_after = "0" if one_view else "1e9"
+    never = {"one_view_after_seconds": one_view_after, "next_in_line_after_seconds": "1e9"}
     async with bot_process_on_fake_telegram(checkout, **never) as (tg, bot):
         replies = Replies(tg)
         waiting: dict[int, asyncio.Event] = {}  # user -> set once their answer came
@@ -363,7 +367,12 @@ def model_ceiling(seconds: float) -> dict[str, float]:
 
 
 def capacity(
-    checkouts: dict[str, Path], users: int, seconds: float, rounds: int, photos: list[bytes]
+    checkouts: dict[str, Path],
+    users: int,
+    seconds: float,
+    rounds: int,
+    photos: list[bytes],
+    one_view: bool = False,
 ) -> str:
     """Each checkout's bot under the closed loop, each right after a measure of the model
     alone, in turns; a table of the medians over the rounds. Throughput swings with the load
@@ -372,7 +381,8 @@ def capacity(
     for _ in range(rounds):
         for name, checkout in checkouts.items():
             model = model_ceiling(min(seconds, 10))
-            bot, bot_cpu, bench_cpu = asyncio.run(closed_loop(checkout, users, seconds, photos))
+            loop = closed_loop(checkout, users, seconds, photos, one_view)
+            bot, bot_cpu, bench_cpu = asyncio.run(loop)
             runs[name].append((bot, model["photos/s"], bot_cpu, model["cpu ms"], bench_cpu))
     lines = [
         f"closed loop: {users} users, {seconds:g} s a run, medians of {rounds} rounds\n",
@@ -438,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--baseline", type=Path, action="append", help="capacity: another checkout, in turns"
     )
+    parser.add_argument(
+        "--one-view", action="store_true", help="capacity: the one-view answer for every photo"
+    )
     parser.add_argument("--memory-check", action="store_true", help="RSS at 100 vs 1,000 photos")
     parser.add_argument("--memory-rate", type=float, default=10, help="memory check: photos/s")
     parser.add_argument(
@@ -452,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkouts = {str(path): path.resolve() for path in args.baseline or []}
         checkouts["this checkout"] = ROOT
         load_before = os.getloadavg()
-        print(capacity(checkouts, args.users, args.seconds, args.rounds, photos))
+        print(capacity(checkouts, args.users, args.seconds, args.rounds, photos, args.one_view))
         print(f"\nload average (1, 5, 15 min) before: {load_before}, after: {os.getloadavg()}")
         return 0
     if args.open_loop or args.memory_check:

@@ -39,3 +39,21 @@ def test_the_memory_line_reads_the_two_checkpoints() -> None:
     line = bench.memory_line(result | {"rate": 10.0})
     assert "200 MB after 100" in line and "210 MB after 1,000" in line
     assert "ratio 1.050" in line and "1000 of 1000 answered" in line
+
+
+def test_the_capacity_run_compares_the_bot_with_the_model_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--capacity at a small scale: the bot in a closed loop beside the model path alone, and
+    the CPU each spends a photo; the full run is `python bench/bot_load.py --capacity`."""
+    bench = load_bench("bot_load")
+    args = ["--capacity", "--users", "4", "--seconds", "3", "--rounds", "1", "--one-view"]
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    row = re.search(r"^\| this checkout \|(.+)\|$", out, re.MULTILINE)
+    assert row is not None, out
+    cells = [cell.strip() for cell in row.group(1).split("|")]
+    bot, model, ratio, bot_cpu, model_cpu, cpu_ratio, bench_cpu = cells
+    assert min(float(figure) for figure in (bot, model, bot_cpu, model_cpu, bench_cpu)) > 0
+    assert float(ratio) == pytest.approx(float(bot) / float(model), abs=0.01)
+    assert float(cpu_ratio) == pytest.approx(float(model_cpu) / float(bot_cpu), abs=0.02)
