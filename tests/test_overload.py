@@ -204,6 +204,8 @@ def test_one_view_cuts_are_no_less_strict_and_no_less_honest(calibration, one_vi
     wrong_four = sure_and_wrong(sure_four, four[0], labels)
     wrong_one = sure_and_wrong(sure_one, one[0], labels)
     assert wrong_one <= wrong_four
+    # and a "sure" of one view is wrong no more often than one of four views
+    assert wrong_one * sure_four.mean() <= wrong_four * sure_one.mean() + 1e-12
 
 
 def test_the_one_view_answer_uses_one_view_and_its_own_cuts(sample_photos, one_view_model):
