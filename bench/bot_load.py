@@ -96,8 +96,13 @@ async def bot_on_fake_telegram(
             yield tg, bot_settings
 
 
+# The bot at full work: the one-view answer and "next in line" would flatter a slower mode.
+FULL_WORK = {"one_view_after_seconds": 1e9, "next_in_line_after_seconds": 1e9}
+
+
 async def one_run(batch_size: int, users: int, per_user: int, photos: list[bytes]) -> dict:
-    running = bot_on_fake_telegram(photos_per_minute=per_user + 1, batch_size=batch_size)
+    limit = per_user + 1
+    running = bot_on_fake_telegram(photos_per_minute=limit, batch_size=batch_size, **FULL_WORK)
     async with running as (tg, settings):
         latencies: list[float] = []
         start = time.monotonic()  # the fake server's clock
@@ -300,11 +305,11 @@ async def closed_loop(
     flight for `seconds`, the bot's CPU milliseconds a photo, and this process's (the fake Bot
     API and the senders, on the same cores); each photo from a new user, as in the open loop
     (and never against the per-user limit)."""
-    # The bot at full work: never the one-view answer (unless `one_view`: then whenever it has
-    # photos queued) nor "next in line" (a reply, not an answer), which would flatter it.
-    one_view_after = "0" if one_view else "1e9"
-    never = {"one_view_after_seconds": one_view_after, "next_in_line_after_seconds": "1e9"}
-    async with bot_process_on_fake_telegram(checkout, **never) as (tg, bot):
+    # FULL_WORK, or with `one_view` the one-view answer whenever the bot has photos queued.
+    work = {name: str(value) for name, value in FULL_WORK.items()}
+    if one_view:
+        work["one_view_after_seconds"] = "0"
+    async with bot_process_on_fake_telegram(checkout, **work) as (tg, bot):
         replies = Replies(tg)
         waiting: dict[int, asyncio.Event] = {}  # user -> set once their answer came
         deadline = time.monotonic() + seconds
