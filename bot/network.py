@@ -45,11 +45,15 @@ class RetryingRateLimiter(AIORateLimiter):
 
     def messages_per_second(self) -> float:
         """Requests to a chat (what Telegram's limit counts) asked for a second, over the last
-        MESSAGES_WINDOW_SECONDS, whether they went out yet or wait their turn here."""
+        MESSAGES_WINDOW_SECONDS (or since the first of them, at least a second: a burst into a
+        quiet bot is not spread over the quiet), whether they went out yet or wait their turn
+        here."""
         now = self.clock()
         while self._asked and self._asked[0] < now - MESSAGES_WINDOW_SECONDS:
             self._asked.popleft()
-        return len(self._asked) / MESSAGES_WINDOW_SECONDS
+        if not self._asked:
+            return 0.0
+        return len(self._asked) / max(1.0, now - self._asked[0])
 
     def room_to_reply(self) -> bool:
         return self.messages_per_second() < ROOM_TO_REPLY_BELOW
