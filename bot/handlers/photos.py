@@ -144,31 +144,18 @@ async def answer_in_turn(
     under overload, the one-view answer."""
     svc = services(context)
     try:
-        await identify_and_answer(photo, update, context, header, admission, t, mode)
+        one_view = mode != Mode.FOUR_VIEWS
+        result = await identify_message(photo, admission, context, one_view=one_view)
+        if isinstance(result, replies.Refusal):
+            text = replies.refusal(result, svc.settings.max_download_mb, t)
+            if result.why == replies.Refused.RATE_LIMITED:
+                await update.effective_message.reply_text(text)
+            else:
+                await photo.reply_text(text, do_quote=True)
+            return
+        await answer_identified(svc, update.effective_user, result, t, header=header)
     finally:
         svc.backlog.answered()
-
-
-async def identify_and_answer(
-    photo: Message,
-    update: Update,
-    context: ContextTypes.DEFAULT_TYPE,
-    header: str | None,
-    admission: Admission,
-    t: Translator,
-    mode: Mode,
-) -> None:
-    svc = services(context)
-    user = update.effective_user
-    result = await identify_message(photo, admission, context, one_view=mode != Mode.FOUR_VIEWS)
-    if isinstance(result, replies.Refusal):
-        text = replies.refusal(result, svc.settings.max_download_mb, t)
-        if result.why == replies.Refused.RATE_LIMITED:
-            await update.effective_message.reply_text(text)
-        else:
-            await photo.reply_text(text, do_quote=True)
-        return
-    await answer_identified(svc, user, result, t, header=header)
 
 
 async def repeat_last_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
