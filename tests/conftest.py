@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from fake_telegram import FakeTelegram
 from sqlalchemy import create_engine, make_url, text
 
 from model_training import defaults
@@ -28,6 +29,8 @@ SHIPPED_MODEL = defaults.SHIPPED_MODEL_DIR
 # A PostgreSQL server the storage tests may create databases on (.ci/postgres.sh starts one).
 POSTGRES_URL = os.environ.get("FLOWERBOT_TEST_POSTGRES_URL")
 WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+# The bot under test's token, as the fake Bot API (`tg`) knows it.
+TOKEN = "123456:" + "A" * 35
 
 os.environ.setdefault("KERAS_HOME", str(ROOT / ".cache" / "keras"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -86,6 +89,13 @@ def db(url: str) -> Iterator[Database]:
     database.upgrade()
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def tg() -> Iterator[FakeTelegram]:
+    """The fake Bot API server, for TOKEN's bot."""
+    with FakeTelegram(token=TOKEN) as server:
+        yield server
 
 
 def load_bench(name: str) -> ModuleType:

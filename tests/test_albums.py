@@ -32,7 +32,6 @@ from test_bot import (
     species_buttons,
     tap,
     text_reply,
-    tg,
 )
 
 from model_training.albums import CHOSEN, album_answer, combine

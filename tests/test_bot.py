@@ -10,7 +10,7 @@ import asyncio
 import io
 import json
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 import skimage
-from conftest import SHIPPED_MODEL
+from conftest import SHIPPED_MODEL, TOKEN
 from fake_telegram import (
     FakeTelegram,
     answer_to_photo,
@@ -46,7 +46,6 @@ from storage import Database, Feedback, ModelStatus, Photo, Prediction, add_vers
 
 pytestmark = pytest.mark.asyncio
 
-TOKEN = "123456:" + "A" * 35
 ADMIN, ALICE, BOB = 1001, 42, 43
 GROUP = -500
 SHIPPED_VERSION = json.loads((SHIPPED_MODEL / "metadata.json").read_text())["version"]
@@ -88,12 +87,6 @@ class Handled:
                 return
             await asyncio.sleep(0.02)
         raise AssertionError(f"the bot did not finish with {key} within {timeout}s")
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram(token=TOKEN) as server:
-        yield server
 
 
 def settings_for(tg: FakeTelegram, db_path: Path, **overrides: object) -> Settings:

@@ -36,7 +36,6 @@ from test_bot import (
     species_buttons,
     stopped,
     tap,
-    tg,  # noqa: F401
 )
 from test_cli import flowerbot
 

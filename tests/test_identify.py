@@ -39,7 +39,6 @@ from test_bot import (
     sent_html,
     settings_for,
     stopped,
-    tg,
 )
 from test_taps import alert, forged
 

@@ -14,7 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -66,12 +66,6 @@ from storage import (
 )
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram(token=TOKEN) as server:
-        yield server
 
 
 @pytest.fixture

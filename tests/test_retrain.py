@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,12 +62,6 @@ RETRAIN_TIMEOUT = 900
 FIRST_HELD_OUT = next(i for i in range(1, 100) if held_out(i))  # photo 9
 EARLIER = "oxford102-earlier"
 PERCENT_WITH_INTERVAL = r"\d+\.\d% \(\d+\.\d% to \d+\.\d%\)"
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram(token=TOKEN) as server:
-        yield server
 
 
 def retrain_settings(tg: FakeTelegram, tmp_path: Path, **overrides: object) -> Settings:

@@ -45,7 +45,6 @@ from test_bot import (
     settings_for,
     stopped,
     tap,
-    tg,
 )
 
 from bot import callbacks

@@ -29,7 +29,6 @@ from test_bot import (
     reply_to,
     species_buttons,
     tap,
-    tg,
 )
 
 from bot import callbacks

@@ -48,12 +48,6 @@ SECOND_PHOTO = "📷 Add a photo of the same plant"
 
 
 @pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
 def db(tmp_path: Path) -> Path:  # the bot's SQLite file (conftest's `db` is a Database)
     return tmp_path / "bot.sqlite"
 

@@ -24,7 +24,7 @@ from PIL import Image
 from sqlalchemy import select
 from test_bot import ALICE, count, feedback_rows, in_db
 from test_web import RESULTS, exported_model, needs_browser
-from test_webapp import OTHER_BOT, db, port, tg, webapp_bot
+from test_webapp import OTHER_BOT, db, port, webapp_bot
 
 from storage import Photo, Prediction, WebAppSend
 from web.browser import camera_frame, launch_options, write_y4m
