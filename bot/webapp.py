@@ -86,16 +86,21 @@ class WebAppPhotoHandler(tornado.web.RequestHandler):
             if prediction_id is None:
                 return self.reply(409, error=BEING_ANSWERED)
             return self.reply(200, status="answered", duplicate=True)
-        answered = False
+        code, body = 500, {}
         try:
-            answered = await self.answer(user, photos[0].body, page, send_id)
+            code, body = await self.answer(user, photos[0].body, page, send_id)
         finally:
-            if not answered:  # refused or failed: the key is free again unless it was stored
+            # Refused or failed: the key is free again unless it was stored, before the page
+            # hears back, so that the page's next try finds it free.
+            if code != 200:
                 await self.svc.db(lambda s: release_send(s, send_id))
+        self.reply(code, **body)
 
-    async def answer(self, user: User, data: bytes, page: dict[str, Any], send_id: int) -> bool:
-        """The photo identified, stored and answered in the user's chat (True), or the reason
-        why not written to the page."""
+    async def answer(
+        self, user: User, data: bytes, page: dict[str, Any], send_id: int
+    ) -> tuple[int, dict[str, object]]:
+        """The photo identified, stored and answered in the user's chat (200), or the status and
+        the reason why not, for the page."""
         admission = await self.svc.admit_photo(user)
         t = user_translator(user, admission.language)
         max_mb = self.svc.settings.max_download_mb
@@ -112,8 +117,7 @@ class WebAppPhotoHandler(tornado.web.RequestHandler):
                 refusal = identified
         if refusal is not None:
             status = {replies.Refused.RATE_LIMITED: 429, replies.Refused.TOO_LARGE: 413}
-            self.reply(status.get(refusal.why, 422), error=replies.refusal(refusal, max_mb, t))
-            return False
+            return status.get(refusal.why, 422), {"error": replies.refusal(refusal, max_mb, t)}
         answer, latency_ms = identified
         compare_with_page(answer, page, user.id)
         try:
@@ -121,8 +125,7 @@ class WebAppPhotoHandler(tornado.web.RequestHandler):
             sent = await self.bot.send_photo(user.id, jpeg_bytes(answer.image))
         except (Forbidden, BadRequest) as err:  # the user never started the bot, or blocked it
             log.info("camera page photo of user %s not answered: %s", user.id, err)
-            self.reply(403, error=CHAT_CLOSED)
-            return False
+            return 403, {"error": CHAT_CLOSED}
         await answer_identified(
             self.svc,
             user,
@@ -130,8 +133,7 @@ class WebAppPhotoHandler(tornado.web.RequestHandler):
             t,
             also_store=lambda session, prediction_id: send_stored(session, send_id, prediction_id),
         )
-        self.reply(200, status="answered", duplicate=False, verdict=answer.verdict.value)
-        return True
+        return 200, {"status": "answered", "duplicate": False, "verdict": answer.verdict.value}
 
     def reply(self, code: int, **body: object) -> None:
         self.set_status(code)
