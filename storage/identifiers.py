@@ -162,7 +162,12 @@ def claim_next(
                 IdentificationRequest.confirmed_at.is_(None),
                 free,
             )
-            .values(claimed_by=identifier_id, claim_expires_at=now + CLAIM_EXPIRES),
+            # No message yet: the photo is being sent (see handed_as).
+            .values(
+                claimed_by=identifier_id,
+                claim_expires_at=now + CLAIM_EXPIRES,
+                claim_message_id=None,
+            ),
         )
         if taken:
             session.refresh(candidate)
@@ -170,9 +175,14 @@ def claim_next(
     return None
 
 
-def handed_as(session: Session, request_id: int, identifier_id: int, message_id: int) -> None:
+def handed_as(
+    session: Session, request_id: int, identifier_id: int, message_id: int | None
+) -> None:
     """The message (in the identifier's private chat) whose buttons answer their claim: the
-    photo, later the confirmation of a typed name. Taps count only from there."""
+    photo, later the offer of names for a typed name. Taps count only from there, once it is
+    stored; None while it is being sent, when a tap from the identifier's own chat counts (the
+    bot handles updates concurrently, so a quick tap can come before the message id is
+    stored)."""
     _rowcount(
         session,
         update(IdentificationRequest)
@@ -187,12 +197,13 @@ def handed_as(session: Session, request_id: int, identifier_id: int, message_id:
 def held_by(
     session: Session, request_id: int, identifier_id: int, message_id: int
 ) -> IdentificationRequest | None:
-    """The waiting photo, if this identifier holds it and the tap comes from its message."""
+    """The waiting photo, if this identifier holds it and the tap comes from its message (or
+    that message is being sent: see handed_as)."""
     request = session.get(IdentificationRequest, request_id)
     if request is None or request.confirmed_at is not None:
         return None
-    mine = (request.claimed_by, request.claim_message_id) == (identifier_id, message_id)
-    return request if mine else None
+    mine = request.claimed_by == identifier_id
+    return request if mine and request.claim_message_id in (None, message_id) else None
 
 
 def claim_of(session: Session, identifier_id: int) -> IdentificationRequest | None:
@@ -234,7 +245,10 @@ def record_identification(
         .where(
             IdentificationRequest.id == request_id,
             IdentificationRequest.claimed_by == identifier_id,
-            IdentificationRequest.claim_message_id == message_id,
+            or_(
+                IdentificationRequest.claim_message_id == message_id,
+                IdentificationRequest.claim_message_id.is_(None),  # being sent: see handed_as
+            ),
             IdentificationRequest.confirmed_at.is_(None),
         )
         .values(claimed_by=None, claim_expires_at=None, claim_message_id=None),

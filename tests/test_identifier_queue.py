@@ -136,6 +136,26 @@ def test_taps_count_only_from_the_message_and_identifier_it_was_handed_to(db: Da
     assert hand(db, CARA, 101) == other  # never the same photo twice
 
 
+def test_a_tap_before_the_message_is_stored_counts_from_the_holder_only(db: Database) -> None:
+    """The bot handles updates concurrently: a tap on the handed photo can come before its
+    message id is stored. It counts from the identifier who holds the photo, whatever the
+    message, until the message is stored; a claim taken over from an expired one starts so."""
+    request_id = asked(db, ALICE, 1, 3)
+    with db.session() as session:
+        claim_next(session, CARA, NOW)
+        assert held_by(session, request_id, CARA, 100) is not None
+        assert held_by(session, request_id, DAN, 100) is None
+    assert say(db, request_id, DAN, 100, ROSE) == Outcome.NOT_HANDED
+    assert say(db, request_id, CARA, 100, ROSE) == Outcome.RECORDED
+    with db.session() as session:
+        claim_next(session, DAN, NOW)
+        handed_as(session, request_id, DAN, 300)
+        later = claim_next(session, EVE, NOW + CLAIM_EXPIRES + timedelta(seconds=1))
+        assert later is not None and later.claim_message_id is None
+    assert say(db, request_id, DAN, 300, ROSE) == Outcome.NOT_HANDED  # no longer his
+    assert say(db, request_id, EVE, 500, LILY) == Outcome.RECORDED
+
+
 def test_two_agreeing_identifiers_confirm_and_the_first_is_the_labeller(db: Database) -> None:
     request_id = asked(db, ALICE, 1, 3, 5, age=90)
     assert hand(db, CARA, 100) == request_id

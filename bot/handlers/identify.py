@@ -226,12 +226,19 @@ async def typed_name(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Tran
     be; the buttons come in a new message, which then carries the claim."""
     svc = services(context)
     user_id = update.effective_user.id
-    request = await svc.db(lambda s: claim_of(s, user_id))
-    if request is None:
-        await svc.db(lambda s: close_question(s, user_id))
+
+    def moving(session: Session) -> int | None:
+        request = claim_of(session, user_id)
+        if request is None:
+            close_question(session, user_id)
+            return None
+        handed_as(session, request.id, user_id, None)  # the buttons move to the offer
+        return request.id
+
+    request_id = await svc.db(moving)
+    if request_id is None:
         await update.effective_message.reply_text(t(replies.NOTHING_HELD))
         return
-    request_id = request.id
     sent = await offer_names(
         update,
         context,
