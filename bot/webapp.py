@@ -86,7 +86,7 @@ class WebAppPhotoHandler(tornado.web.RequestHandler):
             if prediction_id is None:
                 return self.reply(409, error=BEING_ANSWERED)
             return self.reply(200, status="answered", duplicate=True)
-        code, body = 500, {}
+        code, body = 500, {}  # kept if answer() raises: tornado answers 500 (write_error)
         try:
             code, body = await self.answer(user, photos[0].body, page, send_id)
         finally:
