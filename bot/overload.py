@@ -85,10 +85,10 @@ class Backlog:
         wait = self.expected_wait()
         if self.in_hand < MIN_BACKLOG or wait <= self.one_view_after:
             return Mode.FOUR_VIEWS
-        if one_view and (wait <= self.next_in_line_after or not room_to_reply):
-            return Mode.ONE_VIEW
         if not room_to_reply:
-            return Mode.FOUR_VIEWS
+            return Mode.ONE_VIEW if one_view else Mode.FOUR_VIEWS
+        if one_view and wait <= self.next_in_line_after:
+            return Mode.ONE_VIEW
         return Mode.NEXT_IN_LINE
 
     def arrive(self, one_view: bool, room_to_reply: bool = True) -> Mode:
