@@ -161,7 +161,7 @@ def build_application(settings: Settings) -> Application:
         for server in health:
             server.stop()
         await identifier.stop()
-        database.dispose()
+        services.close()
 
     app = (
         Application.builder()

@@ -41,7 +41,10 @@ class RetryingRateLimiter(AIORateLimiter):
         self.network_retries = network_retries
         self.backoff_seconds = backoff_seconds
         self.clock = clock
-        self._asked: deque[float] = deque()  # when each message of the window was asked for
+        # When each message of the window was asked for. Trimmed when read (once a photo), so
+        # bounded for a bot that sends without photos coming in: a full deque means more than
+        # the limit a second over the window, whose oldest entries it then need not keep.
+        self._asked: deque[float] = deque(maxlen=2 * MESSAGES_PER_SECOND * MESSAGES_WINDOW_SECONDS)
 
     def messages_per_second(self) -> float:
         """Requests to a chat (what Telegram's limit counts) asked for a second, over the last

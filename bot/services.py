@@ -56,6 +56,11 @@ class Services:
         sqlite = self.database.url.get_backend_name() == "sqlite"
         self._db_threads = ThreadPoolExecutor(1 if sqlite else 4, thread_name_prefix="database")
 
+    def close(self) -> None:
+        """After the last update: the database's threads, then its connections."""
+        self._db_threads.shutdown()
+        self.database.dispose()
+
     @property
     def species(self) -> list[str]:
         return self.identifier.classifier.class_names
